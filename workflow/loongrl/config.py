@@ -1,0 +1,123 @@
+"""Config loading and validation.
+
+The JSON schema (workflow/schemas/config.schema.yaml) catches wrong keys and types; ``check_semantics`` catches
+combinations a schema cannot express (a keep band wider than n, a training length that is not built, ...). Both
+report the dotted key so a user can find the line in config.yaml.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names every offending key."""
+
+
+def _dotted(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def schema_errors(config: dict[str, Any]) -> list[str]:
+    """Every schema violation as ``config key 'a.b': message``."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    messages = []
+    for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        key = _dotted(err.absolute_path)
+        if err.validator == "additionalProperties":
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            for name in extra:
+                full = f"{key}.{name}" if err.absolute_path else name
+                messages.append(f"config key '{full}': unknown key (allowed: {sorted(err.schema['properties'])})")
+            continue
+        messages.append(f"config key '{key}': {err.message}")
+    return messages
+
+
+def check_semantics(config: dict[str, Any]) -> list[str]:
+    """Cross-key checks the schema cannot express."""
+    msgs = []
+    f = config["filter"]
+    if not f["keep_min"] <= f["keep_max"] <= f["n"]:
+        msgs.append(
+            f"config key 'filter.keep_max': keep band [{f['keep_min']}, {f['keep_max']}] must satisfy "
+            f"keep_min <= keep_max <= filter.n ({f['n']})"
+        )
+    fill = config["fill"]
+    if fill["train_length"] not in fill["lengths"]:
+        msgs.append(f"config key 'fill.train_length': {fill['train_length']} is not in fill.lengths {fill['lengths']}")
+    for length in fill["lengths"]:
+        if length <= fill["generation_reserve"]:
+            msgs.append(f"config key 'fill.lengths': {length} leaves no room after generation_reserve")
+    datasets = set(config["raw_qa"]["datasets"])
+    for kind in ("keychain", "plain_qa"):
+        for ds, count in config["mixture"]["counts"][kind].items():
+            if ds not in datasets and count:
+                msgs.append(f"config key 'mixture.counts.{kind}.{ds}': dataset not in raw_qa.datasets")
+    split_key = {"keychain": "keychain_questions", "plain_qa": "plain_questions"}
+    for kind, key in split_key.items():
+        for ds, count in config["mixture"]["counts"][kind].items():
+            if count > config["split"][key]:
+                msgs.append(
+                    f"config key 'mixture.counts.{kind}.{ds}': {count} rows asked but split.{key} is "
+                    f"{config['split'][key]}"
+                )
+    raw = config["raw_qa"]
+    section = "downloads" if raw["source"] == "download" else "local_files"
+    for ds in raw["datasets"]:
+        if ds not in raw.get(section, {}):
+            msgs.append(f"config key 'raw_qa.{section}.{ds}': missing for raw_qa.source={raw['source']}")
+    if raw["source"] == "local" and "local_dir" not in raw:
+        msgs.append("config key 'raw_qa.local_dir': required when raw_qa.source is 'local'")
+    if config["retrieval"]["source"] == "local" and "books_dir" not in config["retrieval"]:
+        msgs.append("config key 'retrieval.books_dir': required when retrieval.source is 'local'")
+    for name in ("dapo", "math_choice"):
+        want = "local_file" if config["math"]["source"] == "local" else "hf_dataset"
+        if want not in config["math"][name]:
+            msgs.append(f"config key 'math.{name}.{want}': required when math.source is '{config['math']['source']}'")
+    return msgs
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Raise ConfigError listing every problem; return the config unchanged when valid."""
+    msgs = schema_errors(config)
+    if not msgs:
+        msgs = check_semantics(config)
+    if msgs:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(msgs))
+    return config
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Merge like Snakemake merges --configfile overlays: nested dicts merge, everything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(*paths: str | Path) -> dict[str, Any]:
+    """Load and merge YAML config files in order, then validate."""
+    config: dict[str, Any] = {}
+    for p in paths:
+        config = deep_merge(config, yaml.safe_load(Path(p).read_text()) or {})
+    return validate_config(config)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Short stable hash of a resolved config, used to label runs and figures."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

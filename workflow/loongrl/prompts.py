@@ -1,0 +1,59 @@
+"""The prompts the policy sees, and how their length is measured.
+
+Texts are the paper's and the official code's (spec §1.5): the LoongRL system prompt [P Fig. 5], the plain
+multi-hop QA user message and the KeyChain user message [LR data_preprocess].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LOONGRL_SYSTEM_PROMPT = (
+    "A conversation between User and Assistant. The User asks a question, and the Assistant solves it. "
+    "The Assistant first thinks about the reasoning process in the mind and then provides the User with the answer. "
+    "The reasoning process is enclosed within <think> </think> and answer is enclosed within \\boxed{} tags, "
+    "respectively, i.e., <think> reasoning process here </think> \\boxed{answer here}."
+)
+
+PLAIN_QA_TEMPLATE = "The following are given passages.\n{context}\n\nQuestion: {question}"
+
+KEYCHAIN_TEMPLATE = (
+    "Please read the following text.\n{context}\n\n"
+    "In the context above, there is one correct question to answer. The correct question can only be found by "
+    "following the correct consecutive chain of key:value pairs encoded with UUID strings "
+    "(e.g., f81d4fae-7dec-11d0-a765-00a0c91e6bf6), starting from {start_key}.\n"
+    "Find the correct question first, then answer it."
+)
+
+
+def system_prompt(name: str) -> str | None:
+    """Resolve the config's ``mixture.system_prompt`` name."""
+    return {"loongrl": LOONGRL_SYSTEM_PROMPT, "none": None}[name]
+
+
+def messages(user: str, system: str | None) -> list[dict[str, str]]:
+    """TRL's conversational prompt format: a list of role/content turns."""
+    turns = [{"role": "system", "content": system}] if system else []
+    return turns + [{"role": "user", "content": user}]
+
+
+def passage_block(i: int, doc: dict[str, Any]) -> str:
+    """One document in the official ``Passage i:`` format (i from 1)."""
+    return f"Passage {i}:\n{doc['title']}\n{doc['text']}"
+
+
+def join_passages(docs: list[dict[str, Any]]) -> str:
+    return "\n\n".join(passage_block(i, d) for i, d in enumerate(docs, 1))
+
+
+def count_prompt_tokens(tokenizer, msgs: list[dict[str, str]]) -> int:
+    """Exact token count of a chat prompt as the trainer tokenises it (with the assistant header)."""
+    text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def count_tokens_batch(tokenizer, texts: list[str]) -> list[int]:
+    """Token counts of many texts in one batched (parallel, Rust-side) call."""
+    if not texts:
+        return []
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]

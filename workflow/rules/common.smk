@@ -1,0 +1,85 @@
+import json
+import os
+import sys
+from pathlib import Path
+
+# The package lives in workflow/loongrl; jobs (local, SLURM jobsteps, conda envs) import it from the checkout.
+_PKG = str(Path(workflow.basedir) / "workflow")
+if _PKG not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_PKG, os.environ.get("PYTHONPATH")) if p)
+sys.path.insert(0, _PKG)
+
+from loongrl.config import config_hash, validate_config  # noqa: E402
+from loongrl.models import TINY_MODEL, model_slug  # noqa: E402
+
+validate_config(config)
+
+DATASETS = config["raw_qa"]["datasets"]
+LENGTHS = config["fill"]["lengths"]
+TRAIN_LENGTH = config["fill"]["train_length"]
+STAGES = list(config["mixture"]["stages"])
+CONFIG_HASH = config_hash(config)
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    length=r"\d+",
+    pool="plain|keychain",
+    stage="|".join(STAGES),
+    task="dapo_math|math_choice",
+
+
+def model_dir(role):
+    """Local folder of the model the config names for ``role`` (policy, filter, filter_fallback)."""
+    return f"resources/models/{model_slug(config['models'][role])}"
+
+
+def as_json(obj):
+    return json.dumps(obj, sort_keys=True)
+
+
+def raw_qa_inputs(wildcards):
+    if config["raw_qa"]["source"] == "download":
+        return f"resources/raw/{wildcards.dataset}/MANIFEST.json"
+    spec = config["raw_qa"]["local_files"][wildcards.dataset]
+    folder = Path(config["raw_qa"]["local_dir"]) / spec["folder"]
+    return sorted(str(p) for pat in spec["files"] for p in folder.glob(pat))
+
+
+def raw_qa_patterns(wildcards):
+    raw = config["raw_qa"]
+    section = "downloads" if raw["source"] == "download" else "local_files"
+    return raw[section][wildcards.dataset]["files"]
+
+
+def filter_fallback_input(wildcards):
+    if config["models"].get("filter_fallback"):
+        return f"results/filter/{wildcards.dataset}.fallback.parquet"
+    return []
+
+
+def books_dir():
+    if config["retrieval"]["source"] == "download":
+        return "resources/books"
+    return config["retrieval"]["books_dir"]
+
+
+def math_input(task):
+    if config["math"]["source"] == "download":
+        return []
+    key = "dapo" if task == "dapo_math" else "math_choice"
+    return config["math"][key]["local_file"]
+
+
+def mixture_exclude(stage):
+    return config["mixture"]["stages"][stage]["exclude"]
+
+
+def final_outputs():
+    return (
+        expand("results/mixture/{stage}.parquet", stage=STAGES)
+        + expand("results/mixture/{stage}.card.md", stage=STAGES)
+        + ["results/mixture/preflight.json"]
+        + expand("results/keychain/{dataset}.L{length}.parquet", dataset=DATASETS, length=LENGTHS)
+        + expand("results/fill/plain/{dataset}.L{length}.parquet", dataset=DATASETS, length=LENGTHS)
+    )

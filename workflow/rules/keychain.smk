@@ -1,0 +1,26 @@
+rule insert_keychain:
+    input:
+        filled="results/fill/keychain/{dataset}.L{length}.parquet",
+        raw="results/raw_qa/{dataset}.parquet",
+        tokenizer=model_dir("policy"),
+    output:
+        data="results/keychain/{dataset}.L{length}.parquet",
+        stats="results/keychain/{dataset}.L{length}.stats.json",
+    log:
+        "logs/keychain/{dataset}.L{length}.log",
+    benchmark:
+        "benchmarks/keychain/{dataset}.L{length}.tsv"
+    params:
+        cfg=as_json(config["keychain"]),
+        system=config["mixture"]["system_prompt"],
+        seed=config["seed"],
+    threads: 4
+    resources:
+        mem_mb=32000,
+        runtime="2h",
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m loongrl.keychain --filled {input.filled} --raw {input.raw} --tokenizer {input.tokenizer} "
+        "--length {wildcards.length} --params {params.cfg:q} --system-prompt {params.system} "
+        "--seed {params.seed} --output {output.data} --stats {output.stats} > {log} 2>&1"

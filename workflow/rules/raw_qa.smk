@@ -1,0 +1,36 @@
+rule download_raw_qa:
+    output:
+        manifest="resources/raw/{dataset}/MANIFEST.json",
+    log:
+        "logs/raw_qa/{dataset}.download.log",
+    params:
+        url=lambda wc: config["raw_qa"]["downloads"][wc.dataset]["url"],
+        files=lambda wc: config["raw_qa"]["downloads"][wc.dataset]["files"],
+        sha=lambda wc: config["raw_qa"]["downloads"][wc.dataset]["sha256"] or "",
+        retries=config["raw_qa"]["retries"],
+    localrule: True
+    retries: 1
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m loongrl.raw_qa download --dataset {wildcards.dataset} --url {params.url:q} "
+        "--files {params.files:q} --sha256 {params.sha:q} --retries {params.retries} "
+        "--out-dir $(dirname {output.manifest}) > {log} 2>&1"
+
+
+rule normalise_raw_qa:
+    input:
+        raw_qa_inputs,
+    output:
+        "results/raw_qa/{dataset}.parquet",
+    log:
+        "logs/raw_qa/{dataset}.normalise.log",
+    params:
+        patterns=raw_qa_patterns,
+        max_q=config["raw_qa"]["max_questions"] or 0,
+        inputs=lambda wc, input: [str(Path(p).parent) if p.endswith("MANIFEST.json") else p for p in input],
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m loongrl.raw_qa normalise --dataset {wildcards.dataset} --inputs {params.inputs:q} "
+        "--patterns {params.patterns:q} --max-questions {params.max_q} --output {output} > {log} 2>&1"

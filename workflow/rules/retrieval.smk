@@ -1,0 +1,39 @@
+rule download_books:
+    output:
+        directory("resources/books"),
+    log:
+        "logs/retrieval/download_books.log",
+    params:
+        ids=config["retrieval"].get("gutenberg_ids", []),
+    localrule: True
+    retries: 2
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m loongrl.retrieval download --ids {params.ids} --out-dir {output} > {log} 2>&1"
+
+
+rule build_retrieval:
+    input:
+        books=books_dir(),
+        tokenizer=model_dir("policy"),
+    output:
+        "results/retrieval/L{length}.parquet",
+    log:
+        "logs/retrieval/L{length}.log",
+    benchmark:
+        "benchmarks/retrieval/L{length}.tsv"
+    params:
+        cfg=as_json(config["retrieval"]),
+        reserve=config["fill"]["generation_reserve"],
+        system=config["mixture"]["system_prompt"],
+        seed=config["seed"],
+    resources:
+        mem_mb=16000,
+        runtime="1h",
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m loongrl.retrieval build --books-dir {input.books} --tokenizer {input.tokenizer} "
+        "--length {wildcards.length} --reserve {params.reserve} --params {params.cfg:q} "
+        "--system-prompt {params.system} --seed {params.seed} --output {output} > {log} 2>&1"

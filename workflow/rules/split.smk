@@ -1,0 +1,32 @@
+rule split:
+    input:
+        raw="results/raw_qa/{dataset}.parquet",
+        passes="results/filter/{dataset}.passes.parquet",
+        fallback=filter_fallback_input,
+        tokenizer=model_dir("policy"),
+    output:
+        plain="results/split/{dataset}/plain.parquet",
+        keychain="results/split/{dataset}/keychain.parquet",
+        fillers="results/split/{dataset}/fillers.parquet",
+        stats="results/split/{dataset}/stats.json",
+    log:
+        "logs/split/{dataset}.log",
+    params:
+        cfg=as_json(
+            {
+                "keep_min": config["filter"]["keep_min"],
+                "keep_max": config["filter"]["keep_max"],
+                **config["split"],
+            }
+        ),
+        fallback=lambda wc, input: f"--fallback-passes {input.fallback}" if input.fallback else "",
+    threads: 4
+    resources:
+        mem_mb=32000,
+        runtime="2h",
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m loongrl.split --raw {input.raw} --passes {input.passes} {params.fallback} "
+        "--tokenizer {input.tokenizer} --params {params.cfg:q} --plain {output.plain} "
+        "--keychain {output.keychain} --fillers {output.fillers} --stats {output.stats} > {log} 2>&1"
