@@ -25,6 +25,6 @@ include: "workflow/rules/mixture.smk"
 
 rule all:
     default_target: True
-    localrule: True
     input:
         final_outputs(),
+    localrule: True

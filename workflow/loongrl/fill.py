@@ -61,9 +61,7 @@ class PassageCost:
 
     def __init__(self, tokenizer):
         # Qwen-style tokenizers split digits one by one, so header cost depends on the digit count only.
-        self.header = {
-            d: count_tokens_batch(tokenizer, [f"Passage {10 ** (d - 1)}:\n"])[0] for d in range(1, 8)
-        }
+        self.header = {d: count_tokens_batch(tokenizer, [f"Passage {10 ** (d - 1)}:\n"])[0] for d in range(1, 8)}
         self.sep = count_tokens_batch(tokenizer, ["\n\n"])[0]
 
     def __call__(self, index: int, doc_tokens: int) -> int:
@@ -83,9 +81,10 @@ def fill_example(
 
     Fillers are drawn uniformly without replacement, skipping the question's own documents.
     """
-    own = [{**d, "n_tokens": n, "gold": d["title"] in row["gold_titles"]} for d, n in zip(
-        row["documents"], row["doc_tokens"], strict=True
-    )]
+    own = [
+        {**d, "n_tokens": n, "gold": d["title"] in row["gold_titles"]}
+        for d, n in zip(row["documents"], row["doc_tokens"], strict=True)
+    ]
     total = sum(cost(i, d["n_tokens"]) for i, d in enumerate(own, 1))
     if total > budget:
         # Drop the question's own non-gold paragraphs (its original distractors) before giving up.
@@ -156,8 +155,9 @@ def fill_rows(
     contexts = [join_passages(docs) for _, docs in built]
     if budget_scope == "prompt":
         texts = [
-            tokenizer.apply_chat_template(plain_messages(r["question"], c, system), tokenize=False,
-                                          add_generation_prompt=True)
+            tokenizer.apply_chat_template(
+                plain_messages(r["question"], c, system), tokenize=False, add_generation_prompt=True
+            )
             for (r, _), c in zip(built, contexts, strict=True)
         ]
     else:
@@ -173,7 +173,8 @@ def fill_rows(
             text = plain_messages(row["question"], context, system) if budget_scope == "prompt" else None
             n = count_prompt_tokens(tokenizer, text) if text else count_tokens_batch(tokenizer, [context])[0]
         prompt_tokens = (
-            n if budget_scope == "prompt"
+            n
+            if budget_scope == "prompt"
             else count_prompt_tokens(tokenizer, plain_messages(row["question"], context, system))
         )
         out.append(

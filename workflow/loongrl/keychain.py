@@ -13,6 +13,7 @@ in a single batched call, to record their length.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import uuid
@@ -81,7 +82,7 @@ def pair_text(key: str, value: str) -> str:
 def chain_pairs(chains: list[list[str]], questions: list[str]) -> list[str]:
     pairs = []
     for chain, question in zip(chains, questions, strict=True):
-        pairs += [pair_text(a, b) for a, b in zip(chain, chain[1:])]
+        pairs += [pair_text(a, b) for a, b in itertools.pairwise(chain)]
         pairs.append(pair_text(chain[-1], question))
     return pairs
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import logging
 import re
@@ -55,14 +56,38 @@ def dapo_rows(records: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
     return out
 
 
+_MARK = re.compile(r"^\s*([a-e])\s*\)\s*")
+
+
 def parse_options(options: str) -> list[str]:
-    """MathQA's ``"a ) 38 , b ) 27.675 , ..."`` -> ``["38", "27.675", ...]`` (letters must run a, b, c...)."""
-    marks = list(_OPTION.finditer(options))
-    letters = [m.group(1) for m in marks]
+    """MathQA options -> option texts, letters a, b, c... in order.
+
+    Two layouts occur in the official files: ``"a ) 38 , b ) 27.675 , ..."`` and a Python list literal
+    ``"['a ) a ) 4 inches', 'b ) b ) 6 inches', ...]"`` (with the letter mark sometimes doubled).
+    """
+    text = options.strip()
+    if text.startswith("["):
+        try:
+            items = ast.literal_eval(text)
+        except (ValueError, SyntaxError) as exc:
+            raise ValueError(f"cannot parse options {options!r}") from exc
+        out, letters = [], []
+        for item in items:
+            m = _MARK.match(str(item))
+            if not m:
+                raise ValueError(f"cannot parse options {options!r}")
+            letters.append(m.group(1))
+            rest = str(item)[m.end() :]
+            again = _MARK.match(rest)
+            out.append((rest[again.end() :] if again and again.group(1) == m.group(1) else rest).strip())
+    else:
+        marks = list(_OPTION.finditer(text))
+        letters = [m.group(1) for m in marks]
+        bounds = [m.start() for m in marks[1:]] + [len(text)]
+        out = [text[m.end() : b].strip().rstrip(",").strip() for m, b in zip(marks, bounds, strict=True)]
     if not letters or letters != [chr(ord("a") + i) for i in range(len(letters))]:
         raise ValueError(f"cannot parse options {options!r}")
-    bounds = [m.start() for m in marks[1:]] + [len(options)]
-    return [options[m.end() : b].strip().rstrip(",").strip() for m, b in zip(marks, bounds, strict=True)]
+    return out
 
 
 def mathqa_rows(records: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:

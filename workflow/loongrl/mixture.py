@@ -50,8 +50,10 @@ def qa_rows(rows: list[dict[str, Any]], kind: str, system: str | None) -> list[d
 
     out = []
     for r in rows:
-        msgs = messages(r["user_prompt"], system) if kind == "keychain" else plain_messages(
-            r["question"], r["context"], system
+        msgs = (
+            messages(r["user_prompt"], system)
+            if kind == "keychain"
+            else plain_messages(r["question"], r["context"], system)
         )
         out.append(
             {
@@ -101,8 +103,9 @@ def build_mixture(
     for src in ("retrieval_multikey", "retrieval_multivalue"):
         if src not in exclude and counts[src]:
             task = src.removeprefix("retrieval_")
-            rows += simple_rows(take([r for r in inputs["retrieval"] if r["task"] == task], counts[src], src),
-                                src, system)
+            rows += simple_rows(
+                take([r for r in inputs["retrieval"] if r["task"] == task], counts[src], src), src, system
+            )
     for src in ("dapo_math", "math_choice"):
         if src not in exclude and counts[src]:
             rows += simple_rows(take(inputs[src], counts[src], src), src, system, tokenizer)
@@ -211,8 +214,9 @@ def main(argv: list[str] | None = None) -> None:
         "dapo_math": read_parquet(args.dapo),
         "math_choice": read_parquet(args.math_choice),
     }
-    rows = build_mixture(inputs, p["counts"], p["exclude"], system_prompt(p["system_prompt"]),
-                         load_tokenizer(args.tokenizer), args.seed)
+    rows = build_mixture(
+        inputs, p["counts"], p["exclude"], system_prompt(p["system_prompt"]), load_tokenizer(args.tokenizer), args.seed
+    )
     write_parquet(rows, args.output, MIXTURE_SCHEMA)
     card = data_card(rows, args.stage)
     write_json(card, args.card_json)

@@ -34,7 +34,7 @@ def system_prompt(name: str) -> str | None:
 def messages(user: str, system: str | None) -> list[dict[str, str]]:
     """TRL's conversational prompt format: a list of role/content turns."""
     turns = [{"role": "system", "content": system}] if system else []
-    return turns + [{"role": "user", "content": user}]
+    return [*turns, {"role": "user", "content": user}]
 
 
 def passage_block(i: int, doc: dict[str, Any]) -> str:

@@ -191,8 +191,10 @@ def normalise_musique(row: dict, path: Path, index: int) -> dict[str, Any] | Non
         raise DataError(path, qid, "paragraphs", "no documents")
     docs, gold = [], []
     for j, p in enumerate(paras):
-        if not isinstance(p, dict) or not isinstance(p.get("title"), str) or not isinstance(
-            p.get("paragraph_text"), str
+        if (
+            not isinstance(p, dict)
+            or not isinstance(p.get("title"), str)
+            or not isinstance(p.get("paragraph_text"), str)
         ):
             raise DataError(path, qid, f"paragraphs[{j}]", "expected {title: str, paragraph_text: str}")
         docs.append({"title": p["title"], "text": p["paragraph_text"]})
@@ -237,8 +239,10 @@ def normalise_files(dataset: str, paths: Iterable[Path], max_questions: int | No
     seen: set[str] = set()
     for path in paths:
         for i, row in enumerate(read_rows(Path(path))):
-            rec = normalise_musique(row, path, i) if dataset == "musique" else normalise_hotpot_like(
-                row, dataset, path, i
+            rec = (
+                normalise_musique(row, path, i)
+                if dataset == "musique"
+                else normalise_hotpot_like(row, dataset, path, i)
             )
             if rec is None or rec["id"] in seen:
                 continue

@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from loongrl.fill import example_rng
-from loongrl.io import atomic_path, read_parquet, write_parquet
+from loongrl.io import atomic_path, write_parquet
 from loongrl.models import load_tokenizer
 from loongrl.prompts import count_prompt_tokens, count_tokens_batch, messages, system_prompt
 
@@ -62,6 +62,15 @@ def strip_gutenberg(text: str) -> str:
     start = _PG_START.search(text)
     end = _PG_END.search(text)
     return text[start.end() if start else 0 : end.start() if end else len(text)].strip()
+
+
+def read_book(path: Path) -> str:
+    """Book text as UTF-8, falling back to Windows-1252 (older Gutenberg files use it)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
 
 
 def paragraphs(text: str) -> list[str]:
@@ -109,8 +118,15 @@ def insert_needles(paras: list[str], needles: list[str], rng) -> str:
 
 
 def make_example(
-    task: str, index: int, haystack: Haystack, tokenizer, length: int, reserve: int, count: int,
-    system: str | None, seed: int
+    task: str,
+    index: int,
+    haystack: Haystack,
+    tokenizer,
+    length: int,
+    reserve: int,
+    count: int,
+    system: str | None,
+    seed: int,
 ) -> dict[str, Any]:
     rng = example_rng(seed, "retrieval", task, index, length)
     if task == "multikey":
@@ -145,8 +161,14 @@ def make_example(
 
 
 def build(
-    books: dict[str, str], tokenizer, length: int, reserve: int, multikey: dict[str, int],
-    multivalue: dict[str, int], system: str | None, seed: int
+    books: dict[str, str],
+    tokenizer,
+    length: int,
+    reserve: int,
+    multikey: dict[str, int],
+    multivalue: dict[str, int],
+    system: str | None,
+    seed: int,
 ) -> list[dict[str, Any]]:
     hay = Haystack(books, tokenizer)
     rows = [
@@ -196,14 +218,21 @@ def main(argv: list[str] | None = None) -> None:
         download_books(args.ids, args.out_dir)
         return
     p = json.loads(args.params)
-    books = {f.name: f.read_text(encoding="utf-8") for f in sorted(args.books_dir.glob("*.txt"))}
+    books = {f.name: read_book(f) for f in sorted(args.books_dir.glob("*.txt"))}
     if not books:
         raise FileNotFoundError(f"no *.txt books in {args.books_dir}")
-    rows = build(books, load_tokenizer(args.tokenizer), args.length, args.reserve, p["multikey"], p["multivalue"],
-                 system_prompt(args.system_prompt), args.seed)
+    rows = build(
+        books,
+        load_tokenizer(args.tokenizer),
+        args.length,
+        args.reserve,
+        p["multikey"],
+        p["multivalue"],
+        system_prompt(args.system_prompt),
+        args.seed,
+    )
     write_parquet(rows, args.output, RETRIEVAL_SCHEMA)
     log.info("retrieval: %d rows -> %s", len(rows), args.output)
-    _ = read_parquet
 
 
 if __name__ == "__main__":

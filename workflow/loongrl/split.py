@@ -85,9 +85,7 @@ def filler_pool(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
 def with_token_counts(tokenizer, rows: list[dict[str, Any]], pass_rate: dict[str, float]) -> list[dict[str, Any]]:
     flat = [doc_text(d) for r in rows for d in r["documents"]]
     counts = iter(count_tokens_batch(tokenizer, flat))
-    return [
-        {**r, "doc_tokens": [next(counts) for _ in r["documents"]], "pass_rate": pass_rate[r["id"]]} for r in rows
-    ]
+    return [{**r, "doc_tokens": [next(counts) for _ in r["documents"]], "pass_rate": pass_rate[r["id"]]} for r in rows]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,13 +1,11 @@
 import json
-import os
 import sys
 from pathlib import Path
 
-# The package lives in workflow/loongrl; jobs (local, SLURM jobsteps, conda envs) import it from the checkout.
+# The package lives in workflow/loongrl; every job (local, SLURM jobstep, conda env) imports it from the checkout.
 _PKG = str(Path(workflow.basedir) / "workflow")
-if _PKG not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_PKG, os.environ.get("PYTHONPATH")) if p)
 sys.path.insert(0, _PKG)
+shell.prefix(f'export PYTHONPATH="{_PKG}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 from loongrl.config import config_hash, validate_config  # noqa: E402
 from loongrl.models import TINY_MODEL, model_slug  # noqa: E402
@@ -80,6 +78,39 @@ def final_outputs():
         expand("results/mixture/{stage}.parquet", stage=STAGES)
         + expand("results/mixture/{stage}.card.md", stage=STAGES)
         + ["results/mixture/preflight.json"]
-        + expand("results/keychain/{dataset}.L{length}.parquet", dataset=DATASETS, length=LENGTHS)
-        + expand("results/fill/plain/{dataset}.L{length}.parquet", dataset=DATASETS, length=LENGTHS)
+        + expand(
+            "results/keychain/{dataset}.L{length}.parquet",
+            dataset=DATASETS,
+            length=LENGTHS,
+        )
+        + expand(
+            "results/fill/plain/{dataset}.L{length}.parquet",
+            dataset=DATASETS,
+            length=LENGTHS,
+        )
     )
+
+
+def filter_gpus():
+    """GPUs for a filter job: vLLM's tensor-parallel size; the transformers backend uses at most one."""
+    f = config["filter"]
+    return f.get("tensor_parallel_size", 1) if f["backend"] == "vllm" else 1
+
+
+def mixture_qa_inputs(kind):
+    folder = "keychain" if kind == "keychain" else "fill/plain"
+
+    def inner(wildcards):
+        if kind in mixture_exclude(wildcards.stage):
+            return {}
+        return {
+            ds: f"results/{folder}/{ds}.L{TRAIN_LENGTH}.parquet"
+            for ds, n in config["mixture"]["counts"][kind].items()
+            if n
+        }
+
+    return inner
+
+
+def pairs(mapping):
+    return " ".join(f"{k}={v}" for k, v in sorted(mapping.items()))

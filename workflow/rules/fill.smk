@@ -10,16 +10,16 @@ rule fill_context:
         "logs/fill/{pool}/{dataset}.L{length}.log",
     benchmark:
         "benchmarks/fill/{pool}/{dataset}.L{length}.tsv"
-    params:
-        cfg=as_json(config["fill"]),
-        system=config["mixture"]["system_prompt"],
-        seed=config["seed"],
+    conda:
+        "../../envs/data.yaml"
     threads: 4
     resources:
         mem_mb=32000,
         runtime="4h",
-    conda:
-        "../../envs/data.yaml"
+    params:
+        cfg=as_json(config["fill"]),
+        system=config["mixture"]["system_prompt"],
+        seed=config["seed"],
     shell:
         "python -m loongrl.fill --pool {input.pool} --fillers {input.fillers} --tokenizer {input.tokenizer} "
         "--length {wildcards.length} --params {params.cfg:q} --system-prompt {params.system} --seed {params.seed} "

@@ -10,16 +10,16 @@ rule insert_keychain:
         "logs/keychain/{dataset}.L{length}.log",
     benchmark:
         "benchmarks/keychain/{dataset}.L{length}.tsv"
-    params:
-        cfg=as_json(config["keychain"]),
-        system=config["mixture"]["system_prompt"],
-        seed=config["seed"],
+    conda:
+        "../../envs/data.yaml"
     threads: 4
     resources:
         mem_mb=32000,
         runtime="2h",
-    conda:
-        "../../envs/data.yaml"
+    params:
+        cfg=as_json(config["keychain"]),
+        system=config["mixture"]["system_prompt"],
+        seed=config["seed"],
     shell:
         "python -m loongrl.keychain --filled {input.filled} --raw {input.raw} --tokenizer {input.tokenizer} "
         "--length {wildcards.length} --params {params.cfg:q} --system-prompt {params.system} "

@@ -5,13 +5,15 @@ rule math_data:
         "results/math/{task}.parquet",
     log:
         "logs/math/{task}.log",
-    params:
-        source=config["math"]["source"],
-        hf=lambda wc: config["math"]["dapo" if wc.task == "dapo_math" else "math_choice"].get("hf_dataset", ""),
-        inp=lambda wc, input: f"--input {input[0]}" if input else "",
     localrule: config["math"]["source"] == "download"
     conda:
         "../../envs/data.yaml"
+    params:
+        source=config["math"]["source"],
+        hf=lambda wc: config["math"][
+            "dapo" if wc.task == "dapo_math" else "math_choice"
+        ].get("hf_dataset", ""),
+        inp=lambda wc, input: f"--input {input[0]}" if input else "",
     shell:
         "python -m loongrl.math_data --task {wildcards.task} --source {params.source} {params.inp} "
         "--hf-dataset {params.hf:q} --output {output} > {log} 2>&1"

@@ -1,26 +1,15 @@
-def mixture_qa_inputs(kind):
-    folder = "keychain" if kind == "keychain" else "fill/plain"
-
-    def inner(wildcards):
-        if kind in mixture_exclude(wildcards.stage):
-            return {}
-        return {
-            ds: f"results/{folder}/{ds}.L{TRAIN_LENGTH}.parquet"
-            for ds, n in config["mixture"]["counts"][kind].items()
-            if n
-        }
-
-    return inner
-
-
-def pairs(mapping):
-    return " ".join(f"{k}={v}" for k, v in sorted(mapping.items()))
-
-
 rule build_mixture:
     input:
-        unpack(lambda wc: {f"kc_{k}": v for k, v in mixture_qa_inputs("keychain")(wc).items()}),
-        unpack(lambda wc: {f"plain_{k}": v for k, v in mixture_qa_inputs("plain_qa")(wc).items()}),
+        unpack(
+            lambda wc: {
+                f"kc_{k}": v for k, v in mixture_qa_inputs("keychain")(wc).items()
+            }
+        ),
+        unpack(
+            lambda wc: {
+                f"plain_{k}": v for k, v in mixture_qa_inputs("plain_qa")(wc).items()
+            }
+        ),
         retrieval=f"results/retrieval/L{TRAIN_LENGTH}.parquet",
         dapo="results/math/dapo_math.parquet",
         choice="results/math/math_choice.parquet",
@@ -28,9 +17,18 @@ rule build_mixture:
     output:
         data="results/mixture/{stage}.parquet",
         card_json="results/mixture/{stage}.card.json",
-        card_md=report("results/mixture/{stage}.card.md", category="Data", labels={"stage": "{stage}"}),
+        card_md=report(
+            "results/mixture/{stage}.card.md",
+            category="Data",
+            labels={"stage": "{stage}"},
+        ),
     log:
         "logs/mixture/{stage}.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=32000,
+        runtime="1h",
     params:
         cfg=lambda wc: as_json(
             {
@@ -42,11 +40,6 @@ rule build_mixture:
         kc=lambda wc: pairs(mixture_qa_inputs("keychain")(wc)),
         plain=lambda wc: pairs(mixture_qa_inputs("plain_qa")(wc)),
         seed=config["seed"],
-    resources:
-        mem_mb=32000,
-        runtime="1h",
-    conda:
-        "../../envs/data.yaml"
     shell:
         "python -m loongrl.mixture build --stage {wildcards.stage} --keychain {params.kc} --plain {params.plain} "
         "--retrieval {input.retrieval} --dapo {input.dapo} --math-choice {input.choice} "
@@ -61,11 +54,11 @@ rule preflight:
         "results/mixture/preflight.json",
     log:
         "logs/mixture/preflight.log",
-    params:
-        max_tokens=config["mixture"]["max_prompt_tokens"],
     localrule: True
     conda:
         "../../envs/data.yaml"
+    params:
+        max_tokens=config["mixture"]["max_prompt_tokens"],
     shell:
         "python -m loongrl.mixture preflight --inputs {input} --max-prompt-tokens {params.max_tokens} "
         "--output {output} > {log} 2>&1"

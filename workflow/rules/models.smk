@@ -3,10 +3,10 @@ rule build_tiny_model:
         directory(f"resources/models/{TINY_MODEL}"),
     log:
         f"logs/models/{TINY_MODEL}.log",
-    params:
-        seed=config["seed"],
     conda:
         "../../envs/data.yaml"
+    params:
+        seed=config["seed"],
     shell:
         "python -m loongrl.models --name tiny-qwen2 --seed {params.seed} --out-dir {output} > {log} 2>&1"
 
@@ -18,11 +18,11 @@ rule download_model:
         "logs/models/{model}.log",
     wildcard_constraints:
         model=r"(?!tiny-qwen2$)[^/]+",
-    params:
-        repo=lambda wc: wc.model.replace("--", "/"),
-    localrule: True
     retries: 2
+    localrule: True
     conda:
         "../../envs/data.yaml"
+    params:
+        repo=lambda wc: wc.model.replace("--", "/"),
     shell:
         "python -m loongrl.models --name {params.repo} --out-dir {output} > {log} 2>&1"

@@ -3,15 +3,15 @@ rule download_raw_qa:
         manifest="resources/raw/{dataset}/MANIFEST.json",
     log:
         "logs/raw_qa/{dataset}.download.log",
+    retries: 1
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
     params:
         url=lambda wc: config["raw_qa"]["downloads"][wc.dataset]["url"],
         files=lambda wc: config["raw_qa"]["downloads"][wc.dataset]["files"],
         sha=lambda wc: config["raw_qa"]["downloads"][wc.dataset]["sha256"] or "",
         retries=config["raw_qa"]["retries"],
-    localrule: True
-    retries: 1
-    conda:
-        "../../envs/data.yaml"
     shell:
         "python -m loongrl.raw_qa download --dataset {wildcards.dataset} --url {params.url:q} "
         "--files {params.files:q} --sha256 {params.sha:q} --retries {params.retries} "
@@ -25,12 +25,14 @@ rule normalise_raw_qa:
         "results/raw_qa/{dataset}.parquet",
     log:
         "logs/raw_qa/{dataset}.normalise.log",
+    conda:
+        "../../envs/data.yaml"
     params:
         patterns=raw_qa_patterns,
         max_q=config["raw_qa"]["max_questions"] or 0,
-        inputs=lambda wc, input: [str(Path(p).parent) if p.endswith("MANIFEST.json") else p for p in input],
-    conda:
-        "../../envs/data.yaml"
+        inputs=lambda wc, input: [
+            str(Path(p).parent) if p.endswith("MANIFEST.json") else p for p in input
+        ],
     shell:
         "python -m loongrl.raw_qa normalise --dataset {wildcards.dataset} --inputs {params.inputs:q} "
         "--patterns {params.patterns:q} --max-questions {params.max_q} --output {output} > {log} 2>&1"

@@ -3,12 +3,12 @@ rule download_books:
         directory("resources/books"),
     log:
         "logs/retrieval/download_books.log",
-    params:
-        ids=config["retrieval"].get("gutenberg_ids", []),
-    localrule: True
     retries: 2
+    localrule: True
     conda:
         "../../envs/data.yaml"
+    params:
+        ids=config["retrieval"].get("gutenberg_ids", []),
     shell:
         "python -m loongrl.retrieval download --ids {params.ids} --out-dir {output} > {log} 2>&1"
 
@@ -23,16 +23,16 @@ rule build_retrieval:
         "logs/retrieval/L{length}.log",
     benchmark:
         "benchmarks/retrieval/L{length}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=16000,
+        runtime="1h",
     params:
         cfg=as_json(config["retrieval"]),
         reserve=config["fill"]["generation_reserve"],
         system=config["mixture"]["system_prompt"],
         seed=config["seed"],
-    resources:
-        mem_mb=16000,
-        runtime="1h",
-    conda:
-        "../../envs/data.yaml"
     shell:
         "python -m loongrl.retrieval build --books-dir {input.books} --tokenizer {input.tokenizer} "
         "--length {wildcards.length} --reserve {params.reserve} --params {params.cfg:q} "

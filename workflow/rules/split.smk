@@ -11,6 +11,12 @@ rule split:
         stats="results/split/{dataset}/stats.json",
     log:
         "logs/split/{dataset}.log",
+    conda:
+        "../../envs/data.yaml"
+    threads: 4
+    resources:
+        mem_mb=32000,
+        runtime="2h",
     params:
         cfg=as_json(
             {
@@ -19,13 +25,9 @@ rule split:
                 **config["split"],
             }
         ),
-        fallback=lambda wc, input: f"--fallback-passes {input.fallback}" if input.fallback else "",
-    threads: 4
-    resources:
-        mem_mb=32000,
-        runtime="2h",
-    conda:
-        "../../envs/data.yaml"
+        fallback=lambda wc, input: (
+            f"--fallback-passes {input.fallback}" if input.fallback else ""
+        ),
     shell:
         "python -m loongrl.split --raw {input.raw} --passes {input.passes} {params.fallback} "
         "--tokenizer {input.tokenizer} --params {params.cfg:q} --plain {output.plain} "
