@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from loongrl.config import ConfigError, deep_merge, load_config, validate_config
+
+from conftest import ROOT
+
+
+@pytest.fixture()
+def paper():
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def test_paper_and_local_configs_are_valid(paper):
+    validate_config(paper)
+    local = load_config(ROOT / "config.yaml", ROOT / "profiles/local/config.tiny.yaml")
+    assert local["models"]["policy"] == "tiny-qwen2"
+    assert local["filter"]["n"] == 8  # inherited from the paper config
+
+
+def test_paper_values(paper):
+    assert paper["models"]["policy"] == "Qwen/Qwen2.5-7B-Instruct"
+    assert paper["models"]["filter"] == "Qwen/Qwen2.5-32B-Instruct"
+    assert paper["filter"]["n"] == 8
+    assert (paper["filter"]["keep_min"], paper["filter"]["keep_max"]) == (1, 7)
+    assert paper["fill"]["train_length"] == 16384
+    assert paper["keychain"]["chain_length"] == 4
+    counts = paper["mixture"]["counts"]
+    total = (
+        sum(counts["keychain"].values())
+        + sum(counts["plain_qa"].values())
+        + counts["retrieval_multikey"]
+        + counts["retrieval_multivalue"]
+        + counts["dapo_math"]
+        + counts["math_choice"]
+    )
+    assert total == 21024  # [P Table 1]
+
+
+def test_unknown_key_is_named(paper):
+    bad = copy.deepcopy(paper)
+    bad["filter"]["temprature"] = 0.6
+    with pytest.raises(ConfigError, match=r"config key 'filter\.temprature': unknown key"):
+        validate_config(bad)
+
+
+def test_wrong_type_is_named(paper):
+    bad = copy.deepcopy(paper)
+    bad["keychain"]["chain_length"] = "four"
+    with pytest.raises(ConfigError, match=r"config key 'keychain\.chain_length'"):
+        validate_config(bad)
+
+
+def test_semantic_errors_are_named(paper):
+    bad = deep_merge(paper, {"filter": {"keep_max": 9}})
+    with pytest.raises(ConfigError, match=r"'filter\.keep_max'"):
+        validate_config(bad)
+    bad = deep_merge(paper, {"fill": {"train_length": 12345}})
+    with pytest.raises(ConfigError, match=r"'fill\.train_length'"):
+        validate_config(bad)
+    bad = deep_merge(paper, {"mixture": {"counts": {"plain_qa": {"hotpotqa": 9999}}}})
+    with pytest.raises(ConfigError, match=r"'mixture\.counts\.plain_qa\.hotpotqa'"):
+        validate_config(bad)

@@ -1,0 +1,137 @@
+"""KeyChain synthesis on the shipped real HotpotQA, MuSiQue and 2Wiki rows at 16K with the Qwen2.5 tokenizer."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+from loongrl.fill import fill_rows
+from loongrl.keychain import build_keychain_rows, insert_pairs, make_chains, num_chains, pick_distractors
+from loongrl.prompts import LOONGRL_SYSTEM_PROMPT
+from loongrl.split import filler_pool, with_token_counts
+
+PAIR = re.compile(r'\{"([0-9a-f-]{8,36})": "(.*?)"\}\.')
+LENGTH = 16384
+
+
+@pytest.fixture(scope="module")
+def synthesized(raw_rows, qwen_tokenizer):
+    out = {}
+    for ds, rows in raw_rows.items():
+        rate = {r["id"]: 0.5 for r in rows}
+        plain = with_token_counts(qwen_tokenizer, rows[:6], rate)
+        kc_pool = with_token_counts(qwen_tokenizer, rows[6:12], rate)
+        pool = filler_pool(rows)
+        counts = [len(ids) for ids in qwen_tokenizer([f"{d['title']}\n{d['text']}" for d in pool])["input_ids"]]
+        fillers = [{**d, "n_tokens": n} for d, n in zip(pool, counts, strict=True)]
+        args = (qwen_tokenizer, LENGTH, 128, "prompt", "random", LOONGRL_SYSTEM_PROMPT, 42)
+        plain_rows, plain_stats = fill_rows(plain, fillers, *args)
+        kc_filled, _ = fill_rows(kc_pool, fillers, *args)
+        kc = build_keychain_rows(
+            kc_filled, [r["question"] for r in rows], qwen_tokenizer, LENGTH, 4, 1, "uuid4", True,
+            LOONGRL_SYSTEM_PROMPT, 42,
+        )
+        out[ds] = {"plain": plain_rows, "plain_stats": plain_stats, "keychain": kc, "pool": kc_pool}
+    return out
+
+
+@pytest.mark.parametrize("ds", ["hotpotqa", "musique", "2wikimqa"])
+def test_keychain_chains_lead_to_the_question(synthesized, ds):
+    rows = synthesized[ds]["keychain"]
+    assert len(rows) == 6
+    for r in rows:
+        pairs = PAIR.findall(r["user_prompt"])
+        assert len(pairs) == num_chains(LENGTH) * 4 == 64
+        mapping = dict(pairs)
+        assert len(mapping) == 64, "every key is used exactly once"
+        assert f'starting from "{r["start_key"]}".' in r["user_prompt"]
+        node = r["start_key"]
+        for _ in range(4):
+            node = mapping[node]
+        assert node == r["question"]
+        assert r["question"] not in r["distractor_questions"]
+        assert len(set(r["distractor_questions"])) == 15
+        # every distractor chain ends at its distractor question
+        ends = {mapping[c[-1]] for c in r["chains"][1:]}
+        assert ends == set(r["distractor_questions"])
+
+
+@pytest.mark.parametrize("ds", ["hotpotqa", "musique", "2wikimqa"])
+def test_prompt_lengths_match_paper_table1(synthesized, ds):
+    plain = [r["prompt_tokens"] for r in synthesized[ds]["plain"]]
+    kc = [r["prompt_tokens"] for r in synthesized[ds]["keychain"]]
+    # Paper Table 1 (HotpotQA): plain 12,058-16,279, KeyChain 16,272-20,670 tokens.
+    assert all(10_000 <= n <= LENGTH for n in plain), plain
+    assert all(14_000 <= n <= 21_000 for n in kc), kc
+    assert max(plain) <= LENGTH - 128  # the generation reserve is kept
+
+
+def test_tokens_recorded_are_exact(synthesized, qwen_tokenizer):
+    r = synthesized["hotpotqa"]["keychain"][0]
+    msgs = [{"role": "system", "content": LOONGRL_SYSTEM_PROMPT}, {"role": "user", "content": r["user_prompt"]}]
+    text = qwen_tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert len(qwen_tokenizer(text)["input_ids"]) == r["prompt_tokens"]
+
+
+def test_gold_documents_present_and_positions_vary(synthesized):
+    for ds in synthesized:
+        for r, src in zip(synthesized[ds]["plain"], synthesized[ds]["pool"], strict=False):
+            assert r["gold_positions"]
+    positions = {tuple(r["gold_positions"]) for r in synthesized["hotpotqa"]["plain"]}
+    assert len(positions) > 1, "random placement: gold passages are not at the same positions every time"
+
+
+def test_own_documents_all_included(synthesized, raw_rows):
+    for r in synthesized["musique"]["plain"]:
+        src = next(x for x in raw_rows["musique"] if x["id"] == r["id"])
+        for d in src["documents"]:
+            assert f"{d['title']}\n{d['text']}" in r["context"]
+
+
+def test_insert_pairs_after_stoppers():
+    ctx = "Alpha beta.\nGamma? Delta.\nEnd"
+    out = insert_pairs(ctx, ['{"a": "b"}', '{"c": "d"}'], random.Random(0))
+    for pair in ('{"a": "b"}.', '{"c": "d"}.'):
+        i = out.index(pair)
+        prev = out[i - 1] if out[i - 1] != " " else out[i - 2]
+        assert prev in ".?\n"
+    assert out.replace(' {"a": "b"}.', "").replace('{"a": "b"}.', "").replace(' {"c": "d"}.', "").replace(
+        '{"c": "d"}.', ""
+    ) == ctx
+
+
+def test_insert_pairs_needs_enough_stoppers():
+    with pytest.raises(ValueError, match="sentence/line ends"):
+        insert_pairs("no stops here", ['{"a": "b"}'], random.Random(0))
+
+
+def test_hex8_keys_unique_and_short():
+    chains = make_chains(random.Random(1), 64, 4, "hex8")
+    keys = [k for c in chains for k in c]
+    assert len(set(keys)) == len(keys) and all(re.fullmatch(r"[0-9a-f]{8}", k) for k in keys)
+
+
+def test_distractors_never_the_own_question():
+    pool = sorted({"q1", "q2", "q3", "own"})
+    for seed in range(50):
+        picked = pick_distractors(random.Random(seed), "own", pool, 3)
+        assert "own" not in picked and len(picked) == 3
+
+
+def test_official_first_keys_reproduced():
+    """With Python's random seeded 42, the paper-era code's first keys are the chain of paper Fig. 6."""
+    chain = make_chains(random.Random(42), 1, 4, "uuid4")[0]
+    assert chain[0] == "bdd640fb-0667-4ad1-9c80-317fa3b1799d"
+    assert chain[1].startswith("23b8c1e9") and chain[2].startswith("bd9c66b3") and chain[3].startswith("972a8469")
+
+
+def test_report_ranges(synthesized, capsys):
+    """Prints the measured ranges (visible with -s); asserts the three datasets were all built."""
+    lines = []
+    for ds, d in synthesized.items():
+        p = [r["prompt_tokens"] for r in d["plain"]]
+        k = [r["prompt_tokens"] for r in d["keychain"]]
+        lines.append(f"{ds}: plain {min(p)}-{max(p)}, keychain {min(k)}-{max(k)}")
+    print("\n".join(lines))
+    assert len(lines) == 3

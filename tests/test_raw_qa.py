@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import json
+import threading
+import zipfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from loongrl import raw_qa
+from loongrl.io import DataError
+
+from conftest import RAW_FILES
+
+
+def test_samples_normalise(raw_rows):
+    for ds, rows in raw_rows.items():
+        assert rows, ds
+        for r in rows:
+            assert r["question"] and r["documents"] and r["answers"]
+            assert all(d["title"] is not None and d["text"] for d in r["documents"])
+    assert all(len(r["documents"]) == 20 for r in raw_rows["musique"])
+    assert all(len(r["documents"]) == 10 for r in raw_rows["2wikimqa"])
+    # MuSiQue aliases are kept; gold titles come from supporting facts / is_supporting.
+    assert any(len(r["answers"]) > 1 for r in raw_rows["musique"])
+    assert all(r["gold_titles"] for r in raw_rows["hotpotqa"])
+
+
+def _write_rows(path: Path, rows) -> Path:
+    path.write_text(json.dumps(rows))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "problem"),
+    [
+        (lambda r: r.pop("question"), "question", "missing"),
+        (lambda r: r.__setitem__("answer", 42), "answer", "expected str"),
+        (lambda r: r.__setitem__("context", []), "context", "no documents"),
+        (lambda r: r["context"].__setitem__(1, ["title only"]), "context[1]", "expected [title"),
+    ],
+)
+def test_malformed_hotpot_rows_name_file_row_field(tmp_path, mutate, field, problem):
+    rows = json.loads(RAW_FILES["hotpotqa"][0].read_text())[:5]
+    mutate(rows[3])
+    src = _write_rows(tmp_path / "bad.json", rows)
+    out = tmp_path / "out.parquet"
+    with pytest.raises(DataError) as err:
+        raw_qa.main(["normalise", "--dataset", "hotpotqa", "--inputs", str(src), "--output", str(out)])
+    msg = str(err.value)
+    assert str(src) in msg and rows[3]["_id"] in msg and f"field '{field}'" in msg and problem in msg
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.parquet*"))  # no temp file left behind either
+
+
+def test_malformed_musique_row(tmp_path):
+    lines = RAW_FILES["musique"][0].read_text().splitlines()[:3]
+    row = json.loads(lines[1])
+    row["paragraphs"][2] = {"title": "x"}
+    lines[1] = json.dumps(row)
+    src = tmp_path / "m.jsonl"
+    src.write_text("\n".join(lines))
+    with pytest.raises(DataError, match=rf"row {row['id']}: field 'paragraphs\[2\]'"):
+        raw_qa.normalise_files("musique", [src])
+
+
+def test_broken_json_line_is_located(tmp_path):
+    src = tmp_path / "m.jsonl"
+    src.write_text('{"id": "a"}\n{not json\n')
+    with pytest.raises(DataError, match="line 2"):
+        raw_qa.read_rows(src)
+
+
+def test_normalise_cli_writes_parquet_loadable_by_datasets(tmp_path):
+    import datasets
+
+    out = tmp_path / "hotpot.parquet"
+    raw_qa.main(
+        ["normalise", "--dataset", "hotpotqa", "--inputs", str(RAW_FILES["hotpotqa"][0].parent),
+         "--patterns", "hotpot_*.json", "--max-questions", "30", "--output", str(out)]
+    )
+    assert pq.read_table(out).num_rows == 30
+    ds = datasets.load_dataset("parquet", data_files=str(out), split="train")
+    assert ds.column_names == ["id", "dataset", "question", "answers", "documents", "gold_titles"]
+
+
+class _Server:
+    """A loopback HTTP server whose first ``fail_first`` requests get HTTP 500."""
+
+    def __init__(self, payload: bytes, fail_first: int = 0):
+        state = {"left": fail_first, "hits": 0}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                state["hits"] += 1
+                if state["left"] > 0:
+                    state["left"] -= 1
+                    self.send_error(500)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.state = state
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/data.zip"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _zip_payload() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("data/train.json", RAW_FILES["2wikimqa"][1].read_text())
+        zf.writestr("data/dev.json", "[]")
+    return buf.getvalue()
+
+
+def test_download_retries_unzips_and_records_manifest(tmp_path):
+    payload = _zip_payload()
+    srv = _Server(payload, fail_first=1)
+    try:
+        m = raw_qa.download_dataset("2wikimqa", srv.url, ["train.json"], tmp_path, retries=3)
+    finally:
+        srv.close()
+    assert srv.state["hits"] == 2
+    assert m["sha256"] == hashlib.sha256(payload).hexdigest()
+    assert (tmp_path / "train.json").exists() and not (tmp_path / "dev.json").exists()
+    assert json.loads((tmp_path / "MANIFEST.json").read_text())["files"].keys() == {"train.json"}
+    rows = raw_qa.normalise_files("2wikimqa", [tmp_path / "train.json"])
+    assert len(rows) > 100
+
+
+def test_download_checksum_mismatch_fails(tmp_path):
+    srv = _Server(_zip_payload())
+    try:
+        with pytest.raises(raw_qa.DownloadError, match="sha256"):
+            raw_qa.download_dataset("2wikimqa", srv.url, ["train.json"], tmp_path, sha256="0" * 64, retries=1)
+    finally:
+        srv.close()
+    assert not (tmp_path / "MANIFEST.json").exists()
+
+
+def test_download_gives_up_after_retries(tmp_path):
+    srv = _Server(b"", fail_first=10)
+    try:
+        with pytest.raises(raw_qa.DownloadError, match="after 2 attempts"):
+            raw_qa.fetch(srv.url, tmp_path / "x", retries=2, backoff=0)
+    finally:
+        srv.close()
+    assert not (tmp_path / "x").exists()
