@@ -4,9 +4,8 @@ import copy
 
 import pytest
 import yaml
-from loongrl.config import ConfigError, deep_merge, load_config, validate_config
-
 from conftest import ROOT
+from loongrl.config import ConfigError, deep_merge, load_config, validate_config
 
 
 @pytest.fixture()

@@ -29,8 +29,16 @@ def synthesized(raw_rows, qwen_tokenizer):
         plain_rows, plain_stats = fill_rows(plain, fillers, *args)
         kc_filled, _ = fill_rows(kc_pool, fillers, *args)
         kc = build_keychain_rows(
-            kc_filled, [r["question"] for r in rows], qwen_tokenizer, LENGTH, 4, 1, "uuid4", True,
-            LOONGRL_SYSTEM_PROMPT, 42,
+            kc_filled,
+            [r["question"] for r in rows],
+            qwen_tokenizer,
+            LENGTH,
+            4,
+            1,
+            "uuid4",
+            True,
+            LOONGRL_SYSTEM_PROMPT,
+            42,
         )
         out[ds] = {"plain": plain_rows, "plain_stats": plain_stats, "keychain": kc, "pool": kc_pool}
     return out
@@ -96,9 +104,13 @@ def test_insert_pairs_after_stoppers():
         i = out.index(pair)
         prev = out[i - 1] if out[i - 1] != " " else out[i - 2]
         assert prev in ".?\n"
-    assert out.replace(' {"a": "b"}.', "").replace('{"a": "b"}.', "").replace(' {"c": "d"}.', "").replace(
-        '{"c": "d"}.', ""
-    ) == ctx
+    assert (
+        out.replace(' {"a": "b"}.', "")
+        .replace('{"a": "b"}.', "")
+        .replace(' {"c": "d"}.', "")
+        .replace('{"c": "d"}.', "")
+        == ctx
+    )
 
 
 def test_insert_pairs_needs_enough_stoppers():

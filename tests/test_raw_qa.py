@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import RAW_FILES
 from loongrl import raw_qa
 from loongrl.io import DataError
-
-from conftest import RAW_FILES
 
 
 def test_samples_normalise(raw_rows):
@@ -79,8 +78,19 @@ def test_normalise_cli_writes_parquet_loadable_by_datasets(tmp_path):
 
     out = tmp_path / "hotpot.parquet"
     raw_qa.main(
-        ["normalise", "--dataset", "hotpotqa", "--inputs", str(RAW_FILES["hotpotqa"][0].parent),
-         "--patterns", "hotpot_*.json", "--max-questions", "30", "--output", str(out)]
+        [
+            "normalise",
+            "--dataset",
+            "hotpotqa",
+            "--inputs",
+            str(RAW_FILES["hotpotqa"][0].parent),
+            "--patterns",
+            "hotpot_*.json",
+            "--max-questions",
+            "30",
+            "--output",
+            str(out),
+        ]
     )
     assert pq.read_table(out).num_rows == 30
     ds = datasets.load_dataset("parquet", data_files=str(out), split="train")
@@ -94,7 +104,7 @@ class _Server:
         state = {"left": fail_first, "hits": 0}
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 state["hits"] += 1
                 if state["left"] > 0:
                     state["left"] -= 1

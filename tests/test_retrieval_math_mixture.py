@@ -4,20 +4,27 @@ import json
 import re
 
 import pytest
+from conftest import SAMPLES
 from loongrl.io import DataError, write_parquet
 from loongrl.math_data import dapo_rows, load_records, mathqa_rows, parse_options
 from loongrl.mixture import MIXTURE_SCHEMA, build_mixture, data_card, preflight
 from loongrl.prompts import LOONGRL_SYSTEM_PROMPT
 from loongrl.retrieval import build, read_book
 
-from conftest import SAMPLES
-
 
 @pytest.fixture(scope="module")
 def retrieval_rows(qwen_tokenizer):
     books = {p.name: read_book(p) for p in sorted((SAMPLES / "gutenberg").glob("*.txt"))}
-    return build(books, qwen_tokenizer, 16384, 128, {"examples": 3, "keys": 20}, {"examples": 3, "values": 20},
-                 LOONGRL_SYSTEM_PROMPT, 42)
+    return build(
+        books,
+        qwen_tokenizer,
+        16384,
+        128,
+        {"examples": 3, "keys": 20},
+        {"examples": 3, "values": 20},
+        LOONGRL_SYSTEM_PROMPT,
+        42,
+    )
 
 
 def test_retrieval_tasks(retrieval_rows):
@@ -38,22 +45,37 @@ def test_retrieval_tasks(retrieval_rows):
 
 def test_mathqa_both_option_layouts():
     assert parse_options("a ) 38 , b ) 27.675 , c ) 30 , d ) data inadequate , e ) none of these") == [
-        "38", "27.675", "30", "data inadequate", "none of these"]
+        "38",
+        "27.675",
+        "30",
+        "data inadequate",
+        "none of these",
+    ]
     assert parse_options("['a ) a ) 4 inches', 'b ) b ) 6 inches', 'c ) c ) 5 inches']") == [
-        "4 inches", "6 inches", "5 inches"]
+        "4 inches",
+        "6 inches",
+        "5 inches",
+    ]
     records, where = load_records("local", str(SAMPLES / "mathqa/test.sample.json"), None)
     rows = mathqa_rows(records, where)
     assert len(rows) == len(records)
     r = rows[0]
-    assert r["user_prompt"].startswith("Question: a shopkeeper sold") and "\nChoices:(A) 38\n(B) 27.675" in r[
-        "user_prompt"]
+    assert (
+        r["user_prompt"].startswith("Question: a shopkeeper sold")
+        and "\nChoices:(A) 38\n(B) 27.675" in r["user_prompt"]
+    )
     assert r["answers"] == ["A"]
 
 
 def test_mathqa_bad_row_named():
     with pytest.raises(DataError, match="row 1: field 'correct'"):
-        mathqa_rows([{"Problem": "p", "options": "a ) 1 , b ) 2", "correct": "a"},
-                     {"Problem": "p", "options": "a ) 1 , b ) 2", "correct": "e"}], "f.json")
+        mathqa_rows(
+            [
+                {"Problem": "p", "options": "a ) 1 , b ) 2", "correct": "a"},
+                {"Problem": "p", "options": "a ) 1 , b ) 2", "correct": "e"},
+            ],
+            "f.json",
+        )
 
 
 def test_dapo_rows_dedupe_and_validate():
@@ -76,18 +98,32 @@ def test_mixture_counts_exclusion_and_card(qwen_tokenizer):
     inputs = {
         "keychain": {ds: _qa("keychain", ds, 3) for ds in ("hotpotqa", "musique")},
         "plain_qa": {ds: _qa("plain", ds, 3) for ds in ("hotpotqa", "musique")},
-        "retrieval": [{"id": f"r{i}", "task": t, "user_prompt": "u", "answers": ["1"], "prompt_tokens": 50}
-                      for i, t in enumerate(["multikey", "multivalue"] * 3)],
+        "retrieval": [
+            {"id": f"r{i}", "task": t, "user_prompt": "u", "answers": ["1"], "prompt_tokens": 50}
+            for i, t in enumerate(["multikey", "multivalue"] * 3)
+        ],
         "dapo_math": [{"id": f"d{i}", "user_prompt": "1+1?", "answers": ["2"]} for i in range(4)],
         "math_choice": [{"id": f"c{i}", "user_prompt": "Q\nChoices:(A) 1", "answers": ["A"]} for i in range(4)],
     }
-    counts = {"keychain": {"hotpotqa": 2, "musique": 1}, "plain_qa": {"hotpotqa": 3, "musique": 0},
-              "retrieval_multikey": 2, "retrieval_multivalue": 1, "dapo_math": 4, "math_choice": 2}
+    counts = {
+        "keychain": {"hotpotqa": 2, "musique": 1},
+        "plain_qa": {"hotpotqa": 3, "musique": 0},
+        "retrieval_multikey": 2,
+        "retrieval_multivalue": 1,
+        "dapo_math": 4,
+        "math_choice": 2,
+    }
     rows = build_mixture(inputs, counts, [], LOONGRL_SYSTEM_PROMPT, qwen_tokenizer, 1)
     card = data_card(rows, "stage1")
     assert {k: v["count"] for k, v in card["sources"].items()} == {
-        "keychain_hotpotqa": 2, "keychain_musique": 1, "plain_qa_hotpotqa": 3, "retrieval_multikey": 2,
-        "retrieval_multivalue": 1, "dapo_math": 4, "math_choice": 2}
+        "keychain_hotpotqa": 2,
+        "keychain_musique": 1,
+        "plain_qa_hotpotqa": 3,
+        "retrieval_multikey": 2,
+        "retrieval_multivalue": 1,
+        "dapo_math": 4,
+        "math_choice": 2,
+    }
     assert all(r["prompt"][0] == {"role": "system", "content": LOONGRL_SYSTEM_PROMPT} for r in rows)
     assert all(r["prompt_tokens"] > 0 for r in rows)
     assert card["pass_rate_histogram"]["0.5"] == 6
@@ -98,8 +134,18 @@ def test_mixture_counts_exclusion_and_card(qwen_tokenizer):
 
 
 def test_preflight_names_longest_rows(tmp_path):
-    rows = [{"id": f"r{i}", "data_source": "x", "source": "x", "prompt": [{"role": "user", "content": "c"}],
-             "answers": ["a"], "prompt_tokens": n, "pass_rate": None} for i, n in enumerate([10, 500, 30, 900])]
+    rows = [
+        {
+            "id": f"r{i}",
+            "data_source": "x",
+            "source": "x",
+            "prompt": [{"role": "user", "content": "c"}],
+            "answers": ["a"],
+            "prompt_tokens": n,
+            "pass_rate": None,
+        }
+        for i, n in enumerate([10, 500, 30, 900])
+    ]
     path = tmp_path / "m.parquet"
     write_parquet(rows, path, MIXTURE_SCHEMA)
     with pytest.raises(ValueError) as err:

@@ -11,12 +11,17 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import ROOT
 
 BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
-       "SLURM_ACCOUNT": "testacct", "SLURM_PARTITION_CPU": "cpu", "SLURM_PARTITION_GPU": "gpu"}
+ENV = {
+    **os.environ,
+    "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    "HF_HUB_OFFLINE": "1",
+    "SLURM_ACCOUNT": "testacct",
+    "SLURM_PARTITION_CPU": "cpu",
+    "SLURM_PARTITION_GPU": "gpu",
+}
 COPY = ["Snakefile", "config.yaml", "workflow", "profiles", "data", "envs"]
 
 
@@ -93,8 +98,14 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
         assert t.num_rows > 0 and "prompt" in t.column_names
         assert (results / f"mixture/{stage}.card.md").read_text().startswith("# Data card")
     stage1 = pq.read_table(results / "mixture/stage1.parquet").to_pylist()
-    assert {r["source"] for r in stage1} == {"keychain", "plain_qa", "retrieval_multikey", "retrieval_multivalue",
-                                             "dapo_math", "math_choice"}
+    assert {r["source"] for r in stage1} == {
+        "keychain",
+        "plain_qa",
+        "retrieval_multikey",
+        "retrieval_multivalue",
+        "dapo_math",
+        "math_choice",
+    }
     warm = pq.read_table(results / "mixture/warmup.parquet").to_pylist()
     assert "keychain" not in {r["source"] for r in warm}
     for p in (results / "filter").glob("*.passes.parquet"):
@@ -110,11 +121,11 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
 @pytest.mark.slow
 def test_bad_raw_input_fails_cleanly(tmp_path):
     work = copy_project(tmp_path)
-    bad = work / "data/samples/hotpotqa/hotpot_train_v1.1.sample.json"
-    text = bad.read_text().replace('"question": ', '"quest1on": ', 1)
+    bad = work / "data/samples/hotpotqa/hotpot_dev_distractor_v1.sample.json"  # read first
+    text = bad.read_text().replace('"question":', '"quest1on":', 1)
     bad.write_text(text)
     out = snakemake("--profile", "profiles/local", "results/raw_qa/hotpotqa.parquet", cwd=work, check=False)
     assert out.returncode != 0
     log = (work / "logs/raw_qa/hotpotqa.normalise.log").read_text()
-    assert "hotpot_train_v1.1.sample.json: row" in log and "field 'question': missing" in log
+    assert "hotpot_dev_distractor_v1.sample.json: row" in log and "field 'question': missing" in log
     assert not (work / "results/raw_qa/hotpotqa.parquet").exists()

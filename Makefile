@@ -1,0 +1,44 @@
+# make demo  - create .venv, install, run the whole pipeline on CPU with the tiny model and shipped samples
+# make test  - lint + the full test suite (slow end-to-end and SLURM tests included)
+PYTHON ?= python3
+VENV ?= .venv
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install demo test lint unit bench dryrun-slurm report clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --upgrade pip
+	$(VENV)/bin/pip install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	snakemake --profile profiles/local
+
+lint: install
+	ruff check .
+	ruff format --check .
+	snakefmt --check .
+	snakemake --lint
+
+unit: install
+	pytest -m "not slow and not slurm"
+
+test: lint
+	pytest
+
+bench: install
+	python benchmarks/keychain_throughput.py
+
+dryrun-slurm: install
+	SLURM_ACCOUNT=$${SLURM_ACCOUNT:-myaccount} snakemake -n --profile profiles/slurm all
+
+report: install
+	snakemake --profile profiles/local --report results/report.html
+
+clean:
+	rm -rf results logs benchmarks/filter benchmarks/fill benchmarks/keychain benchmarks/retrieval .snakemake
