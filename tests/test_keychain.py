@@ -40,7 +40,7 @@ def synthesized(raw_rows, qwen_tokenizer):
             LOONGRL_SYSTEM_PROMPT,
             42,
         )
-        out[ds] = {"plain": plain_rows, "plain_stats": plain_stats, "keychain": kc, "pool": kc_pool}
+        out[ds] = {"plain": plain_rows, "plain_stats": plain_stats, "keychain": kc, "pool": plain}
     return out
 
 
@@ -84,8 +84,13 @@ def test_tokens_recorded_are_exact(synthesized, qwen_tokenizer):
 
 def test_gold_documents_present_and_positions_vary(synthesized):
     for ds in synthesized:
-        for r, src in zip(synthesized[ds]["plain"], synthesized[ds]["pool"], strict=False):
+        gold = {r["id"]: set(r["gold_titles"]) for r in synthesized[ds]["pool"]}
+        for r in synthesized[ds]["plain"]:
+            passages = re.split(r"(?:^|\n\n)Passage \d+:\n", r["context"])[1:]
+            assert len(passages) == r["n_passages"]
             assert r["gold_positions"]
+            for pos in r["gold_positions"]:
+                assert passages[pos - 1].split("\n", 1)[0] in gold[r["id"]]
     positions = {tuple(r["gold_positions"]) for r in synthesized["hotpotqa"]["plain"]}
     assert len(positions) > 1, "random placement: gold passages are not at the same positions every time"
 

@@ -83,7 +83,7 @@ def test_dapo_rows_dedupe_and_validate():
     rows = dapo_rows(records + records[:5], where)
     assert len(rows) == len({r["prompt"][-1]["content"] for r in records})
     assert all(r["answers"][0] for r in rows)
-    with pytest.raises(DataError, match="reward_model.ground_truth"):
+    with pytest.raises(DataError, match=r"reward_model\.ground_truth"):
         dapo_rows([{"prompt": [{"role": "user", "content": "x"}], "reward_model": {}}], "f.parquet")
 
 
