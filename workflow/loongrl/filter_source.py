@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from loongrl.answers import contains_match, extract_answer_is
-from loongrl.inference import InferenceBackend, SamplingParams, make_backend
+from loongrl.inference import InferenceBackend, SamplingParams, make_backend, pick_device
 from loongrl.io import read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         backend = make_backend(
             cfg["backend"],
             args.model,
-            device="cuda" if args.gpus > 0 else "cpu",
+            device=pick_device(args.gpus),
             batch_size=cfg.get("batch_size", 8),
             tensor_parallel_size=min(cfg.get("tensor_parallel_size", 1), max(args.gpus, 1)),
             gpu_memory_utilization=cfg.get("gpu_memory_utilization", 0.9),

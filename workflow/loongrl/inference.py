@@ -37,6 +37,21 @@ class InferenceBackend(Protocol):
         ...
 
 
+def pick_device(gpus: int) -> str:
+    """The device a job should use given the GPUs Snakemake granted it (``resources.gpu``).
+
+    Locally a ``gpu`` resource is only a counter, and a scheduler may grant GPUs the process cannot see; both fall
+    back to the CPU with a warning instead of failing deep inside torch.
+    """
+    import torch
+
+    if gpus > 0 and torch.cuda.is_available():
+        return "cuda"
+    if gpus > 0:
+        log.warning("%d GPU(s) granted but torch sees no CUDA device; running on the CPU", gpus)
+    return "cpu"
+
+
 def render_prompts(tokenizer, prompts: Sequence[Messages]) -> list[str]:
     """Chat-template each conversation as text ending in the assistant turn header."""
     return [tokenizer.apply_chat_template(list(m), tokenize=False, add_generation_prompt=True) for m in prompts]
