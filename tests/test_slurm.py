@@ -148,7 +148,15 @@ def test_every_nonlocal_rule_ran_as_a_slurm_job(cancelled_then_completed, cluste
     for s in submissions(r["second"]):
         job = cluster.job(s["slurm_id"])
         assert job["JobState"] == "COMPLETED", (s, job["JobState"])
-        assert job["Partition"] == "debug" and job["TimeLimit"] == "00:30:00"
+        want_time = {
+            "filter_source": "12:00:00",
+            "split": "02:00:00",
+            "fill_context": "04:00:00",
+            "insert_keychain": "02:00:00",
+            "build_retrieval": "01:00:00",
+            "build_mixture": "01:00:00",
+        }.get(s["rule"], "00:30:00")  # the rule's runtime, else the profile default
+        assert job["Partition"] == "debug" and job["TimeLimit"] == want_time, (s["rule"], job["TimeLimit"])
         want_mem = {
             "filter_source": "3000M",
             "split": "2000M",
@@ -189,11 +197,13 @@ def test_gpu_job_gets_two_fake_gpus(cluster, tmp_path):
     work = copy_project(tmp_path)
     (work / "tests").mkdir()
     (work / "tests/slurm").symlink_to(ROOT / "tests/slurm")
-    res = snakemake(cluster, work, "--set-resources", "gpu_canary:gpu=2", "results/canary/gpus.json")
+    res = snakemake(cluster, work, "results/canary/gpus.json", "--set-resources", "gpu_canary:gpu=2")
     assert res.returncode == 0, res.stderr[-3000:]
     info = json.loads((work / "results/canary/gpus.json").read_text())
     assert info["requested_gpus"] == 2
-    assert info["env"]["CUDA_VISIBLE_DEVICES"] == "0,1" and info["env"]["SLURM_JOB_GPUS"] == "0,1"
+    # SLURM binds 2 of the 4 fake devices; the executor plugin strips SLURM_* variables inside the job, but
+    # CUDA_VISIBLE_DEVICES (what CUDA frameworks read) arrives.
+    assert info["env"]["CUDA_VISIBLE_DEVICES"] == "0,1"
     (sub,) = submissions(res.stdout + res.stderr)
     assert cluster.job(sub["slurm_id"])["TresPerJob"] == "gres:gpu:2"
 
@@ -203,34 +213,45 @@ def test_more_gpus_than_exist_fails_fast(cluster, tmp_path):
     (work / "tests").mkdir()
     (work / "tests/slurm").symlink_to(ROOT / "tests/slurm")
     t0 = time.time()
-    res = snakemake(cluster, work, "--set-resources", "gpu_canary:gpu=8", "results/canary/gpus.json", timeout=180)
+    res = snakemake(cluster, work, "results/canary/gpus.json", "--set-resources", "gpu_canary:gpu=8", timeout=180)
     assert res.returncode != 0
     assert time.time() - t0 < 120
     assert "Requested node configuration is not available" in res.stdout + res.stderr
 
 
 def test_two_node_submission_line(cluster, tmp_path):
-    """A 2-node GPU job: the sbatch line carries --nodes, --ntasks and per-node GPUs; a 1-node cluster refuses it."""
-    work = copy_project(tmp_path)
+    """The sbatch line of a 2-node GPU job, captured by an sbatch shim (one node exists, so nothing is queued)."""
+    (tmp_path / "w").mkdir()
+    work = copy_project(tmp_path / "w")
     (work / "tests").mkdir()
     (work / "tests/slurm").symlink_to(ROOT / "tests/slurm")
-    res = snakemake(
-        cluster,
-        work,
-        "--verbose",
-        "--set-resources",
-        "gpu_canary:gpu=0",
-        "gpu_canary:nodes=2",
-        "gpu_canary:tasks=2",
-        "gpu_canary:tasks_per_gpu=0",
-        "gpu_canary:gres=gpu:4",
-        "gpu_canary:mpi=srun",
-        "gpu_canary:cpus_per_task=1",
-        "results/canary/gpus.json",
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    record = tmp_path / "sbatch.args"
+    (shim / "sbatch").write_text(f'#!/bin/sh\necho "$@" >> {record}\necho "sbatch: error: recorded only" >&2\nexit 1\n')
+    (shim / "sbatch").chmod(0o755)
+    env = {**run_env(cluster), "PATH": f"{shim}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}"}
+    res = subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            *PROFILES,
+            "results/canary/gpus.json",
+            "--set-resources",
+            "gpu_canary:gpu=0",
+            "gpu_canary:nodes=2",
+            "gpu_canary:tasks=2",
+            "gpu_canary:tasks_per_gpu=0",
+            "gpu_canary:gres=gpu:4",
+            "gpu_canary:mpi=srun",
+            "gpu_canary:cpus_per_task=8",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=180,
     )
-    text = res.stdout + res.stderr
-    call = next(line for line in text.splitlines() if "sbatch call:" in line or line.strip().startswith("sbatch "))
+    assert res.returncode != 0
+    call = record.read_text()
     assert "--nodes=2" in call and "--ntasks=2" in call and "--gres=gpu:4" in call, call
-    assert "--gpus" not in call
-    assert res.returncode != 0  # only one node exists
+    assert "--cpus-per-task=8" in call and "--gpus" not in call, call

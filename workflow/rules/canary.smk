@@ -3,11 +3,11 @@ rule gpu_canary:
         "results/canary/gpus.json",
     log:
         "logs/canary/gpus.log",
+    conda:
+        "../../envs/data.yaml"
     resources:
         gpu=1,
         runtime="10m",
         mem_mb=2000,
-    conda:
-        "../../envs/data.yaml"
     shell:
         "python -m loongrl.canary --requested-gpus {resources.gpu} --output {output} > {log} 2>&1"

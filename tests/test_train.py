@@ -1,0 +1,128 @@
+"""GRPO stage runner: config mapping (paper values), a CPU run killed after a checkpoint and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from conftest import ROOT
+from loongrl.io import write_parquet
+from loongrl.mixture import MIXTURE_SCHEMA
+from loongrl.train import grpo_config, grpo_kwargs, last_checkpoint, prompts_per_step_to_accumulation, truncate_metrics
+
+
+@pytest.fixture(scope="module")
+def train_cfg():
+    return yaml.safe_load((ROOT / "config.yaml").read_text())["train"]
+
+
+def test_paper_values_reach_grpoconfig(train_cfg, tmp_path):
+    gpu = SimpleNamespace(**grpo_kwargs(train_cfg, 168, tmp_path, world_size=16, gpu=True))
+    cpu = grpo_config(train_cfg, 168, tmp_path, world_size=16, gpu=False)  # TRL accepts it on this machine
+    assert cpu.use_cpu and not cpu.use_vllm and cpu.num_generations == 8 and cpu.beta == 0.001
+    cfg = gpu
+    assert cfg.num_generations == 8 and cfg.beta == 0.001 and cfg.learning_rate == 1e-6
+    assert cfg.lr_scheduler_type == "cosine" and cfg.max_grad_norm == 1.0
+    assert cfg.temperature == 0.6 and cfg.top_p == 0.95 and cfg.max_completion_length == 4096
+    assert cfg.loss_type == "dapo"  # token-level normalisation, as verl's token-mean in the paper's runs
+    assert cfg.gradient_checkpointing and cfg.bf16 and cfg.use_vllm and cfg.vllm_mode == "colocate"
+    # 512 prompts x 8 generations per optimizer step on 16 GPUs
+    assert cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * 16 == 512 * 8
+    assert cfg.max_steps == 168
+
+
+def test_accumulation_must_divide():
+    assert prompts_per_step_to_accumulation(256, 8, 4, 8) == 64
+    with pytest.raises(ValueError, match="not divisible"):
+        prompts_per_step_to_accumulation(3, 8, 5, 1)
+
+
+def test_checkpoint_discovery_and_metric_truncation(tmp_path):
+    for n in (2, 4, 6):
+        (tmp_path / f"checkpoint-{n}").mkdir()
+    for n in (2, 4):
+        (tmp_path / f"checkpoint-{n}" / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path).name == "checkpoint-4"  # checkpoint-6 is incomplete
+    m = tmp_path / "m.jsonl"
+    m.write_text("".join(json.dumps({"step": s}) + "\n" for s in range(1, 7)))
+    truncate_metrics(m, 4)
+    assert [json.loads(x)["step"] for x in m.read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def _mixture(path, n=8):
+    rows = [
+        {
+            "id": f"c{i}",
+            "data_source": "math_choice",
+            "source": "math_choice",
+            "prompt": [{"role": "user", "content": f"Question: {i} + 1 = ?\nChoices:(A) {i + 1}\n(B) {i + 2}"}],
+            "answers": ["A"],
+            "prompt_tokens": 20,
+            "pass_rate": None,
+        }
+        for i in range(n)
+    ]
+    write_parquet(rows, path, MIXTURE_SCHEMA)
+
+
+@pytest.mark.slow
+def test_kill_after_checkpoint_then_resume(tiny_model_dir, tmp_path, train_cfg):
+    data = tmp_path / "mix.parquet"
+    _mixture(data)
+    params = {
+        **train_cfg,
+        "prompts_per_step": 2,
+        "num_generations": 4,
+        "per_device_batch": 8,
+        "max_completion_length": 8,
+        "save_steps": 2,
+        "save_total_limit": 2,
+        "gradient_checkpointing": False,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "loongrl.train",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        "--params",
+        json.dumps(params),
+        "--steps",
+        "6",
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--output",
+        str(tmp_path / "model"),
+        "--metrics",
+        str(tmp_path / "metrics.jsonl"),
+        "--summary",
+        str(tmp_path / "summary.json"),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "workflow"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None:
+        if (tmp_path / "work/checkpoint-2/trainer_state.json").exists():
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, "the run finished or died before it could be killed"
+    time.sleep(1.5)  # let it log a step past the checkpoint, which the resume must drop
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "model").exists()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    steps = [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6], steps
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 6 and summary["resumed_from"].rsplit("-", 1)[1] in ("2", "4")
+    assert (tmp_path / "model/config.json").exists() and (tmp_path / "model/tokenizer.json").exists()

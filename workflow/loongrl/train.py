@@ -1,0 +1,236 @@
+"""GRPO stage runner on TRL's ``GRPOTrainer`` (paper §3.2, §4.1).
+
+What TRL already does is used as is: group sampling, advantages, the clipped token-level loss, the k3 KL estimate,
+vLLM generation (colocate or server), DeepSpeed/FSDP via Accelerate, checkpoints. Written here is only what TRL lacks:
+
+* the mapping from ``config.yaml`` to ``GRPOConfig`` (paper values: G=8, beta=0.001, lr 1e-6 cosine, clip 1.0,
+  T=0.6, top-p 0.95, 4,096 new tokens, 512 prompts per step through gradient accumulation);
+* resumable stages: checkpoints live in a work folder that Snakemake never deletes; a rerun resumes from the last
+  one (model, optimizer, scheduler, RNG and data position, via the Trainer), and the per-step metrics log is cut
+  back to that step so no step appears twice;
+* per-step metrics as JSONL, a summary JSON, and the final model as a plain HF folder (loadable by transformers
+  and vLLM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from loongrl.io import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def prompts_per_step_to_accumulation(prompts: int, group: int, per_device: int, world: int) -> int:
+    """Gradient-accumulation steps so one optimizer step sees ``prompts`` prompts × ``group`` completions.
+
+    TRL counts completions: a step consumes per_device × accumulation × world completions.
+    """
+    completions = prompts * group
+    per_pass = per_device * world
+    if completions % per_pass:
+        raise ValueError(
+            f"{prompts} prompts x {group} generations = {completions} completions is not divisible by "
+            f"per_device_batch ({per_device}) x world size ({world})"
+        )
+    return completions // per_pass
+
+
+def grpo_kwargs(
+    train: dict[str, Any],
+    steps: int,
+    output_dir: Path,
+    world_size: int = 1,
+    gpu: bool = False,
+    seed: int = 42,
+    report_to: str = "none",
+) -> dict[str, Any]:
+    """GRPOConfig arguments from the config's ``train`` section (values and sources in config.yaml)."""
+    accum = prompts_per_step_to_accumulation(
+        train["prompts_per_step"], train["num_generations"], train["per_device_batch"], world_size
+    )
+    kwargs: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "num_generations": train["num_generations"],
+        "beta": train["beta"],
+        "epsilon": train["clip_epsilon"],
+        "loss_type": train["loss_type"],
+        "learning_rate": train["learning_rate"],
+        "lr_scheduler_type": train["lr_scheduler"],
+        "max_grad_norm": train["max_grad_norm"],
+        "temperature": train["temperature"],
+        "top_p": train["top_p"],
+        "max_completion_length": train["max_completion_length"],
+        "per_device_train_batch_size": train["per_device_batch"],
+        "gradient_accumulation_steps": accum,
+        "gradient_checkpointing": train["gradient_checkpointing"],
+        "bf16": gpu,
+        "use_cpu": not gpu,
+        "max_steps": steps,
+        "save_steps": train["save_steps"],
+        "save_total_limit": train["save_total_limit"],
+        "logging_steps": 1,
+        "seed": seed,
+        "data_seed": seed,
+        "report_to": report_to,
+        "use_vllm": gpu and train["generation"] == "vllm",
+        "vllm_mode": train["vllm_mode"],
+        "shuffle_dataset": True,
+    }
+    return kwargs
+
+
+def grpo_config(*args: Any, **kwargs: Any):
+    """TRL's GRPOConfig for a stage (see ``grpo_kwargs``)."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(**grpo_kwargs(*args, **kwargs))
+
+
+def last_checkpoint(work_dir: Path) -> Path | None:
+    """The highest complete ``checkpoint-N`` folder (one with trainer_state.json), or None."""
+    found = []
+    for p in work_dir.glob("checkpoint-*"):
+        m = CHECKPOINT.match(p.name)
+        if m and (p / "trainer_state.json").exists():
+            found.append((int(m.group(1)), p))
+    return max(found)[1] if found else None
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines after ``step`` (they were logged by a run killed before its next checkpoint)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in keep))
+
+
+def metrics_callback(path: Path):
+    """A TrainerCallback appending every logged step's metrics to a JSONL file (flushed per line)."""
+    from transformers import TrainerCallback
+
+    class JsonlMetrics(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or ("loss" not in logs and "reward" not in logs):
+                return
+            row = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, int | float)}}
+            with path.open("a") as fh:
+                fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+    return JsonlMetrics()
+
+
+def load_mixture(path: Path):
+    """The mixture parquet as a datasets.Dataset with the columns the reward function needs."""
+    import datasets
+
+    ds = datasets.load_dataset("parquet", data_files=str(path), split="train")
+    keep = ["prompt", "answers", "data_source", "id"]
+    return ds.remove_columns([c for c in ds.column_names if c not in keep])
+
+
+def run_stage(
+    model_path: Path,
+    data_path: Path,
+    train: dict[str, Any],
+    steps: int,
+    work_dir: Path,
+    output_dir: Path,
+    metrics_path: Path,
+    summary_path: Path,
+    reward_funcs=None,
+    gpu: bool = False,
+    world_size: int = 1,
+    seed: int = 42,
+) -> dict[str, Any]:
+    """Train one GRPO stage, resuming from ``work_dir`` when a checkpoint is there."""
+    from transformers import AutoTokenizer
+    from trl import GRPOTrainer
+
+    from loongrl.verifiers import Guards, make_reward_fn
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    resume = last_checkpoint(work_dir)
+    if resume is not None:
+        step = int(CHECKPOINT.match(resume.name).group(1))
+        truncate_metrics(metrics_path, step)
+        log.info("resuming from %s (step %d)", resume, step)
+    elif metrics_path.exists():
+        metrics_path.unlink()
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    args = grpo_config(train, steps, work_dir, world_size=world_size, gpu=gpu, seed=seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+    if reward_funcs is None:
+        reward_funcs = [make_reward_fn(Guards(enabled=train["reward_guards"]))]
+    trainer = GRPOTrainer(
+        model=str(model_path),
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=load_mixture(data_path),
+        processing_class=tokenizer,
+        callbacks=[metrics_callback(metrics_path)],
+    )
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    tmp = output_dir.with_name(output_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(output_dir, ignore_errors=True)
+    tmp.rename(output_dir)
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
+    summary = {
+        "steps": trainer.state.global_step,
+        "resumed_from": str(resume) if resume else None,
+        "train_loss": result.training_loss if not math.isnan(result.training_loss) else None,
+        "reward_first": rows[0].get("reward") if rows else None,
+        "reward_last": rows[-1].get("reward") if rows else None,
+    }
+    write_json(summary, summary_path)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m loongrl.train", description=__doc__)
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--params", required=True, help="JSON of the config's train section")
+    ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("--work-dir", type=Path, required=True, help="checkpoints (kept across failed runs)")
+    ap.add_argument("--output", type=Path, required=True, help="final HF model folder")
+    ap.add_argument("--metrics", type=Path, required=True)
+    ap.add_argument("--summary", type=Path, required=True)
+    ap.add_argument("--gpus", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=42)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from loongrl.inference import pick_device
+
+    gpu = pick_device(args.gpus) == "cuda"
+    summary = run_stage(
+        args.model,
+        args.data,
+        json.loads(args.params),
+        args.steps,
+        args.work_dir,
+        args.output,
+        args.metrics,
+        args.summary,
+        gpu=gpu,
+        world_size=max(1, args.gpus),
+        seed=args.seed,
+    )
+    log.info("stage done: %s", summary)
+
+
+if __name__ == "__main__":
+    main()
