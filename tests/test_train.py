@@ -106,6 +106,12 @@ def test_kill_after_checkpoint_then_resume(tiny_model_dir, tmp_path, train_cfg):
         str(tmp_path / "metrics.jsonl"),
         "--summary",
         str(tmp_path / "summary.json"),
+        "--mlflow-uri",
+        f"sqlite:///{tmp_path}/mlflow.db",
+        "--run-name",
+        "stage1",
+        "--tag",
+        "config_hash=abc123",
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "workflow"), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -126,3 +132,14 @@ def test_kill_after_checkpoint_then_resume(tiny_model_dir, tmp_path, train_cfg):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 6 and summary["resumed_from"].rsplit("-", 1)[1] in ("2", "4")
     assert (tmp_path / "model/config.json").exists() and (tmp_path / "model/tokenizer.json").exists()
+    # one MLflow run across the kill: reopened on resume, tagged, with the metric history and artifacts
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["loongrl"], output_format="list")
+    assert [r.info.run_id for r in runs] == [summary["mlflow_run_id"]]
+    run = runs[0]
+    assert run.data.tags["config_hash"] == "abc123" and run.info.status == "FINISHED"
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "reward")
+    assert {m.step for m in history} >= {1, 6}
+    assert "metrics.jsonl" in {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}

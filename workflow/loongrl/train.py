@@ -152,12 +152,17 @@ def run_stage(
     gpu: bool = False,
     world_size: int = 1,
     seed: int = 42,
+    tracking: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train one GRPO stage, resuming from ``work_dir`` when a checkpoint is there."""
+    """Train one GRPO stage, resuming from ``work_dir`` when a checkpoint is there.
+
+    ``tracking`` (``{uri, experiment, run_name, tags, artifacts}``) logs the stage as one MLflow run: params and
+    per-step metrics through transformers' MLflow callback, plus tags and artifact files.
+    """
     from transformers import AutoTokenizer
     from trl import GRPOTrainer
 
-    from loongrl.verifiers import Guards, make_reward_fn
+    from loongrl.verifiers import Guards, make_reward_fns
 
     work_dir.mkdir(parents=True, exist_ok=True)
     resume = last_checkpoint(work_dir)
@@ -168,10 +173,13 @@ def run_stage(
     elif metrics_path.exists():
         metrics_path.unlink()
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    args = grpo_config(train, steps, work_dir, world_size=world_size, gpu=gpu, seed=seed)
+    run = start_tracking(tracking, resume is not None) if tracking else None
+    args = grpo_config(
+        train, steps, work_dir, world_size=world_size, gpu=gpu, seed=seed, report_to="mlflow" if run else "none"
+    )
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     if reward_funcs is None:
-        reward_funcs = [make_reward_fn(Guards(enabled=train["reward_guards"]))]
+        reward_funcs = make_reward_fns(Guards(enabled=train["reward_guards"]))
     trainer = GRPOTrainer(
         model=str(model_path),
         reward_funcs=reward_funcs,
@@ -188,7 +196,9 @@ def run_stage(
     shutil.rmtree(output_dir, ignore_errors=True)
     tmp.rename(output_dir)
     rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
+    run_id = finish_tracking(tracking, metrics_path) if run else None
     summary = {
+        "mlflow_run_id": run_id,
         "steps": trainer.state.global_step,
         "resumed_from": str(resume) if resume else None,
         "train_loss": result.training_loss if not math.isnan(result.training_loss) else None,
@@ -199,7 +209,42 @@ def run_stage(
     return summary
 
 
+def start_tracking(tracking: dict[str, Any], resuming: bool):
+    """Open (or, when resuming, reopen) the stage's MLflow run; transformers' callback logs into it."""
+    import os
+
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking["uri"])
+    mlflow.set_experiment(tracking["experiment"])
+    runs = (
+        mlflow.search_runs(
+            filter_string=f"tags.mlflow.runName = '{tracking['run_name']}'", max_results=1, output_format="list"
+        )
+        if resuming
+        else []
+    )
+    run = mlflow.start_run(run_id=runs[0].info.run_id) if runs else mlflow.start_run(run_name=tracking["run_name"])
+    mlflow.set_tags(tracking.get("tags", {}))
+    os.environ["MLFLOW_TRACKING_URI"] = tracking["uri"]
+    os.environ["MLFLOW_EXPERIMENT_NAME"] = tracking["experiment"]
+    return run
+
+
+def finish_tracking(tracking: dict[str, Any], metrics_path: Path) -> str:
+    import mlflow
+
+    run = mlflow.active_run()
+    for path in [*tracking.get("artifacts", []), metrics_path]:
+        if Path(path).exists():
+            mlflow.log_artifact(str(path))
+    mlflow.end_run()
+    return run.info.run_id
+
+
 def main(argv: list[str] | None = None) -> None:
+    import os
+
     ap = argparse.ArgumentParser(prog="python -m loongrl.train", description=__doc__)
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--data", type=Path, required=True)
@@ -211,11 +256,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--summary", type=Path, required=True)
     ap.add_argument("--gpus", type=int, default=0)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--mlflow-uri", default=None, help="tracking URI (MLFLOW_TRACKING_URI overrides)")
+    ap.add_argument("--experiment", default="loongrl")
+    ap.add_argument("--run-name", default=None)
+    ap.add_argument("--tag", action="append", default=[], help="KEY=VALUE run tags")
+    ap.add_argument("--artifact", action="append", default=[], type=Path, help="files logged with the run")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from loongrl.inference import pick_device
 
-    gpu = pick_device(args.gpus) == "cuda"
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or args.mlflow_uri
+    tracking = None
+    if uri:
+        tracking = {
+            "uri": uri,
+            "experiment": args.experiment,
+            "run_name": args.run_name or args.output.name,
+            "tags": dict(t.split("=", 1) for t in args.tag),
+            "artifacts": args.artifact,
+        }
     summary = run_stage(
         args.model,
         args.data,
@@ -225,9 +284,10 @@ def main(argv: list[str] | None = None) -> None:
         args.output,
         args.metrics,
         args.summary,
-        gpu=gpu,
+        gpu=pick_device(args.gpus) == "cuda",
         world_size=max(1, args.gpus),
         seed=args.seed,
+        tracking=tracking,
     )
     log.info("stage done: %s", summary)
 

@@ -35,6 +35,9 @@ class Guards:
     max_boxes: int = 1
 
 
+NO_GUARDS = Guards()
+
+
 def boxed_spans(text: str) -> list[tuple[int, int, str]]:
     """Every brace-matched ``\\boxed{...}`` as (start, end, content); unterminated boxes are ignored."""
     spans = []
@@ -75,7 +78,7 @@ def _guard_fail(completion: str, pred: str, golds: Sequence[str], guards: Guards
     return len(pred) - shortest > guards.answer_overflow
 
 
-def qa_reward(completion: str, golds: Sequence[str], guards: Guards = Guards()) -> float:
+def qa_reward(completion: str, golds: Sequence[str], guards: Guards = NO_GUARDS) -> float:
     """Two-way substring EM on the last box (the paper's verifier)."""
     pred = extract_boxed(completion)
     if pred is None:
@@ -90,7 +93,7 @@ def qa_reward(completion: str, golds: Sequence[str], guards: Guards = Guards()) 
     return 0.0
 
 
-def retrieval_reward(completion: str, values: Sequence[str], require_all: bool, guards: Guards = Guards()) -> float:
+def retrieval_reward(completion: str, values: Sequence[str], require_all: bool, guards: Guards = NO_GUARDS) -> float:
     """Multi-value: every value must appear in the box; multi-key: the single value."""
     pred = extract_boxed(completion)
     if pred is None or not pred.strip():
@@ -131,7 +134,7 @@ def math_reward(completion: str, gold: str) -> float:
     return float(verify(gold_parsed, pred_parsed))
 
 
-def score(data_source: str, completion: str, answers: Sequence[str], guards: Guards = Guards()) -> float:
+def score(data_source: str, completion: str, answers: Sequence[str], guards: Guards = NO_GUARDS) -> float:
     """Dispatch by the mixture's ``data_source``."""
     if data_source.startswith(("keychain_", "plain_qa_")):
         return qa_reward(completion, answers, guards)
@@ -153,7 +156,7 @@ def completion_text(completion: Any) -> str:
     return "".join(m.get("content", "") for m in completion)
 
 
-def make_reward_fn(guards: Guards = Guards()):
+def make_reward_fn(guards: Guards = NO_GUARDS):
     """A TRL ``reward_funcs`` callable: columns ``data_source`` and ``answers`` arrive as keyword lists."""
 
     def loongrl_reward(completions, data_source, answers, **_: Any) -> list[float]:
@@ -163,3 +166,34 @@ def make_reward_fn(guards: Guards = Guards()):
         ]
 
     return loongrl_reward
+
+
+SOURCE_FAMILIES = ("keychain", "plain_qa", "retrieval", "math_choice", "dapo_math")
+
+
+def family(data_source: str) -> str:
+    """The reward family of a data_source (``keychain_hotpotqa`` -> ``keychain``)."""
+    for fam in SOURCE_FAMILIES:
+        if data_source.startswith(fam):
+            return fam
+    raise ValueError(f"no verifier for data_source {data_source!r}")
+
+
+def make_reward_fns(guards: Guards = NO_GUARDS) -> list:
+    """One TRL reward function per data-source family, each returning None for other families' rows.
+
+    TRL sums the functions' rewards (ignoring None) and logs each function's mean and std under
+    ``rewards/<name>/...``, which gives the per-data_source reward curves without extra logging code.
+    """
+    fns = []
+    for fam in SOURCE_FAMILIES:
+
+        def reward(completions, data_source, answers, _fam=fam, **_: Any) -> list[float | None]:
+            return [
+                score(src, completion_text(c), list(ans), guards) if family(src) == _fam else None
+                for c, src, ans in zip(completions, data_source, answers, strict=True)
+            ]
+
+        reward.__name__ = f"reward_{fam}"
+        fns.append(reward)
+    return fns
