@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from loongrl.cli import add_synthesis_args, setup_logging
 from loongrl.io import read_parquet, write_json, write_parquet
 from loongrl.models import load_tokenizer
 from loongrl.prompts import (
@@ -30,16 +31,15 @@ from loongrl.prompts import (
     join_passages,
     messages,
     system_prompt,
+    token_stats,
 )
+from loongrl.raw_qa import QA_FIELDS
 
 log = logging.getLogger(__name__)
 
 FILLED_SCHEMA = pa.schema(
     [
-        ("id", pa.string()),
-        ("dataset", pa.string()),
-        ("question", pa.string()),
-        ("answers", pa.list_(pa.string())),
+        *QA_FIELDS,
         ("context", pa.string()),
         ("n_passages", pa.int32()),
         ("gold_positions", pa.list_(pa.int32())),
@@ -191,15 +191,13 @@ def fill_rows(
                 "pass_rate": row.get("pass_rate"),
             }
         )
-    toks = sorted(r["prompt_tokens"] for r in out)
+    toks = [r["prompt_tokens"] for r in out]
     stats = {
         "length": length,
         "examples": len(out),
         "skipped_own_docs_too_long": skipped,
         "recounted": recounted,
-        "prompt_tokens_min": toks[0] if toks else None,
-        "prompt_tokens_median": toks[len(toks) // 2] if toks else None,
-        "prompt_tokens_max": toks[-1] if toks else None,
+        **token_stats(toks),
         "budget_scope": budget_scope,
         "placement": placement,
     }
@@ -210,15 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m loongrl.fill", description=__doc__)
     ap.add_argument("--pool", required=True, type=Path, help="question pool parquet from split")
     ap.add_argument("--fillers", required=True, type=Path)
-    ap.add_argument("--tokenizer", required=True, type=Path)
-    ap.add_argument("--length", required=True, type=int)
-    ap.add_argument("--params", required=True, help="JSON: {generation_reserve, budget_scope, placement}")
-    ap.add_argument("--system-prompt", default="loongrl")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--output", required=True, type=Path)
-    ap.add_argument("--stats", required=True, type=Path)
+    add_synthesis_args(ap, "JSON: {generation_reserve, budget_scope, placement}")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     p = json.loads(args.params)
     tok = load_tokenizer(args.tokenizer)
     rows, stats = fill_rows(

@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from loongrl.answers import contains_match, extract_answer_is
+from loongrl.cli import setup_logging
 from loongrl.inference import InferenceBackend, SamplingParams, make_backend, pick_device
 from loongrl.io import read_parquet, write_parquet
 
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gpus", type=int, default=0)
     ap.add_argument("--output", required=True, type=Path)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     cfg = json.loads(args.params)
     rows = read_parquet(args.input)
     if args.only_failed is not None:

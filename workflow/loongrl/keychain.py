@@ -22,19 +22,18 @@ from typing import Any
 
 import pyarrow as pa
 
+from loongrl.cli import add_synthesis_args, setup_logging
 from loongrl.fill import example_rng
 from loongrl.io import read_parquet, write_json, write_parquet
 from loongrl.models import load_tokenizer
-from loongrl.prompts import KEYCHAIN_TEMPLATE, count_tokens_batch, messages, system_prompt
+from loongrl.prompts import KEYCHAIN_TEMPLATE, chat_token_counts, messages, system_prompt, token_stats
+from loongrl.raw_qa import QA_FIELDS
 
 log = logging.getLogger(__name__)
 
 KEYCHAIN_SCHEMA = pa.schema(
     [
-        ("id", pa.string()),
-        ("dataset", pa.string()),
-        ("question", pa.string()),
-        ("answers", pa.list_(pa.string())),
+        *QA_FIELDS,
         ("user_prompt", pa.string()),
         ("start_key", pa.string()),
         ("chains", pa.list_(pa.list_(pa.string()))),
@@ -162,11 +161,7 @@ def build_keychain_rows(
                 "pass_rate": row.get("pass_rate"),
             }
         )
-    texts = [
-        tokenizer.apply_chat_template(messages(r["user_prompt"], system), tokenize=False, add_generation_prompt=True)
-        for r in out
-    ]
-    for r, n in zip(out, count_tokens_batch(tokenizer, texts), strict=True):
+    for r, n in zip(out, chat_token_counts(tokenizer, [messages(r["user_prompt"], system) for r in out]), strict=True):
         r["prompt_tokens"] = n
     return out
 
@@ -175,15 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m loongrl.keychain", description=__doc__)
     ap.add_argument("--filled", required=True, type=Path, help="filled KeyChain-pool parquet")
     ap.add_argument("--raw", required=True, type=Path, help="normalised raw QA parquet (distractor questions)")
-    ap.add_argument("--tokenizer", required=True, type=Path)
-    ap.add_argument("--length", required=True, type=int)
-    ap.add_argument("--params", required=True, help="JSON of the config's keychain section")
-    ap.add_argument("--system-prompt", default="loongrl")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--output", required=True, type=Path)
-    ap.add_argument("--stats", required=True, type=Path)
+    add_synthesis_args(ap, "JSON of the config's keychain section")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     p = json.loads(args.params)
     rows = build_keychain_rows(
         read_parquet(args.filled),
@@ -198,15 +187,13 @@ def main(argv: list[str] | None = None) -> None:
         args.seed,
     )
     write_parquet(rows, args.output, KEYCHAIN_SCHEMA)
-    toks = sorted(r["prompt_tokens"] for r in rows)
+    toks = [r["prompt_tokens"] for r in rows]
     stats = {
         "length": args.length,
         "examples": len(rows),
         "num_chains": num_chains(args.length, p["chains_per_1k"]),
         "pairs_per_example": rows[0]["n_pairs"] if rows else 0,
-        "prompt_tokens_min": toks[0] if toks else None,
-        "prompt_tokens_median": toks[len(toks) // 2] if toks else None,
-        "prompt_tokens_max": toks[-1] if toks else None,
+        **token_stats(toks),
     }
     write_json(stats, args.stats)
     log.info("keychain %s", stats)

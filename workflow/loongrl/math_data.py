@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from loongrl.cli import setup_logging
 from loongrl.io import DataError, read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--hf-dataset", default=None, help="hub dataset (source=download)")
     ap.add_argument("--output", required=True, type=Path)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     records, where = load_records(args.source, args.input, args.hf_dataset)
     rows = dapo_rows(records, where) if args.task == "dapo_math" else mathqa_rows(records, where)
     write_parquet(rows, args.output, MATH_SCHEMA)

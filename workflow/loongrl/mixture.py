@@ -18,9 +18,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from loongrl.cli import setup_logging
 from loongrl.io import read_parquet, write_json, write_parquet, write_text
 from loongrl.models import load_tokenizer
-from loongrl.prompts import count_tokens_batch, messages, system_prompt
+from loongrl.prompts import chat_token_counts, messages, system_prompt
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,7 @@ def simple_rows(rows: list[dict[str, Any]], source: str, system: str | None, tok
         for r in rows
     ]
     if tokenizer is not None:
-        texts = [tokenizer.apply_chat_template(o["prompt"], tokenize=False, add_generation_prompt=True) for o in out]
-        for o, n in zip(out, count_tokens_batch(tokenizer, texts), strict=True):
+        for o, n in zip(out, chat_token_counts(tokenizer, [o["prompt"] for o in out]), strict=True):
             o["prompt_tokens"] = n
     return out
 
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--max-prompt-tokens", type=int, required=True)
     c.add_argument("--output", type=Path, required=True)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     if args.cmd == "preflight":
         report = preflight(args.inputs, args.max_prompt_tokens)
         write_json(report, args.output)

@@ -13,6 +13,8 @@ import logging
 import shutil
 from pathlib import Path
 
+from loongrl.cli import setup_logging
+
 log = logging.getLogger(__name__)
 
 TINY_MODEL = "tiny-qwen2"
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out-dir", required=True, type=Path)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     if args.name == TINY_MODEL:
         build_tiny_model(args.out_dir, seed=args.seed)
     else:

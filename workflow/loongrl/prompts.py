@@ -52,6 +52,22 @@ def count_prompt_tokens(tokenizer, msgs: list[dict[str, str]]) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def token_stats(counts: list[int]) -> dict[str, int | None]:
+    """Min / median / max of prompt token counts, as the stage stats files report them."""
+    toks = sorted(counts)
+    return {
+        "prompt_tokens_min": toks[0] if toks else None,
+        "prompt_tokens_median": toks[len(toks) // 2] if toks else None,
+        "prompt_tokens_max": toks[-1] if toks else None,
+    }
+
+
+def chat_token_counts(tokenizer, conversations: list[list[dict[str, str]]]) -> list[int]:
+    """Exact token counts of many chat prompts (with the assistant header) in one batched call."""
+    texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in conversations]
+    return count_tokens_batch(tokenizer, texts)
+
+
 def count_tokens_batch(tokenizer, texts: list[str]) -> list[int]:
     """Token counts of many texts in one batched (parallel, Rust-side) call."""
     if not texts:

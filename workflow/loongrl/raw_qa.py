@@ -26,6 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from loongrl.cli import setup_logging
 from loongrl.io import DataError, atomic_path, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -33,16 +34,14 @@ log = logging.getLogger(__name__)
 DATASETS = ("hotpotqa", "musique", "2wikimqa")
 
 DOC_TYPE = pa.struct([("title", pa.string()), ("text", pa.string())])
-RAW_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("dataset", pa.string()),
-        ("question", pa.string()),
-        ("answers", pa.list_(pa.string())),
-        ("documents", pa.list_(DOC_TYPE)),
-        ("gold_titles", pa.list_(pa.string())),
-    ]
-)
+# The identity and target of a question; every QA table downstream starts with these columns.
+QA_FIELDS = [
+    pa.field("id", pa.string()),
+    pa.field("dataset", pa.string()),
+    pa.field("question", pa.string()),
+    pa.field("answers", pa.list_(pa.string())),
+]
+RAW_SCHEMA = pa.schema([*QA_FIELDS, ("documents", pa.list_(DOC_TYPE)), ("gold_titles", pa.list_(pa.string()))])
 
 
 # --------------------------------------------------------------------------------------------------- download
@@ -281,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     n.add_argument("--max-questions", type=int, default=None)
     n.add_argument("--output", required=True, type=Path)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     if args.cmd == "download":
         manifest = download_dataset(args.dataset, args.url, args.files, args.out_dir, args.sha256 or None, args.retries)
         log.info("downloaded %s: %s", args.dataset, manifest)

@@ -23,10 +23,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from loongrl.cli import setup_logging
 from loongrl.fill import example_rng
 from loongrl.io import atomic_path, write_parquet
 from loongrl.models import load_tokenizer
-from loongrl.prompts import count_prompt_tokens, count_tokens_batch, messages, system_prompt
+from loongrl.prompts import chat_token_counts, count_prompt_tokens, count_tokens_batch, messages, system_prompt
 
 log = logging.getLogger(__name__)
 
@@ -178,11 +179,9 @@ def build(
         make_example("multivalue", i, hay, tokenizer, length, reserve, multivalue["values"], system, seed)
         for i in range(multivalue["examples"])
     ]
-    texts = [
-        tokenizer.apply_chat_template(messages(r["user_prompt"], system), tokenize=False, add_generation_prompt=True)
-        for r in rows
-    ]
-    for r, n in zip(rows, count_tokens_batch(tokenizer, texts), strict=True):
+    for r, n in zip(
+        rows, chat_token_counts(tokenizer, [messages(r["user_prompt"], system) for r in rows]), strict=True
+    ):
         r["prompt_tokens"] = n
     return rows
 
@@ -213,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--seed", type=int, default=42)
     b.add_argument("--output", type=Path, required=True)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     if args.cmd == "download":
         download_books(args.ids, args.out_dir)
         return

@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from loongrl.cli import setup_logging
 from loongrl.io import read_parquet, write_json, write_parquet
 from loongrl.models import load_tokenizer
 from loongrl.prompts import count_tokens_batch
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fillers", required=True, type=Path)
     ap.add_argument("--stats", required=True, type=Path)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     p = json.loads(args.params)
     rows = read_parquet(args.raw)
     dataset = rows[0]["dataset"]

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from loongrl.cli import setup_logging
 from loongrl.inference import InferenceBackend, SamplingParams, make_backend, pick_device
 from loongrl.io import read_parquet, write_json, write_parquet
 from loongrl.mixture import MIXTURE_SCHEMA
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--output", type=Path, required=True)
     ap.add_argument("--stats", type=Path, required=True)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     train = json.loads(args.params)
     rows = read_parquet(args.data)
     backend = make_backend(

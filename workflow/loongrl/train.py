@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from loongrl.cli import setup_logging
 from loongrl.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tag", action="append", default=[], help="KEY=VALUE run tags")
     ap.add_argument("--artifact", action="append", default=[], type=Path, help="files logged with the run")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     from loongrl.inference import pick_device
 
     uri = os.environ.get("MLFLOW_TRACKING_URI") or args.mlflow_uri
