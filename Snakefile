@@ -21,6 +21,7 @@ include: "workflow/rules/keychain.smk"
 include: "workflow/rules/retrieval.smk"
 include: "workflow/rules/math.smk"
 include: "workflow/rules/mixture.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/canary.smk"
 
 

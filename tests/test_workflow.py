@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -69,6 +70,7 @@ def test_slurm_profile_dry_run_paper_scale(tmp_path):
     assert counts["insert_keychain"] == 3 * 6
     assert counts["download_model"] == 2  # policy (7B) and filter (32B)
     assert counts["build_mixture"] == 2 and counts["preflight"] == 1
+    assert counts["train_stage"] == 3 and counts["select_stage2"] == 1
     assert "gpu=4" in text.replace(" ", "")  # the 32B filter asks for its tensor-parallel GPUs
     assert "slurm_partition=gpu" in text.replace(" ", "")
 
@@ -80,12 +82,14 @@ def test_local_profile_dry_run(tmp_path):
     assert counts["fill_context"] == 3 * 2 * 2 and counts["filter_source"] == 3
 
 
+DATA_DIRS = ("raw_qa", "filter", "split", "fill", "keychain", "retrieval", "math")
+
+
 def _hashes(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted((root / "results").rglob("*"))
-        if p.is_file() and p.suffix in (".parquet", ".json", ".md")
-    }
+    """Hashes of the data half's outputs (training outputs carry run ids and timings)."""
+    files = [p for d in DATA_DIRS for p in (root / "results" / d).rglob("*") if p.is_file()]
+    files += [p for p in (root / "results/mixture").glob("*") if not p.name.startswith("stage2")]
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files)}
 
 
 @pytest.mark.slow
@@ -111,9 +115,34 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
     for p in (results / "filter").glob("*.passes.parquet"):
         t = pq.read_table(p).to_pylist()
         assert t and all(r["n"] == 8 and len(r["predictions"]) == 8 for r in t)
+    # training half: warm-up -> stage I -> stage-II selection -> stage II, each a loadable HF model
+    for stage in ("warmup", "stage1", "stage2"):
+        summary = json.loads((results / f"train/{stage}/summary.json").read_text())
+        assert summary["steps"] == 2 and summary["mlflow_run_id"]
+        steps = [json.loads(x)["step"] for x in (results / f"train/{stage}/metrics.jsonl").read_text().splitlines()]
+        assert steps == [1, 2]
+        assert (results / f"train/{stage}/model/config.json").exists()
+    sel = json.loads((results / "mixture/stage2.stats.json").read_text())
+    assert sel["examples"] == len(stage1) and sel["kept"] == pq.read_table(results / "mixture/stage2.parquet").num_rows
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{results / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["loongrl"], output_format="list")
+    assert sorted(r.info.run_name for r in runs) == ["stage1", "stage2", "warmup"]
+    assert all(len(r.data.tags["config_hash"]) == 12 for r in runs)
     first = _hashes(work)
-    # Re-run every stage after the (slow) filter from scratch: the bytes must not change.
-    snakemake("--profile", "profiles/local", "--forcerun", "split", "build_retrieval", "math_data", cwd=work)
+    # Rebuild the data half after the (slow) filter from scratch: the bytes must not change.
+    snakemake(
+        "--profile",
+        "profiles/local",
+        "--forcerun",
+        "split",
+        "build_retrieval",
+        "math_data",
+        "--until",
+        "preflight",
+        cwd=work,
+    )
     assert _hashes(work) == first
     assert not list(results.rglob("*.tmp")), "no temporary files left behind"
 

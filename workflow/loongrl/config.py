@@ -85,6 +85,18 @@ def check_semantics(config: dict[str, Any]) -> list[str]:
         want = "local_file" if config["math"]["source"] == "local" else "hf_dataset"
         if want not in config["math"][name]:
             msgs.append(f"config key 'math.{name}.{want}': required when math.source is '{config['math']['source']}'")
+    train = config.get("train")
+    if train:
+        stages = train["stages"]
+        for name, st in stages.items():
+            if st["init"] != "base" and st["init"] not in stages:
+                msgs.append(f"config key 'train.stages.{name}.init': '{st['init']}' is not base or a training stage")
+            if st["init"] == name:
+                msgs.append(f"config key 'train.stages.{name}.init': a stage cannot start from itself")
+            if st["data"] != "stage2" and st["data"] not in config["mixture"]["stages"]:
+                msgs.append(f"config key 'train.stages.{name}.data': '{st['data']}' is not a mixture stage")
+        if "stage2" in stages and "stage1" not in config["mixture"]["stages"]:
+            msgs.append("config key 'train.stages.stage2': stage II selects from the stage1 mixture, which is missing")
     return msgs
 
 

@@ -5,7 +5,6 @@ from pathlib import Path
 # The package lives in workflow/loongrl; every job (local, SLURM jobstep, conda env) imports it from the checkout.
 _PKG = str(Path(workflow.basedir) / "workflow")
 sys.path.insert(0, _PKG)
-shell.prefix(f'export PYTHONPATH="{_PKG}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 from loongrl.config import config_hash, validate_config  # noqa: E402
 from loongrl.models import TINY_MODEL, model_slug  # noqa: E402
@@ -16,7 +15,15 @@ DATASETS = config["raw_qa"]["datasets"]
 LENGTHS = config["fill"]["lengths"]
 TRAIN_LENGTH = config["fill"]["train_length"]
 STAGES = list(config["mixture"]["stages"])
+TRAIN_STAGES = list(config.get("train", {}).get("stages", {}))
 CONFIG_HASH = config_hash(config)
+# Every job imports the package from the checkout and knows the config hash (a run tag for MLflow); both go
+# through the shell prefix rather than rule params, so they never trigger reruns.
+shell.prefix(
+    f'export PYTHONPATH="{_PKG}${{{{PYTHONPATH:+:$PYTHONPATH}}}}" LOONGRL_CONFIG_HASH={CONFIG_HASH}; '
+)
+# MLflow: a sqlite store under results/ unless MLFLOW_TRACKING_URI is set (the train CLI gives that precedence).
+MLFLOW_URI = f"sqlite:///{Path('results/mlflow.db').resolve()}"
 
 
 wildcard_constraints:
@@ -25,6 +32,7 @@ wildcard_constraints:
     pool="plain|keychain",
     stage="|".join(STAGES),
     task="dapo_math|math_choice",
+    tstage="|".join(TRAIN_STAGES) or "none",
 
 
 def model_dir(role):
@@ -73,9 +81,35 @@ def mixture_exclude(stage):
     return config["mixture"]["stages"][stage]["exclude"]
 
 
+def train_init_model(wildcards):
+    init = config["train"]["stages"][wildcards.tstage]["init"]
+    return model_dir("policy") if init == "base" else f"results/train/{init}/model"
+
+
+def train_launcher(gpus):
+    """``python`` for CPU / one GPU; ``accelerate launch`` with DeepSpeed ZeRO-3 over the job's GPUs otherwise.
+
+    Multi-node jobs (SLURM ``nodes`` > 1) need one launcher per node with the rank and rendezvous address from
+    SLURM's variables; that path is not wired yet, so a job spans one node.
+    """
+    if gpus <= 1:
+        return "python"
+    cfg = Path(workflow.basedir) / "workflow/accelerate/zero3.yaml"
+    return (
+        f"accelerate launch --config_file {cfg} --num_processes {gpus} --num_machines 1"
+    )
+
+
+def train_data(wildcards):
+    return (
+        f"results/mixture/{config['train']['stages'][wildcards.tstage]['data']}.parquet"
+    )
+
+
 def final_outputs():
     return (
-        expand("results/mixture/{stage}.parquet", stage=STAGES)
+        expand("results/train/{tstage}/summary.json", tstage=TRAIN_STAGES)
+        + expand("results/mixture/{stage}.parquet", stage=STAGES)
         + expand("results/mixture/{stage}.card.md", stage=STAGES)
         + ["results/mixture/preflight.json"]
         + expand(

@@ -1,0 +1,61 @@
+rule train_stage:
+    input:
+        model=train_init_model,
+        data=train_data,
+    output:
+        model=directory("results/train/{tstage}/model"),
+        metrics="results/train/{tstage}/metrics.jsonl",
+        summary="results/train/{tstage}/summary.json",
+    log:
+        "logs/train/{tstage}.log",
+    benchmark:
+        "benchmarks/train/{tstage}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 4
+    resources:
+        gpu=config.get("train", {}).get("gpus", 0),
+        runtime="48h",
+        mem_mb=64000,
+    params:
+        cfg=as_json(config.get("train", {})),
+        steps=lambda wc: config["train"]["stages"][wc.tstage]["steps"],
+        work="resources/work/train/{tstage}",
+        launch=lambda wc, resources: train_launcher(resources.gpu),
+        uri=MLFLOW_URI,
+        seed=config["seed"],
+    shell:
+        "{params.launch} -m loongrl.train --model {input.model} --data {input.data} --params {params.cfg:q} "
+        "--steps {params.steps} --work-dir {params.work} --output {output.model} --metrics {output.metrics} "
+        "--summary {output.summary} --gpus {resources.gpu} --seed {params.seed} --mlflow-uri {params.uri:q} "
+        "--run-name {wildcards.tstage} "
+        "--artifact {input.data} > {log} 2>&1"
+
+
+rule select_stage2:
+    input:
+        model="results/train/stage1/model",
+        data="results/mixture/stage1.parquet",
+    output:
+        data="results/mixture/stage2.parquet",
+        stats="results/mixture/stage2.stats.json",
+    log:
+        "logs/train/select_stage2.log",
+    benchmark:
+        "benchmarks/train/select_stage2.tsv"
+    conda:
+        "../../envs/filter.yaml"
+    threads: 4
+    resources:
+        gpu=config.get("train", {}).get("gpus", 0),
+        runtime="12h",
+        mem_mb=64000,
+    params:
+        cfg=as_json(config.get("train", {})),
+        n=config.get("train", {}).get("stage2_rollouts", 8),
+        backend=config.get("train", {}).get("stage2_backend", "vllm"),
+        seed=config["seed"],
+    shell:
+        "python -m loongrl.stage2 --model {input.model} --data {input.data} --params {params.cfg:q} "
+        "--backend {params.backend} --n {params.n} --gpus {resources.gpu} --seed {params.seed} "
+        "--output {output.data} --stats {output.stats} > {log} 2>&1"
