@@ -177,13 +177,13 @@ def test_slurm_outputs_equal_local_run(cancelled_then_completed, tmp_path):
     proc = subprocess.run(
         [
             str(BIN / "snakemake"),
+            TARGET,  # before --configfile, whose file list would swallow it
             "--profile",
             "profiles/local",
             "--configfile",
             "config.yaml",
             "profiles/local/config.tiny.yaml",
             str(ROOT / "tests/slurm/config.yaml"),
-            TARGET,
         ],
         cwd=local,
         env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
@@ -221,12 +221,12 @@ def test_more_gpus_than_exist_fails_fast(cluster, tmp_path):
     assert "Requested node configuration is not available" in res.stdout + res.stderr
 
 
-def test_two_node_submission_line(cluster, tmp_path):
-    """The sbatch line of a 2-node GPU job, captured by an sbatch shim (one node exists, so nothing is queued)."""
-    (tmp_path / "w").mkdir()
-    work = copy_project(tmp_path / "w")
-    (work / "tests").mkdir()
-    (work / "tests/slurm").symlink_to(ROOT / "tests/slurm")
+def test_two_node_training_submission_line(cancelled_then_completed, cluster, tmp_path):
+    """The sbatch line of a 2-node GRPO stage, captured by an sbatch shim (one node exists, so nothing is queued).
+
+    It reuses the finished SLURM run's folder, so the warm-up training job is the first (and only) submission.
+    """
+    work = cancelled_then_completed["work"]
     shim = tmp_path / "bin"
     shim.mkdir()
     record = tmp_path / "sbatch.args"
@@ -237,15 +237,17 @@ def test_two_node_submission_line(cluster, tmp_path):
         [
             str(BIN / "snakemake"),
             *PROFILES,
-            "results/canary/gpus.json",
+            "results/train/warmup/summary.json",
+            "--rerun-triggers",
+            "mtime",
             "--set-resources",
-            "gpu_canary:gpu=0",
-            "gpu_canary:nodes=2",
-            "gpu_canary:tasks=2",
-            "gpu_canary:tasks_per_gpu=0",
-            "gpu_canary:gres=gpu:4",
-            "gpu_canary:mpi=srun",
-            "gpu_canary:cpus_per_task=8",
+            "train_stage:gpu=0",
+            "train_stage:nodes=2",
+            "train_stage:tasks=2",
+            "train_stage:tasks_per_gpu=0",
+            "train_stage:gres=gpu:8",
+            "train_stage:mpi=srun",
+            "train_stage:cpus_per_task=96",
         ],
         cwd=work,
         env=env,
@@ -254,6 +256,7 @@ def test_two_node_submission_line(cluster, tmp_path):
         timeout=180,
     )
     assert res.returncode != 0
-    call = record.read_text()
-    assert "--nodes=2" in call and "--ntasks=2" in call and "--gres=gpu:4" in call, call
-    assert "--cpus-per-task=8" in call and "--gpus" not in call, call
+    (call,) = record.read_text().splitlines()
+    assert "--comment rule_train_stage_wildcards_warmup" in call, call
+    assert "--nodes=2" in call and "--ntasks=2" in call and "--gres=gpu:8" in call, call
+    assert "--cpus-per-task=96" in call and "--gpus" not in call, call
