@@ -26,6 +26,7 @@ from loongrl.io import read_parquet, write_json, write_parquet
 from loongrl.models import load_tokenizer
 from loongrl.prompts import (
     PLAIN_QA_TEMPLATE,
+    chat_token_counts,
     count_prompt_tokens,
     count_tokens_batch,
     join_passages,
@@ -154,15 +155,10 @@ def fill_rows(
         built.append((row, picked[0]))
     contexts = [join_passages(docs) for _, docs in built]
     if budget_scope == "prompt":
-        texts = [
-            tokenizer.apply_chat_template(
-                plain_messages(r["question"], c, system), tokenize=False, add_generation_prompt=True
-            )
-            for (r, _), c in zip(built, contexts, strict=True)
-        ]
+        convs = [plain_messages(r["question"], c, system) for (r, _), c in zip(built, contexts, strict=True)]
+        counts = chat_token_counts(tokenizer, convs)
     else:
-        texts = contexts
-    counts = count_tokens_batch(tokenizer, texts)
+        counts = count_tokens_batch(tokenizer, contexts)
     recounted = 0
     for (row, docs), context, n in zip(built, contexts, counts, strict=True):
         while n > limit:  # the additive estimate overshot: drop one filler and count again

@@ -48,8 +48,7 @@ def join_passages(docs: list[dict[str, Any]]) -> str:
 
 def count_prompt_tokens(tokenizer, msgs: list[dict[str, str]]) -> int:
     """Exact token count of a chat prompt as the trainer tokenises it (with the assistant header)."""
-    text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return chat_token_counts(tokenizer, [msgs])[0]
 
 
 def token_stats(counts: list[int]) -> dict[str, int | None]:

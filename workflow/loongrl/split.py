@@ -20,7 +20,7 @@ from loongrl.cli import setup_logging
 from loongrl.io import read_parquet, write_json, write_parquet
 from loongrl.models import load_tokenizer
 from loongrl.prompts import count_tokens_batch
-from loongrl.raw_qa import DOC_TYPE, RAW_SCHEMA
+from loongrl.raw_qa import RAW_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,6 @@ POOL_SCHEMA = RAW_SCHEMA.append(pa.field("doc_tokens", pa.list_(pa.int32()))).ap
     pa.field("pass_rate", pa.float64())
 )
 FILLER_SCHEMA = pa.schema([("title", pa.string()), ("text", pa.string()), ("n_tokens", pa.int32())])
-_ = DOC_TYPE
 
 
 def doc_text(doc: dict[str, str]) -> str:
