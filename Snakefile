@@ -1,5 +1,5 @@
 # LoongRL reproduction: raw multi-hop QA -> difficulty filter -> long-context filling -> KeyChain -> mixture
-# (training and evaluation halves attach to the mixture outputs). See README.md for how to run it.
+# -> staged GRPO -> evaluation matrix -> report. See README.md for how to run it.
 from snakemake.utils import min_version
 
 min_version("9.20")
@@ -23,6 +23,8 @@ include: "workflow/rules/math.smk"
 include: "workflow/rules/mixture.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/canary.smk"
+include: "workflow/rules/eval.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -143,3 +143,47 @@ def test_kill_after_checkpoint_then_resume(tiny_model_dir, tmp_path, train_cfg):
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "reward")
     assert {m.step for m in history} >= {1, 6}
     assert "metrics.jsonl" in {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+
+
+def test_multi_node_launcher_reads_rank_and_head_from_slurm(tmp_path):
+    """accelerate_node.sh: one accelerate process group per node, rank and rendezvous from SLURM's variables."""
+    import os
+    import subprocess
+
+    from conftest import ROOT
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "accelerate").write_text('#!/bin/sh\necho "$@"\n')
+    (bin_dir / "scontrol").write_text('#!/bin/sh\n[ "$1 $2" = "show hostnames" ] && printf "gpu-a17\\ngpu-a18\\n"\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "SLURM_NNODES": "2",
+        "SLURM_NODEID": "1",
+        "SLURM_JOB_NODELIST": "gpu-a[17-18]",
+    }
+    script = ROOT / "workflow/scripts/accelerate_node.sh"
+    out = subprocess.run(
+        ["bash", str(script), "zero3.yaml", "8", "-m", "loongrl.train", "--steps", "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out[:2] == ["launch", "--config_file"]
+    args = dict(zip(out[1:-4:2], out[2:-4:2], strict=True))
+    assert args == {
+        "--config_file": "zero3.yaml",
+        "--num_machines": "2",
+        "--machine_rank": "1",
+        "--num_processes": "16",
+        "--main_process_ip": "gpu-a17",
+        "--main_process_port": "29500",
+    }
+    assert out[-4:] == ["-m", "loongrl.train", "--steps", "3"]
+    del env["SLURM_NODEID"]
+    res = subprocess.run(["bash", str(script), "z.yaml", "8"], env=env, capture_output=True, text=True)
+    assert res.returncode != 0 and "SLURM_NODEID unset" in res.stderr

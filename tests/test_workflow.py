@@ -71,6 +71,12 @@ def test_slurm_profile_dry_run_paper_scale(tmp_path):
     assert counts["download_model"] == 2  # policy (7B) and filter (32B)
     assert counts["build_mixture"] == 2 and counts["preflight"] == 1
     assert counts["train_stage"] == 3 and counts["select_stage2"] == 1
+    # the eval matrix: 4 models (base + 3 stages) x (LongBench, NIAH, RULER x 6 lengths, MMLU, MATH-500, IFEval)
+    assert counts["evaluate"] == 4 * (2 + 6 + 3)
+    assert counts["eval_tasks"] == 2 + 6 + 3 and counts["eval_validation"] == 1
+    assert counts["download_longbench"] == 1 and counts["download_short_eval"] == 3
+    assert counts["download_ruler_qa"] == 2 and counts["contamination"] == 1 and counts["report"] == 1
+    assert "--eval-data results/eval/validation.parquet" in text  # stage I keeps its best validation checkpoint
     assert "gpu=4" in text.replace(" ", "")  # the 32B filter asks for its tensor-parallel GPUs
     assert "slurm_partition=gpu" in text.replace(" ", "")
 
@@ -80,6 +86,7 @@ def test_local_profile_dry_run(tmp_path):
     counts = job_counts(snakemake("-n", "--profile", "profiles/local", cwd=work).stdout)
     assert counts["build_tiny_model"] == 1 and "download_model" not in counts
     assert counts["fill_context"] == 3 * 2 * 2 and counts["filter_source"] == 3
+    assert counts["evaluate"] == 2 * (2 + 2 + 3) and "download_longbench" not in counts
 
 
 DATA_DIRS = ("raw_qa", "filter", "split", "fill", "keychain", "retrieval", "math")
@@ -130,6 +137,38 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
     runs = mlflow.search_runs(experiment_names=["loongrl"], output_format="list")
     assert sorted(r.info.run_name for r in runs) == ["stage1", "stage2", "warmup"]
     assert all(len(r.data.tags["config_hash"]) == 12 for r in runs)
+    client = mlflow.tracking.MlflowClient()
+    for r in runs:  # data card (or stage-II stats) and the resolved config travel with every run
+        names = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert any(n.endswith((".card.json", ".stats.json")) for n in names) and any(
+            n.startswith("config-") for n in names
+        ), names
+    stage1 = json.loads((results / "train/stage1/summary.json").read_text())
+    assert stage1["best_checkpoint"] and set(stage1["validation_rewards"]) == {"1", "2"}
+    # evaluation half and report: every cell summarised, every table and figure written and non-empty
+    for model in ("base", "stage2"):
+        for cell in (
+            "longbench.all",
+            "niah.all",
+            "ruler.L1024",
+            "ruler.L2048",
+            "mmlu.all",
+            "math500.all",
+            "ifeval.all",
+        ):
+            summ = json.loads((results / f"eval/{model}/{cell}.summary.json").read_text())
+            assert summ["overall"]["samples"] > 0 and 0.0 <= summ["overall"]["hit_cap_share"] <= 1.0
+    rep = results / "report"
+    md = (rep / "report.md").read_text()
+    for title in ("Table 2", "Table 3", "Table 7", "Scorers", "Truncation accounting", "Contamination check"):
+        assert title in md, title
+    for name in ("table2", "table3", "table7", "scorers"):
+        assert (rep / f"tables/{name}.csv").stat().st_size > 100
+    for fig in ("niah_base", "niah_stage2", "ruler_vs_length", "training_curves", "data_lengths"):
+        assert (rep / f"figures/{fig}.png").read_bytes()[:4] == b"\x89PNG"
+    snakemake("--profile", "profiles/local", "--report", "results/report.html", cwd=work)
+    html = (results / "report.html").read_text()
+    assert "table2.csv" in html and "niah_stage2.png" in html
     first = _hashes(work)
     # Rebuild the data half after the (slow) filter from scratch: the bytes must not change.
     snakemake(
@@ -158,3 +197,36 @@ def test_bad_raw_input_fails_cleanly(tmp_path):
     log = (work / "logs/raw_qa/hotpotqa.normalise.log").read_text()
     assert "hotpot_dev_distractor_v1.sample.json: row" in log and "field 'question': missing" in log
     assert not (work / "results/raw_qa/hotpotqa.parquet").exists()
+
+
+def test_paper_presets_dry_run(tmp_path):
+    """The 7B preset launches stages over 2 nodes (srun + accelerate per node); the 14B preset has no warm-up."""
+    work = copy_project(tmp_path)
+    shutil.copytree(ROOT / "presets", work / "presets")
+    out = snakemake(
+        "-n",
+        "-p",
+        "--profile",
+        "profiles/slurm",
+        "all",
+        "--configfile",
+        "config.yaml",
+        "presets/qwen7b-16xa100.yaml",
+        cwd=work,
+    )
+    text = out.stdout + out.stderr
+    assert "srun --nodes 2 --ntasks 2 --ntasks-per-node 1 bash" in text and "accelerate_node.sh" in text
+    assert "--gpus 16 " in text  # world size: 2 nodes x 8 GPUs
+    out = snakemake(
+        "-n",
+        "--profile",
+        "profiles/slurm",
+        "all",
+        "--configfile",
+        "config.yaml",
+        "presets/qwen14b-8xmi300x.yaml",
+        cwd=work,
+    )
+    counts = job_counts(out.stdout + out.stderr)
+    assert counts["train_stage"] == 2 and counts["evaluate"] == 3 * 11
+    assert "results/train/warmup" not in out.stdout + out.stderr

@@ -95,13 +95,55 @@ def check_semantics(config: dict[str, Any]) -> list[str]:
                 msgs.append(f"config key 'train.stages.{name}.init': a stage cannot start from itself")
             if st["data"] != "stage2" and st["data"] not in config["mixture"]["stages"]:
                 msgs.append(f"config key 'train.stages.{name}.data': '{st['data']}' is not a mixture stage")
+        best = train.get("select_best")
+        if best and best not in stages:
+            msgs.append(f"config key 'train.select_best': '{best}' is not a train.stages name")
+        if best and not config.get("eval"):
+            msgs.append("config key 'train.select_best': needs the eval section (its validation slice)")
         if "stage2" in stages and "stage1" not in config["mixture"]["stages"]:
             msgs.append("config key 'train.stages.stage2': stage II selects from the stage1 mixture, which is missing")
+    ev = config.get("eval")
+    if ev:
+        known = {"base", *(train or {}).get("stages", {})}
+        for i, name in enumerate(ev["models"]):
+            if name not in known:
+                msgs.append(f"config key 'eval.models[{i}]': '{name}' is not base or a train.stages name")
+        lb = ev["longbench"]
+        if lb["source"] == "local" and "local_dir" not in lb:
+            msgs.append("config key 'eval.longbench.local_dir': required when eval.longbench.source is 'local'")
+        if lb["source"] == "download" and "url" not in lb:
+            msgs.append("config key 'eval.longbench.url': required when eval.longbench.source is 'download'")
+        for t in ev["validation"]["tasks"]:
+            if t not in lb["tasks"]:
+                msgs.append(f"config key 'eval.validation.tasks': '{t}' is not in eval.longbench.tasks")
+        qa_key = "qa_downloads" if ev["ruler"]["qa_source"] == "download" else "qa_local"
+        for t in ev["ruler"]["tasks"]:
+            if t.startswith("qa_") and t not in ev["ruler"].get(qa_key, {}):
+                msgs.append(f"config key 'eval.ruler.{qa_key}.{t}': RULER {t} needs its data file")
+        short_key = "downloads" if ev["short"]["source"] == "download" else "local"
+        for b in ("mmlu", "math500", "ifeval"):
+            if b not in ev["short"].get(short_key, {}):
+                msgs.append(f"config key 'eval.short.{short_key}.{b}': missing for eval.short.source")
+        room = ev["niah"]["reserve"] + 64
+        for length in ev["niah"]["lengths"]:
+            if length <= room:
+                msgs.append(f"config key 'eval.niah.lengths': {length} leaves no room after eval.niah.reserve")
     return msgs
 
 
+def drop_null_stages(config: dict[str, Any]) -> dict[str, Any]:
+    """Remove ``train.stages`` entries set to null: how an overlay drops a stage (the 14B preset's warm-up),
+    since Snakemake merges config mappings key by key and cannot delete one otherwise."""
+    stages = (config.get("train") or {}).get("stages")
+    if isinstance(stages, dict):
+        for name in [k for k, v in stages.items() if v is None]:
+            del stages[name]
+    return config
+
+
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Raise ConfigError listing every problem; return the config unchanged when valid."""
+    """Raise ConfigError listing every problem; return the config (null training stages dropped) when valid."""
+    drop_null_stages(config)
     msgs = schema_errors(config)
     if not msgs:
         msgs = check_semantics(config)

@@ -29,12 +29,34 @@ class SamplingParams:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class Completion:
+    """One sampled completion: its text, how many tokens it used, and whether it stopped at the token cap.
+
+    Evaluation reports the share of capped completions beside every score (a capped chain of thought has no
+    answer, which reads as a wrong answer otherwise).
+    """
+
+    text: str
+    tokens: int
+    hit_cap: bool
+
+
 class InferenceBackend(Protocol):
     """What every engine provides."""
 
-    def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[str]]:
+    def generate_detailed(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[Completion]]:
         """Return ``params.n`` completions for each chat prompt, in prompt order."""
         ...
+
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[str]]:
+        """Completion texts only."""
+        ...
+
+
+class _TextsMixin:
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[str]]:
+        return [[c.text for c in row] for row in self.generate_detailed(prompts, params)]
 
 
 def pick_device(gpus: int) -> str:
@@ -57,7 +79,7 @@ def render_prompts(tokenizer, prompts: Sequence[Messages]) -> list[str]:
     return [tokenizer.apply_chat_template(list(m), tokenize=False, add_generation_prompt=True) for m in prompts]
 
 
-class TransformersBackend:
+class TransformersBackend(_TextsMixin):
     """``model.generate`` with per-prompt seeding, so results do not depend on batch composition."""
 
     def __init__(self, model_path: str | Path, device: str | None = None, batch_size: int = 8, dtype: str = "auto"):
@@ -77,11 +99,12 @@ class TransformersBackend:
         self.model.to(self.device).eval()
         self.batch_size = batch_size
 
-    def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[str]]:
+    def generate_detailed(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[Completion]]:
         from tqdm.auto import tqdm
 
         texts = render_prompts(self.tokenizer, prompts)
-        out: list[list[str]] = []
+        out: list[list[Completion]] = []
+        eos = set(self._eos_ids())
         do_sample = params.temperature > 0
         for i in tqdm(range(len(texts)), desc="generate", unit="prompt", mininterval=5):
             enc = self.tokenizer(texts[i], return_tensors="pt", add_special_tokens=False).to(self.device)
@@ -89,7 +112,7 @@ class TransformersBackend:
             kwargs = {"do_sample": do_sample, "max_new_tokens": params.max_new_tokens}
             if do_sample:
                 kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
-            completions: list[str] = []
+            completions: list[Completion] = []
             remaining = params.n
             while remaining > 0:
                 k = min(remaining, self.batch_size)
@@ -97,14 +120,24 @@ class TransformersBackend:
                     gen = self.model.generate(
                         **enc, num_return_sequences=k, pad_token_id=self.tokenizer.pad_token_id, **kwargs
                     )
-                new = gen[:, enc["input_ids"].shape[1] :]
-                completions += self.tokenizer.batch_decode(new, skip_special_tokens=True)
+                new = gen[:, enc["input_ids"].shape[1] :].tolist()
+                for ids, text in zip(new, self.tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
+                    n_tok = next((j + 1 for j, t in enumerate(ids) if t in eos), None)
+                    capped = n_tok is None
+                    if capped:  # no end token: every position is a generated token (no right padding)
+                        n_tok = len(ids)
+                    completions.append(Completion(text, n_tok, capped and n_tok >= params.max_new_tokens))
                 remaining -= k
             out.append(completions)
         return out
 
+    def _eos_ids(self) -> list[int]:
+        ids = self.model.generation_config.eos_token_id
+        ids = ids if isinstance(ids, list) else [ids]
+        return [i for i in [*ids, self.tokenizer.eos_token_id] if i is not None]
 
-class VLLMBackend:
+
+class VLLMBackend(_TextsMixin):
     """vLLM offline engine; the chat template is applied here so both engines see identical prompt text."""
 
     def __init__(
@@ -115,6 +148,7 @@ class VLLMBackend:
         max_model_len: int | None = None,
         seed: int = 0,
         enforce_eager: bool = False,
+        rope_scaling: dict | None = None,
     ):
         try:
             from vllm import LLM
@@ -132,9 +166,11 @@ class VLLMBackend:
             max_model_len=max_model_len,
             seed=seed,
             enforce_eager=enforce_eager,
+            # YaRN beyond the native window [P §4.1: Qwen2.5 with YaRN for 64K/128K], as Qwen's model card does it.
+            hf_overrides={"rope_scaling": rope_scaling} if rope_scaling else None,
         )
 
-    def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[str]]:
+    def generate_detailed(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[Completion]]:
         from vllm import SamplingParams as VSP
 
         texts = render_prompts(self.tokenizer, prompts)
@@ -146,7 +182,7 @@ class VLLMBackend:
             seed=params.seed,
         )
         results = self.llm.generate(texts, sp, use_tqdm=True)
-        return [[o.text for o in r.outputs] for r in results]
+        return [[Completion(o.text, len(o.token_ids), o.finish_reason == "length") for o in r.outputs] for r in results]
 
 
 def make_backend(name: str, model_path: str | Path, **kwargs) -> InferenceBackend:
@@ -158,7 +194,15 @@ def make_backend(name: str, model_path: str | Path, **kwargs) -> InferenceBacken
         keep = {
             k: v
             for k, v in kwargs.items()
-            if k in ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "seed", "enforce_eager")
+            if k
+            in (
+                "tensor_parallel_size",
+                "gpu_memory_utilization",
+                "max_model_len",
+                "seed",
+                "enforce_eager",
+                "rope_scaling",
+            )
         }
         return VLLMBackend(model_path, **keep)
     raise ValueError(f"unknown inference backend {name!r} (expected 'transformers' or 'vllm')")

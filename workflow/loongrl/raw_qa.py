@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import shutil
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -80,7 +81,7 @@ def download_dataset(
 ) -> dict[str, Any]:
     """Fetch one dataset's official file (or zip) into ``out_dir`` and return its manifest.
 
-    A zip is unpacked, keeping the members whose base name matches one of ``files`` (glob patterns).
+    A zip or tar archive is unpacked, keeping the members whose base name matches one of ``files`` (glob patterns).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     blob = out_dir / ".download"
@@ -89,7 +90,17 @@ def download_dataset(
         blob.unlink()
         raise DownloadError(f"{dataset}: sha256 of {url} is {digest}, config pins {sha256}")
     kept: list[str] = []
-    if zipfile.is_zipfile(blob):
+    if tarfile.is_tarfile(blob):
+        with tarfile.open(blob) as tf:
+            for member in tf.getmembers():
+                base = Path(member.name).name
+                if member.isfile() and any(fnmatch.fnmatch(base, pat) for pat in files):
+                    src = tf.extractfile(member)
+                    with atomic_path(out_dir / base) as tmp, tmp.open("wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    kept.append(base)
+        blob.unlink()
+    elif zipfile.is_zipfile(blob):
         with zipfile.ZipFile(blob) as zf:
             for member in zf.namelist():
                 base = Path(member).name
@@ -267,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m loongrl.raw_qa", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("download", help="fetch one dataset's official file(s)")
-    d.add_argument("--dataset", required=True, choices=DATASETS)
+    d.add_argument("--dataset", required=True, help="a label for the manifest and messages")
     d.add_argument("--url", required=True)
     d.add_argument("--files", nargs="+", required=True)
     d.add_argument("--sha256", default=None)

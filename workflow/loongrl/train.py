@@ -15,6 +15,7 @@ vLLM generation (colocate or server), DeepSpeed/FSDP via Accelerate, checkpoints
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -54,8 +55,12 @@ def grpo_kwargs(
     gpu: bool = False,
     seed: int = 42,
     report_to: str = "none",
+    select_best: bool = False,
 ) -> dict[str, Any]:
-    """GRPOConfig arguments from the config's ``train`` section (values and sources in config.yaml)."""
+    """GRPOConfig arguments from the config's ``train`` section (values and sources in config.yaml).
+
+    ``select_best`` evaluates on the validation slice at every save and keeps the best checkpoint as the result.
+    """
     accum = prompts_per_step_to_accumulation(
         train["prompts_per_step"], train["num_generations"], train["per_device_batch"], world_size
     )
@@ -87,6 +92,15 @@ def grpo_kwargs(
         "vllm_mode": train["vllm_mode"],
         "shuffle_dataset": True,
     }
+    if select_best:
+        kwargs.update(
+            eval_strategy="steps",
+            eval_steps=train["save_steps"],
+            per_device_eval_batch_size=train["per_device_batch"],
+            metric_for_best_model="eval_reward",
+            greater_is_better=True,
+            load_best_model_at_end=True,
+        )
     return kwargs
 
 
@@ -105,6 +119,35 @@ def last_checkpoint(work_dir: Path) -> Path | None:
         if m and (p / "trainer_state.json").exists():
             found.append((int(m.group(1)), p))
     return max(found)[1] if found else None
+
+
+def run_fingerprint(model_path: Path, data_path: Path, train: dict[str, Any], steps: int, seed: int, extra: Any) -> str:
+    """What a stage's checkpoints depend on: settings, the data's bytes, and the init model's files.
+
+    Checkpoints live outside Snakemake's outputs so that a killed job can resume; when Snakemake reruns a stage
+    because something upstream changed (new data, a retrained init model, other settings), the old checkpoints
+    must not be resumed. The fingerprint is stored in the work dir and a mismatch starts the stage afresh.
+    """
+    h = hashlib.sha256(json.dumps([train, steps, seed, extra], sort_keys=True, default=str).encode())
+    with open(data_path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    for f in sorted(Path(model_path).rglob("*")):
+        if f.is_file():
+            st = f.stat()
+            h.update(f"{f.relative_to(model_path)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def prepare_work_dir(work_dir: Path, fingerprint: str) -> None:
+    """Keep ``work_dir``'s checkpoints only if they were made for the same fingerprint."""
+    stamp = work_dir / "FINGERPRINT"
+    if work_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != fingerprint):
+        if any(work_dir.iterdir()):
+            log.warning("%s holds checkpoints of a different run; starting this stage afresh", work_dir)
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint + "\n")
 
 
 def truncate_metrics(path: Path, step: int) -> None:
@@ -177,8 +220,13 @@ def run_stage(
     world_size: int = 1,
     seed: int = 42,
     tracking: dict[str, Any] | None = None,
+    eval_path: Path | None = None,
 ) -> dict[str, Any]:
     """Train one GRPO stage, resuming from ``work_dir`` when a checkpoint is there.
+
+    With ``eval_path`` (the validation slice) the stage is evaluated at every checkpoint with the same rewards,
+    and the checkpoint with the highest mean validation reward becomes the stage's model: TRL/transformers'
+    ``load_best_model_at_end``, which also keeps that checkpoint from being rotated away.
 
     ``tracking`` (``{uri, experiment, run_name, tags, artifacts}``) logs the stage as one MLflow run: params and
     per-step metrics through transformers' MLflow callback, plus tags and artifact files.
@@ -190,7 +238,7 @@ def run_stage(
 
     if not gpu and not score_completion_tokens_only():
         log.warning("TRL internals changed: CPU steps will score every prompt position (slow for long prompts)")
-    work_dir.mkdir(parents=True, exist_ok=True)
+    prepare_work_dir(work_dir, run_fingerprint(model_path, data_path, train, steps, seed, [str(eval_path), world_size]))
     resume = last_checkpoint(work_dir)
     if resume is not None:
         step = int(CHECKPOINT.match(resume.name).group(1))
@@ -201,7 +249,14 @@ def run_stage(
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     run = start_tracking(tracking, resume is not None) if tracking else None
     args = grpo_config(
-        train, steps, work_dir, world_size=world_size, gpu=gpu, seed=seed, report_to="mlflow" if run else "none"
+        train,
+        steps,
+        work_dir,
+        world_size=world_size,
+        gpu=gpu,
+        seed=seed,
+        report_to="mlflow" if run else "none",
+        select_best=eval_path is not None,
     )
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     if reward_funcs is None:
@@ -211,6 +266,7 @@ def run_stage(
         reward_funcs=reward_funcs,
         args=args,
         train_dataset=load_mixture(data_path),
+        eval_dataset=load_mixture(eval_path) if eval_path else None,
         processing_class=tokenizer,
         callbacks=[metrics_callback(metrics_path)],
     )
@@ -230,6 +286,9 @@ def run_stage(
         "train_loss": result.training_loss if not math.isnan(result.training_loss) else None,
         "reward_first": rows[0].get("reward") if rows else None,
         "reward_last": rows[-1].get("reward") if rows else None,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "best_validation_reward": trainer.state.best_metric,
+        "validation_rewards": {h["step"]: h["eval_reward"] for h in trainer.state.log_history if "eval_reward" in h},
     }
     write_json(summary, summary_path)
     return summary
@@ -261,7 +320,10 @@ def finish_tracking(tracking: dict[str, Any], metrics_path: Path) -> str:
     import mlflow
 
     run = mlflow.active_run()
-    for path in [*tracking.get("artifacts", []), metrics_path]:
+    import os
+
+    resolved = os.environ.get("LOONGRL_CONFIG_FILE")
+    for path in [*tracking.get("artifacts", []), metrics_path, *([resolved] if resolved else [])]:
         if Path(path).exists():
             mlflow.log_artifact(str(path))
     mlflow.end_run()
@@ -296,6 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--experiment", default="loongrl")
     ap.add_argument("--run-name", default=None)
     ap.add_argument("--tag", action="append", default=[], help="KEY=VALUE run tags")
+    ap.add_argument("--eval-data", type=Path, default=None, help="validation slice: keep the best checkpoint")
     ap.add_argument("--artifact", action="append", default=[], type=Path, help="files logged with the run")
     args = ap.parse_args(argv)
     setup_logging()
@@ -325,6 +388,7 @@ def main(argv: list[str] | None = None) -> None:
         world_size=max(1, args.gpus),
         seed=args.seed,
         tracking=tracking,
+        eval_path=args.eval_data,
     )
     log.info("stage done: %s", summary)
 

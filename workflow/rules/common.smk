@@ -17,10 +17,20 @@ TRAIN_LENGTH = config["fill"]["train_length"]
 STAGES = list(config["mixture"]["stages"])
 TRAIN_STAGES = list(config.get("train", {}).get("stages", {}))
 CONFIG_HASH = config_hash(config)
+EVAL = config.get("eval") or {}
+EVAL_MODELS = EVAL.get("models", [])
+SHORT_BENCHES = ["mmlu", "math500", "ifeval"]
 # Every job imports the package from the checkout and knows the config hash (a run tag for MLflow); both go
 # through the shell prefix rather than rule params, so they never trigger reruns.
+# The resolved config (all overlays merged) is kept per hash under .snakemake/ so that training runs can log it to
+# MLflow without making it a rule param (which would retrain on any config change, eval settings included).
+RESOLVED_CONFIG = Path(".snakemake/loongrl") / f"config-{CONFIG_HASH}.json"
+if not RESOLVED_CONFIG.exists():
+    RESOLVED_CONFIG.parent.mkdir(parents=True, exist_ok=True)
+    RESOLVED_CONFIG.write_text(json.dumps(config, indent=2, sort_keys=True))
 shell.prefix(
-    f'export PYTHONPATH="{_PKG}${{{{PYTHONPATH:+:$PYTHONPATH}}}}" LOONGRL_CONFIG_HASH={CONFIG_HASH}; '
+    f'export PYTHONPATH="{_PKG}${{{{PYTHONPATH:+:$PYTHONPATH}}}}" LOONGRL_CONFIG_HASH={CONFIG_HASH} '
+    f"LOONGRL_CONFIG_FILE={RESOLVED_CONFIG.resolve()}; "
 )
 # MLflow: a sqlite store under results/ unless MLFLOW_TRACKING_URI is set (the train CLI gives that precedence).
 MLFLOW_URI = f"sqlite:///{Path('results/mlflow.db').resolve()}"
@@ -33,6 +43,11 @@ wildcard_constraints:
     stage="|".join(STAGES),
     task="dapo_math|math_choice",
     tstage="|".join(TRAIN_STAGES) or "none",
+    model="|".join(["base", *TRAIN_STAGES]),
+    bench="longbench|niah|ruler|mmlu|math500|ifeval",
+    cell=r"all|L\d+",
+    sbench="|".join(SHORT_BENCHES),
+    qa="qa_1|qa_2",
 
 
 def model_dir(role):
@@ -86,18 +101,26 @@ def train_init_model(wildcards):
     return model_dir("policy") if init == "base" else f"results/train/{init}/model"
 
 
-def train_launcher(gpus):
-    """``python`` for CPU / one GPU; ``accelerate launch`` with DeepSpeed ZeRO-3 over the job's GPUs otherwise.
+def train_launcher(gpus, nodes=1):
+    """How a GRPO stage starts, from the GPUs per node and the node count Snakemake grants it.
 
-    Multi-node jobs (SLURM ``nodes`` > 1) need one launcher per node with the rank and rendezvous address from
-    SLURM's variables; that path is not wired yet, so a job spans one node.
+    ``python`` for CPU / one GPU; ``accelerate launch`` with DeepSpeed ZeRO-3 over one node's GPUs; for several
+    nodes, ``srun`` starts workflow/scripts/accelerate_node.sh once per node, which reads its rank and the head
+    node from SLURM's variables (an mpi=srun job, which the SLURM jobstep does not wrap in srun).
     """
+    cfg = Path(workflow.basedir) / "workflow/accelerate/zero3.yaml"
+    if nodes > 1:
+        script = Path(workflow.basedir) / "workflow/scripts/accelerate_node.sh"
+        return f"srun --nodes {nodes} --ntasks {nodes} --ntasks-per-node 1 bash {script} {cfg} {gpus}"
     if gpus <= 1:
         return "python"
-    cfg = Path(workflow.basedir) / "workflow/accelerate/zero3.yaml"
     return (
         f"accelerate launch --config_file {cfg} --num_processes {gpus} --num_machines 1"
     )
+
+
+def train_nodes():
+    return config.get("train", {}).get("nodes", 1)
 
 
 def train_data(wildcards):
@@ -107,8 +130,10 @@ def train_data(wildcards):
 
 
 def final_outputs():
+    report_md = ["results/report/report.md"] if config.get("eval") else []
     return (
-        expand("results/train/{tstage}/summary.json", tstage=TRAIN_STAGES)
+        report_md
+        + expand("results/train/{tstage}/summary.json", tstage=TRAIN_STAGES)
         + expand("results/mixture/{stage}.parquet", stage=STAGES)
         + expand("results/mixture/{stage}.card.md", stage=STAGES)
         + ["results/mixture/preflight.json"]
@@ -148,3 +173,115 @@ def mixture_qa_inputs(kind):
 
 def pairs(mapping):
     return " ".join(f"{k}={v}" for k, v in sorted(mapping.items()))
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+
+
+def eval_cells():
+    """(benchmark, cell) pairs of the eval matrix: RULER has one cell per length, the rest one cell each."""
+    if not EVAL:
+        return []
+    cells = [("longbench", "all"), ("niah", "all")]
+    cells += [("ruler", f"L{n}") for n in EVAL["ruler"]["lengths"]]
+    return cells + [(b, "all") for b in SHORT_BENCHES]
+
+
+def eval_summaries():
+    return [
+        f"results/eval/{m}/{b}.{c}.summary.json"
+        for m in EVAL_MODELS
+        for b, c in eval_cells()
+    ]
+
+
+def eval_model_dir(wildcards):
+    if wildcards.model == "base":
+        return model_dir("policy")
+    return f"results/train/{wildcards.model}/model"
+
+
+def eval_books_dir():
+    return (
+        "resources/books"
+        if config["retrieval"]["source"] == "download"
+        else EVAL["books_dir"]
+    )
+
+
+def longbench_dir():
+    lb = EVAL["longbench"]
+    return "resources/eval/longbench" if lb["source"] == "download" else lb["local_dir"]
+
+
+def short_input(bench):
+    if EVAL["short"]["source"] == "download":
+        return f"resources/eval/{bench}/MANIFEST.json"
+    return EVAL["short"]["local"][bench]
+
+
+def ruler_qa_files():
+    r = EVAL["ruler"]
+    wanted = [t for t in r["tasks"] if t.startswith("qa_")]
+    if r["qa_source"] == "download":
+        return {
+            t: f"resources/eval/ruler_{t}/{r['qa_downloads'][t]['file']}"
+            for t in wanted
+        }
+    return {t: r["qa_local"][t] for t in wanted}
+
+
+def input_dir(path):
+    """The folder a builder reads: a download's folder (given its MANIFEST.json) or the local folder itself."""
+    return str(Path(path).parent) if str(path).endswith("MANIFEST.json") else str(path)
+
+
+def longbench_inputs():
+    if EVAL["longbench"]["source"] == "download":
+        return ["resources/eval/longbench/MANIFEST.json"]
+    return [longbench_dir()]
+
+
+def eval_task_inputs(wildcards):
+    b = wildcards.bench
+    if b == "longbench":
+        return longbench_inputs()
+    if b == "niah":
+        return [eval_books_dir()]
+    if b == "ruler":
+        return [eval_books_dir(), *ruler_qa_files().values()]
+    return [short_input(b)]
+
+
+def eval_task_args(wildcards):
+    """--input arguments of loongrl.eval_tasks: folders and files the builder reads."""
+    b = wildcards.bench
+    if b == "longbench":
+        return longbench_dir()
+    if b in ("niah", "ruler"):
+        return eval_books_dir()
+    src = short_input(b)
+    return str(Path(src).parent) if src.endswith("MANIFEST.json") else src
+
+
+def eval_params():
+    """The eval section as JSON, with the RULER QA file paths resolved."""
+    if not EVAL:
+        return "{}"
+    return as_json({**EVAL, "ruler": {**EVAL["ruler"], "qa_files": ruler_qa_files()}})
+
+
+def eval_max_new_tokens(wildcards):
+    if wildcards.bench in ("niah", "ruler"):
+        return EVAL[wildcards.bench]["max_new_tokens"]
+    return EVAL["decoding"]["max_new_tokens"]
+
+
+def select_best_stage():
+    return config.get("train", {}).get("select_best")
+
+
+def train_eval_data(wildcards):
+    if EVAL and wildcards.tstage == select_best_stage():
+        return {"val": "results/eval/validation.parquet"}
+    return {}

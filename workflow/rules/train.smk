@@ -1,5 +1,6 @@
 rule train_stage:
     input:
+        unpack(train_eval_data),
         model=train_init_model,
         data=train_data,
     output:
@@ -15,21 +16,32 @@ rule train_stage:
     threads: 4
     resources:
         gpu=config.get("train", {}).get("gpus", 0),
+        nodes=train_nodes(),
+        tasks=train_nodes(),
+        mpi="srun" if train_nodes() > 1 else "",
         runtime="48h",
         mem_mb=64000,
     params:
         cfg=as_json(config.get("train", {})),
         steps=lambda wc: config["train"]["stages"][wc.tstage]["steps"],
         work="resources/work/train/{tstage}",
-        launch=lambda wc, resources: train_launcher(resources.gpu),
+        launch=lambda wc, resources: train_launcher(resources.gpu, resources.nodes),
+        world=lambda wc, resources: resources.gpu * resources.nodes,
         uri=MLFLOW_URI,
         seed=config["seed"],
+        card=lambda wc: train_data(wc).replace(
+            ".parquet",
+            ".card.json" if "stage2" not in train_data(wc) else ".stats.json",
+        ),
+        val=lambda wc, input: (
+            f"--eval-data {input.val}" if "val" in input.keys() else ""
+        ),
     shell:
         "{params.launch} -m loongrl.train --model {input.model} --data {input.data} --params {params.cfg:q} "
         "--steps {params.steps} --work-dir {params.work} --output {output.model} --metrics {output.metrics} "
-        "--summary {output.summary} --gpus {resources.gpu} --seed {params.seed} --mlflow-uri {params.uri:q} "
-        "--run-name {wildcards.tstage} "
-        "--artifact {input.data} > {log} 2>&1"
+        "--summary {output.summary} --gpus {params.world} --seed {params.seed} --mlflow-uri {params.uri:q} "
+        "--run-name {wildcards.tstage} {params.val} "
+        "--artifact {input.data} --artifact {params.card} > {log} 2>&1"
 
 
 rule select_stage2:

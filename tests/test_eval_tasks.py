@@ -1,0 +1,123 @@
+"""Eval task builders: the shipped official-format rows load, prompts fit their lengths, answers are recoverable."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from conftest import SAMPLES
+
+from loongrl import bench_longbench, bench_short, bench_synthetic, evaluate
+from loongrl.eval_tasks import finish, truncate_middle
+from loongrl.io import DataError
+from loongrl.prompts import LOONGRL_SYSTEM_PROMPT
+
+BOOKS = [SAMPLES / "gutenberg"]
+
+
+def test_longbench_loader_reads_shipped_rows_and_truncates_in_the_middle(qwen_tokenizer):
+    data = bench_longbench.load_dir(SAMPLES / "longbench", list(bench_longbench.TASKS))
+    assert sorted(data) == ["2wikimqa", "narrativeqa", "qasper"]  # no hotpotqa / musique rows are shipped
+    assert data["2wikimqa"][0]["answers"] == ["Ozalj"]
+    rows = finish(bench_longbench.build(data, qwen_tokenizer, 4096, LOONGRL_SYSTEM_PROMPT, set()), qwen_tokenizer)
+    by = {r["task"]: r for r in rows}
+    assert by["narrativeqa"]["input_truncated"] and by["narrativeqa"]["prompt_tokens"] <= 4096
+    user = by["narrativeqa"]["prompt"][-1]["content"]
+    assert user.startswith("The following are given passages.")
+    assert user.endswith("Question: What is Saltram's living situation?")  # the tail survives middle truncation
+    assert json.loads(by["2wikimqa"]["meta"])["question"] == "Where was the wife of Francis I Rákóczi born?"
+
+
+def test_truncate_middle_keeps_both_ends(qwen_tokenizer):
+    text = "alpha " + "filler " * 500 + "omega"
+    cut, truncated = truncate_middle(qwen_tokenizer, text, 20)
+    assert truncated and cut.startswith("alpha") and cut.endswith("omega") and len(cut) < len(text)
+    assert truncate_middle(qwen_tokenizer, "short", 20) == ("short", False)
+
+
+def test_validation_slice_is_held_out(qwen_tokenizer):
+    data = bench_longbench.load_dir(SAMPLES / "longbench", ["2wikimqa", "qasper"])
+    ids = bench_longbench.validation_ids(data, {"tasks": ["2wikimqa"], "rows_per_task": 1})
+    val = bench_longbench.validation_rows(data, ids, qwen_tokenizer, 4096, LOONGRL_SYSTEM_PROMPT)
+    assert [r["data_source"] for r in val] == ["plain_qa_longbench_2wikimqa"]
+    test = bench_longbench.build(data, qwen_tokenizer, 4096, None, exclude=ids)
+    assert [r["task"] for r in test] == ["qasper"]
+
+
+def test_longbench_bad_row_names_file_row_and_field(tmp_path):
+    bad = tmp_path / "hotpotqa.jsonl"
+    bad.write_text(json.dumps({"input": "q", "context": "c", "answers": "not a list", "length": 3, "_id": "x1"}) + "\n")
+    with pytest.raises(DataError, match=r"hotpotqa.jsonl: row x1: field 'answers'"):
+        bench_longbench.load_jsonl(bad)
+
+
+def test_short_context_loaders_read_shipped_rows():
+    mmlu = bench_short.build("mmlu", [SAMPLES / "mmlu"], None, None)
+    assert len(mmlu) == 80 + 108 + 84 + 160  # every shipped row, header skipped
+    assert {r["answers"][0] for r in mmlu} == set("ABCD")
+    assert "\nA. " in mmlu[0]["prompt"][-1]["content"]
+    math = bench_short.build("math500", [SAMPLES / "math500"], None, None)
+    assert len(math) == 400 and all(r["metric"] == "math" for r in math)
+    ife = bench_short.build("ifeval", [SAMPLES / "ifeval"], None, None)
+    assert len(ife) == 433 and json.loads(ife[0]["meta"])["instruction_id_list"]
+
+
+def test_mmlu_official_headerless_format_and_bad_answer(tmp_path):
+    f = tmp_path / "anatomy_test.csv"
+    f.write_text('"What is 1+1?","1","2","3","4","B"\n')
+    assert bench_short.load_mmlu(f)[0]["answer"] == "B"
+    f.write_text('"What is 1+1?","1","2","3","4","E"\n')
+    with pytest.raises(DataError, match="anatomy_test.csv: row 0: field 'answer'"):
+        bench_short.load_mmlu(f)
+
+
+def test_niah_grid_lengths_and_depths(qwen_tokenizer):
+    p = {"lengths": [1024, 4096], "depths": [0, 50, 100], "reserve": 0}
+    rows = finish(bench_synthetic.build_niah(BOOKS, qwen_tokenizer, p, None, 42), qwen_tokenizer)
+    assert len(rows) == 6
+    for r in rows:
+        assert 0.97 * r["length"] <= r["prompt_tokens"] <= r["length"]
+        ctx = r["prompt"][-1]["content"]
+        assert ctx.count(bench_synthetic.NIAH_NEEDLE) == 1
+    first = {json.loads(r["meta"])["depth"]: r["prompt"][-1]["content"] for r in rows if r["length"] == 4096}
+    pos = {d: t.index(bench_synthetic.NIAH_NEEDLE) / len(t) for d, t in first.items()}
+    assert pos[0] < 0.05 and 0.4 < pos[50] < 0.6 and pos[100] > 0.9
+
+
+@pytest.mark.parametrize("length", [1024, 4096])
+def test_ruler_tasks_fit_and_hold_their_answers(qwen_tokenizer, length):
+    p = {
+        "tasks": list(bench_synthetic.RULER_TASKS[:-2]) + ["qa_2"],
+        "samples": 2,
+        "qa_files": {"qa_2": str(SAMPLES / "hotpotqa/hotpot_dev_distractor_v1.sample.json")},
+    }
+    rows = finish(bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, p, length, None, 42), qwen_tokenizer)
+    assert len(rows) == 2 * 12
+    for r in rows:
+        assert r["prompt_tokens"] <= length, (r["task"], r["prompt_tokens"])
+        assert r["prompt_tokens"] >= 0.7 * length, (r["task"], r["prompt_tokens"])
+        ctx = r["prompt"][-1]["content"]
+        if r["task"].startswith("niah"):
+            assert all(a in ctx for a in r["answers"])
+            # a gold completion scores 1, a wrong one 0: the answers really are the queried values
+            assert evaluate.score_one(r, " ".join(r["answers"]))[1]["string_match_all"] == 1.0
+        if r["task"] == "vt":
+            assert len(r["answers"]) == 5 and all(f"VAR {a} =" in ctx for a in r["answers"])
+        if r["task"] == "cwe":
+            counts = {w: len(re.findall(rf"^\d+\. {w}$", ctx, flags=re.M)) for w in r["answers"]}
+            others = re.findall(r"^\d+\. (\S+)$", ctx, flags=re.M)
+            rare_max = max((others.count(w) for w in set(others) - set(r["answers"])), default=0)
+            assert min(counts.values()) > rare_max
+        if r["task"] == "fwe":
+            words = ctx.replace("....", " ").split()
+            assert all(words.count(r["answers"][i]) > words.count(r["answers"][i + 1]) for i in range(2))
+
+
+def test_ruler_is_deterministic_and_needs_qa_files(qwen_tokenizer):
+    p = {"tasks": ["niah_multikey_3", "vt"], "samples": 1, "qa_files": {}}
+    a = bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, p, 1024, None, 7)
+    b = bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, p, 1024, None, 7)
+    assert a == b
+    with pytest.raises(ValueError, match="qa_files.qa_1"):
+        bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, {**p, "tasks": ["qa_1"]}, 1024, None, 7)

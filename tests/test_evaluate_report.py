@@ -1,0 +1,187 @@
+"""Scoring every metric family, the cell summary, YaRN sizing, the contamination check and the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loongrl import contamination, evaluate, report
+from loongrl.eval_tasks import task_row
+from loongrl.inference import Completion
+
+
+def row(metric, answers, meta=None, **kw):
+    return {
+        **task_row(
+            id=kw.pop("id", "r0"),
+            benchmark=kw.pop("benchmark", "x"),
+            task=kw.pop("task", "t"),
+            user=kw.pop("user", "q"),
+            answers=answers,
+            metric=metric,
+            system=None,
+            meta=meta,
+            **kw,
+        )
+    }
+
+
+def test_score_one_every_metric():
+    lb = row("longbench_qa", ["Ozalj"])
+    pred, s = evaluate.score_one(lb, "<think>it is Ozalj</think> \\boxed{Ozalj, Croatia}")
+    assert pred == "Ozalj, Croatia" and s["sub_em"] == 1.0 and s["exact_match"] == 0.0
+    assert s["qa_f1"] == pytest.approx(2 / 3)
+    assert evaluate.score_one(lb, "Ozalj")[1]["sub_em"] == 0.0  # no box: no answer
+    assert evaluate.score_one(row("ruler_all", ["12", "34"]), "<think>12 34</think>12")[1]["string_match_all"] == 0.5
+    assert evaluate.score_one(row("ruler_part", ["x y"]), "X Y")[1]["string_match_part"] == 1.0
+    assert evaluate.score_one(row("choice", ["C"]), "\\boxed{C}")[1]["accuracy"] == 1.0
+    assert evaluate.score_one(row("math", ["\\frac{1}{2}"]), "\\boxed{0.5}")[1]["accuracy"] == 1.0
+    assert evaluate.score_one(row("niah", ["sit in Dolores Park"]), "Sit in Dolores Park.")[1]["needle_recall"] == 1.0
+
+
+def test_ifeval_uses_the_maintained_checkers(tmp_path):
+    from conftest import SAMPLES
+
+    scorer = evaluate.ifeval_scorer([SAMPLES / "gutenberg"], tmp_path)
+    meta = {
+        "key": 1,
+        "instruction_id_list": ["punctuation:no_comma", "length_constraints:number_sentences"],
+        "kwargs": [{}, {"relation": "less than", "num_sentences": 3}],
+    }
+    r = row("ifeval", [], meta=meta)
+    _, ok = evaluate.score_one(r, "Mr. Smith went home. He slept.", scorer)
+    assert ok["prompt_level_strict_acc"] == 1.0  # "Mr." is not a sentence end for the trained Punkt model
+    _, bad = evaluate.score_one(r, "One, two. Three. Four. Five.", scorer)
+    assert bad["prompt_level_strict_acc"] == 0.0 and bad["inst_level_strict_acc"] == 0.0
+
+
+class FakeBackend:
+    def __init__(self, outs):
+        self.outs = outs
+
+    def generate_detailed(self, prompts, params):
+        return [self.outs[i % len(self.outs)] for i in range(len(prompts))]
+
+
+def test_evaluate_and_summarize_report_caps_and_buckets():
+    rows = [
+        row("longbench_qa", ["Oslo"], id="1", benchmark="longbench", task="narrativeqa", meta={"question": "q"}),
+        row("longbench_qa", ["Bern"], id="2", benchmark="longbench", task="qasper", meta={"question": "q"}),
+    ]
+    rows[0]["prompt_tokens"], rows[1]["prompt_tokens"] = 20000, 100
+    backend = FakeBackend([[Completion("\\boxed{Oslo}", 5, False), Completion("long", 16, True)]])
+    samples = evaluate.evaluate(rows, backend, evaluate.SamplingParams(n=2))
+    assert [s["score"] for s in samples] == [1.0, 0.0, 0.0, 0.0]
+    summ = evaluate.summarize(samples, {"model": "m"})
+    assert summ["overall"]["hit_cap_share"] == 0.5 and summ["overall"]["samples"] == 4
+    assert summ["by_task"]["narrativeqa"]["score"] == 0.5
+    assert set(summ["by_task_bucket"]) == {"narrativeqa@16-32K", "qasper@0-16K"}
+
+
+def test_yarn_scaling():
+    y = {"factor": 4.0, "native_context": 32768}
+    assert evaluate.yarn_scaling(y, 30000) is None
+    assert evaluate.yarn_scaling(y, 100000)["factor"] == 4.0
+    assert evaluate.yarn_scaling(y, 131072 + 8192)["factor"] == 4.25
+    assert evaluate.yarn_scaling(None, 10**6) is None
+
+
+def test_contamination_finds_exact_and_ngram_overlap():
+    train = {"hotpotqa": ["Who wrote the novel that was adapted into the 1995 film with the famous lake scene?", "x"]}
+    ev = [
+        row(
+            "longbench_qa",
+            ["a"],
+            id="1",
+            task="hotpotqa",
+            meta={"question": "who wrote the NOVEL that was adapted into the 1995 film with the famous lake scene"},
+        ),
+        row(
+            "longbench_qa",
+            ["a"],
+            id="2",
+            task="hotpotqa",
+            meta={
+                "question": "Tell me: who wrote the novel that was adapted into the 1995 film with the famous lake scene, please"
+            },
+        ),
+        row("longbench_qa", ["a"], id="3", task="hotpotqa", meta={"question": "Where was Ozalj?"}),
+    ]
+    res = contamination.check(train, ev)["by_task"]["hotpotqa"]
+    assert (res["questions"], res["exact"], res["ngram"]) == (3, 1, 2)
+
+
+def _summary(path, model, bench, cell, by_task=None, overall=0.5, extra=None):
+    stats = lambda s: {
+        "rows": 1,
+        "samples": 2,
+        "score": s,
+        "metrics": {"sub_em": s, "qa_f1": s / 2, "exact_match": 0.0},  # noqa: E731
+        "hit_cap_share": 0.25,
+        "input_truncated_share": 0.0,
+        "completion_tokens_mean": 10,
+        "prompt_tokens_mean": 100,
+    }
+    s = {"model": model, "overall": stats(overall)}
+    if by_task:
+        s["by_task"] = {t: stats(v) for t, v in by_task.items()}
+    s.update(extra or {})
+    p = path / model / f"{bench}.{cell}.summary.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(s))
+    return p
+
+
+def test_report_tables_and_figures(tmp_path):
+    from conftest import ROOT
+
+    paths = []
+    for model in ("base", "stage2"):
+        paths.append(
+            _summary(
+                tmp_path, model, "longbench", "all", {"2wikimqa": 0.5, "qasper": 0.25}, extra={"by_task_bucket": {}}
+            )
+        )
+        paths.append(
+            _summary(
+                tmp_path,
+                model,
+                "niah",
+                "all",
+                extra={"by_length_depth": {f"{n}@{d}": {"score": 1.0} for n in (1024, 2048) for d in (0, 50)}},
+            )
+        )
+        paths += [_summary(tmp_path, model, "ruler", f"L{n}", overall=0.9) for n in (16384, 32768)]
+        paths += [_summary(tmp_path, model, b, "all") for b in ("mmlu", "math500", "ifeval")]
+    metrics = tmp_path / "train/stage1/metrics.jsonl"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text(
+        "\n".join(json.dumps({"step": i, "reward": i / 10, "completions/mean_length": 5 * i}) for i in (1, 2))
+    )
+    out = report.build_report(
+        paths,
+        ROOT / "workflow/report/paper_tables.yaml",
+        tmp_path / "report",
+        "abc123",
+        "tiny",
+        "2026-11-24",
+        [metrics],
+    )
+    md = out["report"].read_text()
+    assert "| **ours: stage2** | – | – | 50.0 (cap 25%) | – | – | 25.0 (cap 25%) | 50.0 (cap 25%) |" in md
+    assert "| paper: LoongRL-7B | 72.4 | 83.1 | 91.1 |" in md
+    assert "| paper: LoongRL-7B | 69.8 | 47.4 | 57.2 | 93.4 | 91.4 |\n" in md  # Table 3: only the lengths we ran
+    assert "| **ours: base** | 90.0 (cap 25%) | 90.0 (cap 25%) | 90.0 (cap 25%) |" in md  # Table 7 + average
+    for key in (
+        "table2",
+        "table3",
+        "table7",
+        "scorers",
+        "niah_base",
+        "niah_stage2",
+        "ruler_vs_length",
+        "training_curves",
+    ):
+        assert out[key].stat().st_size > 0, key
+    assert out["niah_base"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

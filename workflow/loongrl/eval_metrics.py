@@ -1,0 +1,87 @@
+"""Evaluation metrics, each a faithful re-implementation of the benchmark's own scorer.
+
+* LongBench v1 ``qa_f1_score`` [THUDM/LongBench ``LongBench/metrics.py``]: SQuAD normalisation (lowercase, drop
+  punctuation, drop articles, collapse spaces), bag-of-tokens F1, max over the gold answers.
+* Two-way substring EM: the paper's headline LongBench metric (Table 5's last row equals Table 2's LoongRL row).
+* RULER ``string_match_all`` / ``string_match_part`` [NVIDIA/RULER ``scripts/eval/synthetic/constants.py``]:
+  case-insensitive reference-in-prediction, averaged over references / maxed over references.
+* Needle-in-a-haystack: a deterministic replacement for Kamradt's GPT judge (token recall of the needle's answer).
+
+Scores here are fractions in [0, 1]; tables multiply by 100 as the papers print them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+from loongrl.answers import contains_match, normalize_answer
+
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def token_f1(prediction: Sequence[str], ground_truth: Sequence[str]) -> float:
+    """LongBench ``f1_score``: F1 of the multiset overlap of two token lists (0 when nothing overlaps)."""
+    common = Counter(prediction) & Counter(ground_truth)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision = same / len(prediction)
+    recall = same / len(ground_truth)
+    return 2 * precision * recall / (precision + recall)
+
+
+def qa_f1_score(prediction: str, ground_truth: str) -> float:
+    """LongBench ``qa_f1_score`` for one gold answer."""
+    return token_f1(normalize_answer(prediction).split(), normalize_answer(ground_truth).split())
+
+
+def longbench_qa_f1(prediction: str, answers: Sequence[str]) -> float:
+    """LongBench's per-sample score: the max of ``qa_f1_score`` over the gold answers (0 with no answers)."""
+    return max((qa_f1_score(prediction, a) for a in answers), default=0.0)
+
+
+def exact_match(prediction: str, answers: Sequence[str]) -> float:
+    """Normalised exact match, max over answers (an empty prediction never matches)."""
+    p = normalize_answer(prediction)
+    return float(bool(p) and any(p == normalize_answer(a) for a in answers))
+
+
+def sub_em(prediction: str, answers: Sequence[str]) -> float:
+    """Two-way substring exact match after normalisation (the paper's verifier and headline metric)."""
+    return float(contains_match(prediction, answers, mode="two_way"))
+
+
+def ruler_postprocess(prediction: str) -> str:
+    """RULER's ``postprocess_pred``: control characters become newlines, then strip."""
+    return _CONTROL.sub("\n", prediction.strip()).strip()
+
+
+def string_match_all(prediction: str, refs: Sequence[str]) -> float:
+    """RULER: the fraction of references found (case-insensitive) in the prediction."""
+    if not refs:
+        return 0.0
+    pred = ruler_postprocess(prediction).lower()
+    return sum(r.lower() in pred for r in refs) / len(refs)
+
+
+def string_match_part(prediction: str, refs: Sequence[str]) -> float:
+    """RULER: 1 when any reference is found (case-insensitive) in the prediction."""
+    pred = ruler_postprocess(prediction).lower()
+    return float(any(r.lower() in pred for r in refs))
+
+
+def needle_recall(prediction: str, answers: Sequence[str]) -> float:
+    """Share of the needle answer's normalised tokens present in the prediction (max over answers).
+
+    Kamradt's harness asks GPT for a 1-10 judgement; this is deterministic, needs no API, and gives 1.0 exactly
+    when every word of the needle's answer is reproduced.
+    """
+    pred = set(normalize_answer(prediction).split())
+    best = 0.0
+    for a in answers:
+        gold = normalize_answer(a).split()
+        if gold:
+            best = max(best, sum(t in pred for t in gold) / len(gold))
+    return best

@@ -1,0 +1,139 @@
+# Evaluation half: official benchmark files -> task parquet per cell -> one job per model x benchmark x cell.
+
+
+rule download_longbench:
+    output:
+        manifest="resources/eval/longbench/MANIFEST.json",
+    log:
+        "logs/eval/download_longbench.log",
+    retries: 1
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    params:
+        url=EVAL.get("longbench", {}).get("url", ""),
+        files=[f"{t}.jsonl" for t in EVAL.get("longbench", {}).get("tasks", [])],
+        sha=EVAL.get("longbench", {}).get("sha256") or "",
+    shell:
+        "python -m loongrl.raw_qa download --dataset longbench --url {params.url:q} --files {params.files:q} "
+        "--sha256 {params.sha:q} --out-dir $(dirname {output.manifest}) > {log} 2>&1"
+
+
+rule download_short_eval:
+    output:
+        manifest="resources/eval/{sbench}/MANIFEST.json",
+    log:
+        "logs/eval/download_{sbench}.log",
+    retries: 1
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    params:
+        url=lambda wc: EVAL["short"]["downloads"][wc.sbench]["url"],
+        files=lambda wc: EVAL["short"]["downloads"][wc.sbench]["files"],
+    shell:
+        "python -m loongrl.raw_qa download --dataset {wildcards.sbench} --url {params.url:q} "
+        "--files {params.files:q} --out-dir $(dirname {output.manifest}) > {log} 2>&1"
+
+
+rule download_ruler_qa:
+    output:
+        "resources/eval/ruler_{qa}/{file}",
+    log:
+        "logs/eval/download_ruler_{qa}_{file}.log",
+    retries: 1
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    params:
+        url=lambda wc: EVAL["ruler"]["qa_downloads"][wc.qa]["url"],
+    shell:
+        "python -m loongrl.raw_qa download --dataset ruler_{wildcards.qa} --url {params.url:q} "
+        "--files {wildcards.file} --out-dir $(dirname {output}) > {log} 2>&1"
+
+
+rule eval_tasks:
+    input:
+        data=eval_task_inputs,
+        tokenizer=model_dir("policy"),
+    output:
+        "results/eval/tasks/{bench}.{cell}.parquet",
+    log:
+        "logs/eval/tasks/{bench}.{cell}.log",
+    conda:
+        "../../envs/data.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime="2h",
+    params:
+        cfg=eval_params(),
+        src=eval_task_args,
+        length=lambda wc: wc.cell[1:] if wc.cell.startswith("L") else 0,
+        seed=config["seed"],
+    shell:
+        "python -m loongrl.eval_tasks {wildcards.bench} --input {params.src} --tokenizer {input.tokenizer} "
+        "--params {params.cfg:q} --length {params.length} --seed {params.seed} --output {output} > {log} 2>&1"
+
+
+rule eval_validation:
+    input:
+        data=longbench_inputs() if EVAL else [],
+        tokenizer=model_dir("policy"),
+    output:
+        "results/eval/validation.parquet",
+    log:
+        "logs/eval/validation.log",
+    conda:
+        "../../envs/data.yaml"
+    params:
+        cfg=eval_params(),
+        src=lambda wc, input: input_dir(input.data[0]),
+        seed=config["seed"],
+    shell:
+        "python -m loongrl.eval_tasks validation --input {params.src} --tokenizer {input.tokenizer} "
+        "--params {params.cfg:q} --seed {params.seed} --output {output} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        model=eval_model_dir,
+        tasks="results/eval/tasks/{bench}.{cell}.parquet",
+        books=eval_books_dir() if EVAL else [],
+    output:
+        samples="results/eval/{model}/{bench}.{cell}.parquet",
+        summary="results/eval/{model}/{bench}.{cell}.summary.json",
+    log:
+        "logs/eval/{model}/{bench}.{cell}.log",
+    benchmark:
+        "benchmarks/eval/{model}/{bench}.{cell}.tsv"
+    conda:
+        "../../envs/filter.yaml"
+    threads: 4
+    resources:
+        gpu=EVAL.get("gpus", 0),
+        mem_mb=64000,
+        runtime="24h",
+    params:
+        cfg=eval_params(),
+        max_new=eval_max_new_tokens,
+        seed=config["seed"],
+    shell:
+        "python -m loongrl.evaluate --model {input.model} --model-name {wildcards.model} --tasks {input.tasks} "
+        "--params {params.cfg:q} --max-new-tokens {params.max_new} --books {input.books} --gpus {resources.gpu} "
+        "--seed {params.seed} --samples {output.samples} --summary {output.summary} > {log} 2>&1"
+
+
+rule contamination:
+    input:
+        train=expand("results/raw_qa/{dataset}.parquet", dataset=DATASETS),
+        longbench="results/eval/tasks/longbench.all.parquet",
+    output:
+        "results/eval/contamination.json",
+    log:
+        "logs/eval/contamination.log",
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m loongrl.contamination --train {input.train} --longbench {input.longbench} "
+        "--output {output} > {log} 2>&1"

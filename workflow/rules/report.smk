@@ -1,0 +1,48 @@
+# The end of the DAG: every eval cell's summary -> tables beside the paper's, figures, a markdown report; the same
+# files carry report() flags so `snakemake --report results/report.html` embeds them.
+
+
+rule report:
+    input:
+        summaries=eval_summaries(),
+        paper="workflow/report/paper_tables.yaml",
+        metrics=expand("results/train/{tstage}/metrics.jsonl", tstage=TRAIN_STAGES),
+        mixtures=expand("results/mixture/{stage}.parquet", stage=STAGES),
+        contamination="results/eval/contamination.json",
+    output:
+        md="results/report/report.md",
+        tables=report(
+            expand(
+                "results/report/tables/{table}.csv",
+                table=["table2", "table3", "table7", "scorers"],
+            ),
+            category="Tables",
+            caption="../report/tables.rst",
+        ),
+        niah=report(
+            expand("results/report/figures/niah_{model}.png", model=EVAL_MODELS),
+            category="Figures",
+            subcategory="Needle in a haystack",
+            caption="../report/niah.rst",
+        ),
+        figures=report(
+            expand(
+                "results/report/figures/{fig}.png",
+                fig=["ruler_vs_length", "data_lengths"]
+                + (["training_curves"] if TRAIN_STAGES else []),
+            ),
+            category="Figures",
+            caption="../report/figures.rst",
+        ),
+    log:
+        "logs/report.log",
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    params:
+        hash=CONFIG_HASH,
+        policy=config["models"]["policy"],
+    shell:
+        "python -m loongrl.report --summaries {input.summaries} --paper {input.paper} "
+        "--train-metrics {input.metrics} --mixtures {input.mixtures} --contamination {input.contamination} "
+        "--config-hash {params.hash} --policy {params.policy:q} --out-dir $(dirname {output.md}) > {log} 2>&1"
