@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from loongrl import eval_metrics as m
 
 

@@ -7,7 +7,6 @@ import re
 
 import pytest
 from conftest import SAMPLES
-
 from loongrl import bench_longbench, bench_short, bench_synthetic, evaluate
 from loongrl.eval_tasks import finish, truncate_middle
 from loongrl.io import DataError
@@ -68,7 +67,7 @@ def test_mmlu_official_headerless_format_and_bad_answer(tmp_path):
     f.write_text('"What is 1+1?","1","2","3","4","B"\n')
     assert bench_short.load_mmlu(f)[0]["answer"] == "B"
     f.write_text('"What is 1+1?","1","2","3","4","E"\n')
-    with pytest.raises(DataError, match="anatomy_test.csv: row 0: field 'answer'"):
+    with pytest.raises(DataError, match=r"anatomy_test\.csv: row 0: field 'answer'"):
         bench_short.load_mmlu(f)
 
 
@@ -88,7 +87,7 @@ def test_niah_grid_lengths_and_depths(qwen_tokenizer):
 @pytest.mark.parametrize("length", [1024, 4096])
 def test_ruler_tasks_fit_and_hold_their_answers(qwen_tokenizer, length):
     p = {
-        "tasks": list(bench_synthetic.RULER_TASKS[:-2]) + ["qa_2"],
+        "tasks": [*bench_synthetic.RULER_TASKS[:-2], "qa_2"],
         "samples": 2,
         "qa_files": {"qa_2": str(SAMPLES / "hotpotqa/hotpot_dev_distractor_v1.sample.json")},
     }
@@ -119,5 +118,5 @@ def test_ruler_is_deterministic_and_needs_qa_files(qwen_tokenizer):
     a = bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, p, 1024, None, 7)
     b = bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, p, 1024, None, 7)
     assert a == b
-    with pytest.raises(ValueError, match="qa_files.qa_1"):
+    with pytest.raises(ValueError, match=r"qa_files\.qa_1"):
         bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, {**p, "tasks": ["qa_1"]}, 1024, None, 7)

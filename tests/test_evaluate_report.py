@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from loongrl import contamination, evaluate, report
 from loongrl.eval_tasks import task_row
 from loongrl.inference import Completion
@@ -103,7 +102,8 @@ def test_contamination_finds_exact_and_ngram_overlap():
             id="2",
             task="hotpotqa",
             meta={
-                "question": "Tell me: who wrote the novel that was adapted into the 1995 film with the famous lake scene, please"
+                "question": "Tell me: who wrote the novel that was adapted into the 1995 film with the famous "
+                "lake scene, please"
             },
         ),
         row("longbench_qa", ["a"], id="3", task="hotpotqa", meta={"question": "Where was Ozalj?"}),
@@ -113,16 +113,18 @@ def test_contamination_finds_exact_and_ngram_overlap():
 
 
 def _summary(path, model, bench, cell, by_task=None, overall=0.5, extra=None):
-    stats = lambda s: {
-        "rows": 1,
-        "samples": 2,
-        "score": s,
-        "metrics": {"sub_em": s, "qa_f1": s / 2, "exact_match": 0.0},  # noqa: E731
-        "hit_cap_share": 0.25,
-        "input_truncated_share": 0.0,
-        "completion_tokens_mean": 10,
-        "prompt_tokens_mean": 100,
-    }
+    def stats(s):
+        return {
+            "rows": 1,
+            "samples": 2,
+            "score": s,
+            "metrics": {"sub_em": s, "qa_f1": s / 2, "exact_match": 0.0},
+            "hit_cap_share": 0.25,
+            "input_truncated_share": 0.0,
+            "completion_tokens_mean": 10,
+            "prompt_tokens_mean": 100,
+        }
+
     s = {"model": model, "overall": stats(overall)}
     if by_task:
         s["by_task"] = {t: stats(v) for t, v in by_task.items()}
