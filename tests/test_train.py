@@ -38,6 +38,32 @@ def test_paper_values_reach_grpoconfig(train_cfg, tmp_path):
     assert cfg.max_steps == 168
 
 
+def test_best_checkpoint_selection_maps_to_trainer_args(train_cfg, tmp_path):
+    cfg = grpo_config(train_cfg, 168, tmp_path, world_size=16, gpu=False, select_best=True)
+    assert cfg.eval_strategy == "steps" and cfg.eval_steps == train_cfg["save_steps"] == cfg.save_steps
+    assert cfg.metric_for_best_model == "eval_reward" and cfg.greater_is_better and cfg.load_best_model_at_end
+    assert not grpo_kwargs(train_cfg, 168, tmp_path).get("load_best_model_at_end")
+
+
+def test_stale_checkpoints_are_not_resumed(tmp_path):
+    from loongrl.train import prepare_work_dir, run_fingerprint
+
+    model, data = tmp_path / "model", tmp_path / "data.parquet"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    data.write_bytes(b"rows v1")
+    work = tmp_path / "work"
+    fp = run_fingerprint(model, data, {"lr": 1}, 2, 42, None)
+    prepare_work_dir(work, fp)
+    (work / "checkpoint-1").mkdir()
+    prepare_work_dir(work, run_fingerprint(model, data, {"lr": 1}, 2, 42, None))
+    assert (work / "checkpoint-1").exists()  # same run: resume
+    data.write_bytes(b"rows v2")  # Snakemake reran the stage because its data changed
+    prepare_work_dir(work, run_fingerprint(model, data, {"lr": 1}, 2, 42, None))
+    assert not (work / "checkpoint-1").exists()
+    assert run_fingerprint(model, data, {"lr": 2}, 2, 42, None) != run_fingerprint(model, data, {"lr": 1}, 2, 42, None)
+
+
 def test_accumulation_must_divide():
     assert prompts_per_step_to_accumulation(256, 8, 4, 8) == 64
     with pytest.raises(ValueError, match="not divisible"):
