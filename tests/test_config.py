@@ -63,3 +63,18 @@ def test_semantic_errors_are_named(paper):
     bad = deep_merge(paper, {"mixture": {"counts": {"plain_qa": {"hotpotqa": 9999}}}})
     with pytest.raises(ConfigError, match=r"'mixture\.counts\.plain_qa\.hotpotqa'"):
         validate_config(bad)
+
+
+def test_eval_model_references_are_checked():
+    base = load_config(ROOT / "config.yaml")
+    cfg = copy.deepcopy(base)
+    cfg["eval"]["models"].append("stage3")
+    cfg["eval"]["ablations"] = {"table4": {"no KeyChain": "nokc"}}
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert "config key 'eval.models[4]': 'stage3' is not base or a train.stages name" in str(err.value)
+    assert "config key 'eval.ablations.table4.no KeyChain': 'nokc' is not in eval.models" in str(err.value)
+    cfg = copy.deepcopy(base)
+    cfg["eval"]["extra_models"] = {"nokc": "/runs/nokc/results/train/stage2/model"}
+    cfg["eval"]["ablations"] = {"table4": {"no KeyChain": "nokc", "LoongRL": "stage2"}}
+    validate_config(cfg)

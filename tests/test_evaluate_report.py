@@ -164,6 +164,19 @@ def test_report_tables_and_figures(tmp_path):
     out = report.build_report(
         paths,
         ROOT / "workflow/report/paper_tables.yaml",
+        tmp_path / "ablation",
+        "abc123",
+        "tiny",
+        "2026-11-24",
+        ablations={"table4": {"LoongRL w/o KeyChain": "base", "LoongRL": "stage2"}},
+    )
+    md4 = out["report"].read_text()
+    assert "### Table 4: KeyChain ablation" in md4 and "| paper: LoongRL-7B w/o KeyChain | 80.3 |" in md4
+    assert "| **ours: LoongRL w/o KeyChain (base)** | – | 50.0 (cap 25%) |" in md4
+    assert out["table4"].exists()
+    out = report.build_report(
+        paths,
+        ROOT / "workflow/report/paper_tables.yaml",
         tmp_path / "report",
         "abc123",
         "tiny",

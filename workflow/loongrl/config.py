@@ -108,6 +108,17 @@ def check_semantics(config: dict[str, Any]) -> list[str]:
         for i, name in enumerate(ev["models"]):
             if name not in known:
                 msgs.append(f"config key 'eval.models[{i}]': '{name}' is not base or a train.stages name")
+        extra = ev.get("extra_models") or {}
+        for name in extra:
+            if name in known:
+                msgs.append(f"config key 'eval.extra_models.{name}': clashes with a model of eval.models")
+        for table, rows in (ev.get("ablations") or {}).items():
+            for label, model in rows.items():
+                if model not in {*ev["models"], *extra}:
+                    msgs.append(
+                        f"config key 'eval.ablations.{table}.{label}': '{model}' is not in eval.models or "
+                        "eval.extra_models"
+                    )
         lb = ev["longbench"]
         if lb["source"] == "local" and "local_dir" not in lb:
             msgs.append("config key 'eval.longbench.local_dir': required when eval.longbench.source is 'local'")

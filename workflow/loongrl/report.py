@@ -228,6 +228,7 @@ def build_report(
     train_metrics: list[Path] = (),
     mixtures: list[Path] = (),
     contamination: Path | None = None,
+    ablations: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Path]:
     paper = yaml.safe_load(paper_file.read_text())
     by_model = load_summaries(summaries)
@@ -270,6 +271,13 @@ def build_report(
             paper["table5"],
         ),
     }
+    titles = {"table4": "Table 4: KeyChain ablation (LongBench v1 QA)", "table5": "Table 5: verifier ablation"}
+    for table, rows in sorted((ablations or {}).items()):
+        ours = {}
+        for label, model in rows.items():
+            r = table2(by_model.get(model, {}))
+            ours[f"{label} ({model})"] = {**r, "lc_avg": _avg([r[t] for t in LB_TASKS])}
+        specs[table] = (titles[table], sc_cols, ours, paper[table])
     md = [
         "# LoongRL reproduction report\n",
         f"Policy model `{policy}`, config hash `{config_hash}`, generated {date}. Scores are percentages; "
@@ -348,6 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-metrics", type=Path, nargs="*", default=[])
     ap.add_argument("--mixtures", type=Path, nargs="*", default=[])
     ap.add_argument("--contamination", type=Path, default=None)
+    ap.add_argument("--ablations", default="{}", help="JSON: {table4|table5: {row label: eval model}}")
     ap.add_argument("--config-hash", default="unknown")
     ap.add_argument("--policy", default="unknown")
     ap.add_argument("--date", default=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"))

@@ -18,7 +18,8 @@ STAGES = list(config["mixture"]["stages"])
 TRAIN_STAGES = list(config.get("train", {}).get("stages", {}))
 CONFIG_HASH = config_hash(config)
 EVAL = config.get("eval") or {}
-EVAL_MODELS = EVAL.get("models", [])
+EXTRA_MODELS = EVAL.get("extra_models") or {}
+EVAL_MODELS = [*EVAL.get("models", []), *EXTRA_MODELS]
 SHORT_BENCHES = ["mmlu", "math500", "ifeval"]
 # Every job imports the package from the checkout and knows the config hash (a run tag for MLflow); both go
 # through the shell prefix rather than rule params, so they never trigger reruns.
@@ -43,7 +44,7 @@ wildcard_constraints:
     stage="|".join(STAGES),
     task="dapo_math|math_choice",
     tstage="|".join(TRAIN_STAGES) or "none",
-    model="|".join(["base", *TRAIN_STAGES]),
+    model="|".join(["base", *TRAIN_STAGES, *EXTRA_MODELS]),
     bench="longbench|niah|ruler|mmlu|math500|ifeval",
     cell=r"all|L\d+",
     sbench="|".join(SHORT_BENCHES),
@@ -196,8 +197,12 @@ def eval_summaries():
 
 
 def eval_model_dir(wildcards):
+    """base: the policy's starting model; a stage: its final model; an extra model: a local folder or a hub id."""
     if wildcards.model == "base":
         return model_dir("policy")
+    if wildcards.model in EXTRA_MODELS:
+        ref = EXTRA_MODELS[wildcards.model]
+        return ref if Path(ref).is_dir() else f"resources/models/{model_slug(ref)}"
     return f"results/train/{wildcards.model}/model"
 
 

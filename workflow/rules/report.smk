@@ -14,7 +14,8 @@ rule report:
         tables=report(
             expand(
                 "results/report/tables/{table}.csv",
-                table=["table2", "table3", "table7", "scorers"],
+                table=["table2", "table3", "table7", "scorers"]
+                + sorted(EVAL.get("ablations") or {}),
             ),
             category="Tables",
             caption="../report/tables.rst",
@@ -42,7 +43,8 @@ rule report:
     params:
         hash=CONFIG_HASH,
         policy=config["models"]["policy"],
+        ablations=as_json(EVAL.get("ablations") or {}),
     shell:
         "python -m loongrl.report --summaries {input.summaries} --paper {input.paper} "
         "--train-metrics {input.metrics} --mixtures {input.mixtures} --contamination {input.contamination} "
-        "--config-hash {params.hash} --policy {params.policy:q} --out-dir $(dirname {output.md}) > {log} 2>&1"
+        "--ablations {params.ablations:q} --config-hash {params.hash} --policy {params.policy:q} --out-dir $(dirname {output.md}) > {log} 2>&1"
