@@ -269,11 +269,24 @@ def eval_task_args(wildcards):
     return str(Path(src).parent) if src.endswith("MANIFEST.json") else src
 
 
-def eval_params():
-    """The eval section as JSON, with the RULER QA file paths resolved."""
-    if not EVAL:
-        return "{}"
-    return as_json({**EVAL, "ruler": {**EVAL["ruler"], "qa_files": ruler_qa_files()}})
+def eval_task_params(wildcards):
+    """The eval settings a task builder reads, and only those, so that e.g. adding a model reruns no builder."""
+    b = wildcards.bench if hasattr(wildcards, "bench") else "longbench"
+    keys = {
+        "longbench": ["longbench", "validation"],
+        "niah": ["niah"],
+        "ruler": ["ruler"],
+    }.get(b, ["short"])
+    out = {"system_prompt": EVAL["system_prompt"], **{k: EVAL[k] for k in keys}}
+    if b == "ruler":
+        out["ruler"] = {**EVAL["ruler"], "qa_files": ruler_qa_files()}
+    return as_json(out)
+
+
+def eval_run_params():
+    """The generation settings of an evaluate job (decoding, engine, YaRN)."""
+    keys = ["backend", "gpu_memory_utilization", "batch_size", "decoding", "yarn"]
+    return as_json({k: EVAL[k] for k in keys if k in EVAL})
 
 
 def eval_max_new_tokens(wildcards):

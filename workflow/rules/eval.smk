@@ -67,7 +67,7 @@ rule eval_tasks:
         mem_mb=16000,
         runtime="2h",
     params:
-        cfg=eval_params(),
+        cfg=eval_task_params,
         src=eval_task_args,
         length=lambda wc: wc.cell[1:] if wc.cell.startswith("L") else 0,
         seed=config["seed"],
@@ -87,7 +87,7 @@ rule eval_validation:
     conda:
         "../../envs/data.yaml"
     params:
-        cfg=eval_params(),
+        cfg=lambda wc: eval_task_params(wc),
         src=lambda wc, input: input_dir(input.data[0]),
         seed=config["seed"],
     shell:
@@ -115,7 +115,7 @@ rule evaluate:
         mem_mb=64000,
         runtime="24h",
     params:
-        cfg=eval_params(),
+        cfg=eval_run_params() if EVAL else "{}",
         max_new=eval_max_new_tokens,
         seed=config["seed"],
     shell:
