@@ -153,6 +153,10 @@ def _save(fig, path: Path, label: str) -> None:
     plt.close(fig)
 
 
+def _klabel(n: int) -> str:
+    return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
+
+
 def niah_heatmap(model: str, summ: dict[str, Any], path: Path, label: str) -> None:
     plt = _plt()
     cells = summ["by_length_depth"]
@@ -161,7 +165,7 @@ def niah_heatmap(model: str, summ: dict[str, Any], path: Path, label: str) -> No
     grid = [[100 * cells[f"{n}@{d:g}"]["score"] for n in lengths] for d in depths]
     fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(lengths), 1 + 0.35 * len(depths)))
     im = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
-    ax.set_xticks(range(len(lengths)), [f"{n // 1024}K" if n >= 1024 else str(n) for n in lengths])
+    ax.set_xticks(range(len(lengths)), [_klabel(n) for n in lengths])
     ax.set_yticks(range(len(depths)), [f"{d:g}%" for d in depths])
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("needle depth")
@@ -182,6 +186,8 @@ def ruler_plot(models: dict[str, dict[int, Cell]], paper: dict, path: Path, labe
         xs = [int(c.split("@")[1]) for c in idx if c.startswith("ruler@")]
         ax.plot(xs, vals[: len(xs)], linestyle="--", marker="x", label=f"paper: {name}")
     ax.set_xscale("log", base=2)
+    ticks = sorted({x for line in ax.get_lines() for x in line.get_xdata()})
+    ax.set_xticks(ticks, [_klabel(int(t)) for t in ticks])
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("RULER score (%)")
     ax.set_title("RULER vs context length")
