@@ -65,7 +65,7 @@ rule eval_tasks:
     threads: 2
     resources:
         mem_mb=16000,
-        runtime="2h",
+        runtime="12h",
     params:
         cfg=eval_task_params,
         src=eval_task_args,
