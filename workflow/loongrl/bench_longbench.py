@@ -7,13 +7,12 @@ with two-way substring EM (the paper's headline) and LongBench's own ``qa_f1_sco
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from loongrl.eval_tasks import task_row, truncate_middle
-from loongrl.io import DataError
-from loongrl.prompts import PLAIN_QA_TEMPLATE, chat_token_counts, count_prompt_tokens, messages
+from loongrl.eval_tasks import finish, task_row, truncate_middle
+from loongrl.io import DataError, read_rows
+from loongrl.prompts import PLAIN_QA_TEMPLATE, count_prompt_tokens, messages
 
 TASKS = ("hotpotqa", "2wikimqa", "musique", "narrativeqa", "qasper")
 FIELDS = {"input": str, "context": str, "answers": list, "length": int, "_id": str}
@@ -21,21 +20,13 @@ FIELDS = {"input": str, "context": str, "answers": list, "length": int, "_id": s
 
 def load_jsonl(path: Path) -> list[dict[str, Any]]:
     """Rows of one official ``<task>.jsonl``, checked field by field."""
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, i, "<line>", f"not JSON ({exc.msg})") from None
-            for field, kind in FIELDS.items():
-                if not isinstance(row.get(field), kind):
-                    raise DataError(path, row.get("_id", i), field, f"missing or not {kind.__name__}")
-            if not row["answers"] or not all(isinstance(a, str) for a in row["answers"]):
-                raise DataError(path, row["_id"], "answers", "must be a non-empty list of strings")
-            rows.append(row)
+    rows = read_rows(path)
+    for i, row in enumerate(rows):
+        for field, kind in FIELDS.items():
+            if not isinstance(row.get(field), kind):
+                raise DataError(path, row.get("_id", i), field, f"missing or not {kind.__name__}")
+        if not row["answers"] or not all(isinstance(a, str) for a in row["answers"]):
+            raise DataError(path, row["_id"], "answers", "must be a non-empty list of strings")
     return rows
 
 
@@ -118,6 +109,4 @@ def validation_rows(
                 )
     if not rows:
         raise ValueError("the validation slice is empty: check eval.validation.tasks and the LongBench files")
-    for r, n in zip(rows, chat_token_counts(tokenizer, [r["prompt"] for r in rows]), strict=True):
-        r["prompt_tokens"] = n
-    return rows
+    return finish(rows, tokenizer)

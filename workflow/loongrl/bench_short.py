@@ -10,12 +10,11 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
 from loongrl.eval_tasks import task_row
-from loongrl.io import DataError
+from loongrl.io import DataError, read_rows
 
 LETTERS = "ABCD"
 MMLU_TEMPLATE = (
@@ -53,16 +52,12 @@ def load_mmlu(path: Path) -> list[dict[str, Any]]:
 
 
 def load_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            for f in fields:
-                if f not in row:
-                    raise DataError(path, i, f, "missing")
-            rows.append(row)
+    """Rows of an official JSONL file, each checked for the fields the builder reads."""
+    rows = read_rows(path)
+    for i, row in enumerate(rows):
+        for f in fields:
+            if f not in row:
+                raise DataError(path, i, f, "missing")
     return rows
 
 

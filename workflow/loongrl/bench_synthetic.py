@@ -26,7 +26,7 @@ from typing import Any
 
 from loongrl.eval_tasks import task_row
 from loongrl.fill import example_rng
-from loongrl.io import DataError
+from loongrl.io import DataError, read_rows
 from loongrl.prompts import count_prompt_tokens, count_tokens_batch, messages
 from loongrl.retrieval import Haystack, insert_needles, read_book, seven_digit
 
@@ -316,7 +316,7 @@ def load_squad(path: Path) -> list[dict[str, Any]]:
 def load_hotpot(path: Path) -> list[dict[str, Any]]:
     """HotpotQA dev (distractor) questions; the gold documents are the supporting-fact paragraphs."""
     rows = []
-    for i, r in enumerate(json.loads(path.read_text(encoding="utf-8"))):
+    for i, r in enumerate(read_rows(path)):
         for field in ("question", "answer", "context", "supporting_facts"):
             if field not in r:
                 raise DataError(path, r.get("_id", i), field, "missing")

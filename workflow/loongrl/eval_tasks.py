@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from loongrl.cli import setup_logging
 from loongrl.io import write_parquet
-from loongrl.mixture import MESSAGE
+from loongrl.mixture import MESSAGE, MIXTURE_SCHEMA
 from loongrl.prompts import chat_token_counts, messages, system_prompt
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,6 @@ def truncate_middle(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
 
 def main(argv: list[str] | None = None) -> None:
     from loongrl import bench_longbench, bench_short, bench_synthetic
-    from loongrl.mixture import MIXTURE_SCHEMA
     from loongrl.models import load_tokenizer
 
     ap = argparse.ArgumentParser(prog="python -m loongrl.eval_tasks", description=__doc__)

@@ -73,14 +73,15 @@ def punkt_dir(books: list[Path], out: Path) -> Path:
     from nltk.tabdata import TabEncoder
     from nltk.tokenize.punkt import PunktTrainer
 
-    from loongrl.retrieval import read_book, strip_gutenberg
+    from loongrl.bench_synthetic import load_books
+    from loongrl.retrieval import strip_gutenberg
 
     target = out / "tokenizers/punkt_tab/english"
     if (target / "ortho_context.tab").exists():
         return out
     trainer = PunktTrainer()
-    for f in sorted(p for d in books for p in Path(d).glob("*.txt")):
-        trainer.train(strip_gutenberg(read_book(f)), finalize=False)
+    for _, text in sorted(load_books(books).items()):
+        trainer.train(strip_gutenberg(text), finalize=False)
     trainer.finalize_training()
     params, enc = trainer.get_params(), TabEncoder()
     target.mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,26 @@ def read_parquet(path: str | os.PathLike) -> list[dict[str, Any]]:
     return pq.read_table(path).to_pylist()
 
 
+def read_rows(path: str | os.PathLike) -> list[Any]:
+    """Read a JSON list or JSON-lines file; a broken line is reported with its line number."""
+    text = Path(path).read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, f"char {exc.pos}", "<json>", f"invalid JSON: {exc.msg}") from exc
+        return rows
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(path, f"line {lineno}", "<json>", f"invalid JSON: {exc.msg}") from exc
+    return rows
+
+
 def write_json(obj: Any, dest: str | os.PathLike) -> None:
     """Write JSON atomically with sorted keys so equal content gives equal bytes."""
     with atomic_path(dest) as tmp:

@@ -11,9 +11,9 @@ and recorded in a MANIFEST.json, so what was fetched is auditable later.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import hashlib
-import json
 import logging
 import shutil
 import tarfile
@@ -21,14 +21,14 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from loongrl.cli import setup_logging
-from loongrl.io import DataError, atomic_path, write_json, write_parquet
+from loongrl.io import DataError, atomic_path, read_rows, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,19 @@ def fetch(url: str, dest: Path, retries: int = 3, backoff: float = 2.0, timeout:
     raise DownloadError(f"could not download {url} after {retries} attempts: {last}")
 
 
+@contextlib.contextmanager
+def _archive_members(blob: Path) -> Iterator[list[tuple[str, Any]] | None]:
+    """(base name, opener) of every file in a tar or zip archive; None when ``blob`` is not an archive."""
+    if tarfile.is_tarfile(blob):
+        with tarfile.open(blob) as tf:
+            yield [(Path(m.name).name, lambda m=m: tf.extractfile(m)) for m in tf.getmembers() if m.isfile()]
+    elif zipfile.is_zipfile(blob):
+        with zipfile.ZipFile(blob) as zf:
+            yield [(Path(n).name, lambda n=n: zf.open(n)) for n in zf.namelist()]
+    else:
+        yield None
+
+
 def download_dataset(
     dataset: str, url: str, files: list[str], out_dir: Path, sha256: str | None = None, retries: int = 3
 ) -> dict[str, Any]:
@@ -90,29 +103,17 @@ def download_dataset(
         blob.unlink()
         raise DownloadError(f"{dataset}: sha256 of {url} is {digest}, config pins {sha256}")
     kept: list[str] = []
-    if tarfile.is_tarfile(blob):
-        with tarfile.open(blob) as tf:
-            for member in tf.getmembers():
-                base = Path(member.name).name
-                if member.isfile() and any(fnmatch.fnmatch(base, pat) for pat in files):
-                    src = tf.extractfile(member)
-                    with atomic_path(out_dir / base) as tmp, tmp.open("wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    kept.append(base)
-        blob.unlink()
-    elif zipfile.is_zipfile(blob):
-        with zipfile.ZipFile(blob) as zf:
-            for member in zf.namelist():
-                base = Path(member).name
-                if base and any(fnmatch.fnmatch(base, pat) for pat in files):
-                    with zf.open(member) as src, atomic_path(out_dir / base) as tmp, tmp.open("wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    kept.append(base)
-        blob.unlink()
+    with _archive_members(blob) as members:
+        for base, open_member in members or []:
+            if base and any(fnmatch.fnmatch(base, pat) for pat in files):
+                with open_member() as src, atomic_path(out_dir / base) as tmp, tmp.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                kept.append(base)
+    if members is None:
+        blob.replace(out_dir / files[0])
+        kept.append(files[0])
     else:
-        name = files[0]
-        blob.replace(out_dir / name)
-        kept.append(name)
+        blob.unlink()
     if not kept:
         raise DownloadError(f"{dataset}: {url} contained no file matching {files}")
     manifest = {
@@ -219,26 +220,6 @@ def normalise_musique(row: dict, path: Path, index: int) -> dict[str, Any] | Non
         "documents": docs,
         "gold_titles": gold,
     }
-
-
-def read_rows(path: Path) -> list[Any]:
-    """Read a JSON list or JSON-lines file; a broken line is reported with its line number."""
-    text = path.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(path, f"char {exc.pos}", "<json>", f"invalid JSON: {exc.msg}") from exc
-        return rows
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(path, f"line {lineno}", "<json>", f"invalid JSON: {exc.msg}") from exc
-    return rows
 
 
 def normalise_files(dataset: str, paths: Iterable[Path], max_questions: int | None = None) -> list[dict[str, Any]]:

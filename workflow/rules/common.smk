@@ -151,6 +151,14 @@ def final_outputs():
     )
 
 
+def train_data_card(wildcards):
+    """What describes a stage's data in MLflow: the mixture's data card, or stage II's selection stats."""
+    data = train_data(wildcards)
+    return data.replace(
+        ".parquet", ".stats.json" if data.endswith("stage2.parquet") else ".card.json"
+    )
+
+
 def filter_gpus():
     """GPUs for a filter job: vLLM's tensor-parallel size; the transformers backend uses at most one."""
     f = config["filter"]
@@ -258,20 +266,8 @@ def eval_task_inputs(wildcards):
     return [short_input(b)]
 
 
-def eval_task_args(wildcards):
-    """--input arguments of loongrl.eval_tasks: folders and files the builder reads."""
-    b = wildcards.bench
-    if b == "longbench":
-        return longbench_dir()
-    if b in ("niah", "ruler"):
-        return eval_books_dir()
-    src = short_input(b)
-    return str(Path(src).parent) if src.endswith("MANIFEST.json") else src
-
-
-def eval_task_params(wildcards):
-    """The eval settings a task builder reads, and only those, so that e.g. adding a model reruns no builder."""
-    b = wildcards.bench if hasattr(wildcards, "bench") else "longbench"
+def eval_task_params(b):
+    """The eval settings the builder of benchmark ``b`` reads, and only those (adding a model reruns no builder)."""
     keys = {
         "longbench": ["longbench", "validation"],
         "niah": ["niah"],

@@ -67,8 +67,8 @@ rule eval_tasks:
         mem_mb=16000,
         runtime="12h",
     params:
-        cfg=eval_task_params,
-        src=eval_task_args,
+        cfg=lambda wc: eval_task_params(wc.bench),
+        src=lambda wc, input: input_dir(input.data[0]),
         length=lambda wc: wc.cell[1:] if wc.cell.startswith("L") else 0,
         seed=config["seed"],
     shell:
@@ -87,7 +87,7 @@ rule eval_validation:
     conda:
         "../../envs/data.yaml"
     params:
-        cfg=lambda wc: eval_task_params(wc),
+        cfg=eval_task_params("longbench") if EVAL else "{}",
         src=lambda wc, input: input_dir(input.data[0]),
         seed=config["seed"],
     shell:

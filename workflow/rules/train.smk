@@ -29,10 +29,7 @@ rule train_stage:
         world=lambda wc, resources: resources.gpu * resources.nodes,
         uri=MLFLOW_URI,
         seed=config["seed"],
-        card=lambda wc: train_data(wc).replace(
-            ".parquet",
-            ".card.json" if "stage2" not in train_data(wc) else ".stats.json",
-        ),
+        card=train_data_card,
         val=lambda wc, input: (
             f"--eval-data {input.val}" if "val" in input.keys() else ""
         ),
