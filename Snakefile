@@ -12,6 +12,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/helpers/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/raw_qa.smk"
 include: "workflow/rules/filter.smk"
@@ -21,10 +22,18 @@ include: "workflow/rules/keychain.smk"
 include: "workflow/rules/retrieval.smk"
 include: "workflow/rules/math.smk"
 include: "workflow/rules/mixture.smk"
-include: "workflow/rules/train.smk"
 include: "workflow/rules/canary.smk"
-include: "workflow/rules/eval.smk"
-include: "workflow/rules/report.smk"
+
+
+if TRAIN:
+
+    include: "workflow/rules/train.smk"
+
+
+if EVAL:
+
+    include: "workflow/rules/eval.smk"
+    include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -19,12 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
-from loongrl.fill import fill_rows  # noqa: E402
-from loongrl.keychain import build_keychain_rows  # noqa: E402
+from loongrl.data.fill import fill_rows  # noqa: E402
+from loongrl.data.keychain import build_keychain_rows  # noqa: E402
+from loongrl.data.raw_qa import normalise_files  # noqa: E402
+from loongrl.data.split import filler_pool, with_token_counts  # noqa: E402
 from loongrl.models import build_qwen25_tokenizer  # noqa: E402
 from loongrl.prompts import LOONGRL_SYSTEM_PROMPT, count_tokens_batch, messages  # noqa: E402
-from loongrl.raw_qa import normalise_files  # noqa: E402
-from loongrl.split import filler_pool, with_token_counts  # noqa: E402
 
 
 def main() -> None:
@@ -48,10 +48,31 @@ def main() -> None:
     for length, n in ((16384, args.examples_16k), (131072, args.examples_128k)):
         pool_rows = with_token_counts(tok, rows[:n], {r["id"]: 0.5 for r in rows[:n]})
         t0 = time.perf_counter()
-        filled, _ = fill_rows(pool_rows, fillers, tok, length, 128, "prompt", "random", LOONGRL_SYSTEM_PROMPT, 42)
+        filled, _ = fill_rows(
+            pool_rows,
+            fillers,
+            tok,
+            length=length,
+            reserve=128,
+            budget_scope="prompt",
+            placement="random",
+            system=LOONGRL_SYSTEM_PROMPT,
+            seed=42,
+        )
         t_fill = time.perf_counter() - t0
         t0 = time.perf_counter()
-        kc = build_keychain_rows(filled, questions, tok, length, 4, 1, "uuid4", True, LOONGRL_SYSTEM_PROMPT, 42)
+        kc = build_keychain_rows(
+            filled,
+            questions,
+            tok,
+            length=length,
+            chain_length=4,
+            chains_per_1k=1,
+            key_format="uuid4",
+            quote_start_key=True,
+            system=LOONGRL_SYSTEM_PROMPT,
+            seed=42,
+        )
         t_kc = time.perf_counter() - t0
         texts = [
             tok.apply_chat_template(

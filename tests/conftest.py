@@ -40,6 +40,6 @@ def qwen_tokenizer(tiny_model_dir):
 
 @pytest.fixture(scope="session")
 def raw_rows() -> dict[str, list[dict]]:
-    from loongrl.raw_qa import normalise_files
+    from loongrl.data.raw_qa import normalise_files
 
     return {ds: normalise_files(ds, files) for ds, files in RAW_FILES.items()}

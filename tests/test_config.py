@@ -5,7 +5,8 @@ import copy
 import pytest
 import yaml
 from conftest import ROOT
-from loongrl.config import ConfigError, deep_merge, load_config, validate_config
+from loongrl.config import ConfigError, deep_merge
+from loongrl.pipeline import load_config, validate_config
 
 
 @pytest.fixture()

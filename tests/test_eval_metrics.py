@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from loongrl import eval_metrics as m
+from loongrl.eval import metrics as m
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,11 @@ import re
 
 import pytest
 from conftest import SAMPLES
-from loongrl import bench_longbench, bench_short, bench_synthetic, evaluate
-from loongrl.eval_tasks import finish, truncate_middle
+from loongrl.eval import longbench as bench_longbench
+from loongrl.eval import short as bench_short
+from loongrl.eval import synthetic as bench_synthetic
+from loongrl.eval.metrics import score_one
+from loongrl.eval.rows import finish, truncate_middle
 from loongrl.io import DataError
 from loongrl.prompts import LOONGRL_SYSTEM_PROMPT
 
@@ -19,7 +22,10 @@ def test_longbench_loader_reads_shipped_rows_and_truncates_in_the_middle(qwen_to
     data = bench_longbench.load_dir(SAMPLES / "longbench", list(bench_longbench.TASKS))
     assert sorted(data) == ["2wikimqa", "narrativeqa", "qasper"]  # no hotpotqa / musique rows are shipped
     assert data["2wikimqa"][0]["answers"] == ["Ozalj"]
-    rows = finish(bench_longbench.build(data, qwen_tokenizer, 4096, LOONGRL_SYSTEM_PROMPT, set()), qwen_tokenizer)
+    rows = finish(
+        bench_longbench.build(data, qwen_tokenizer, max_input_tokens=4096, system=LOONGRL_SYSTEM_PROMPT, exclude=set()),
+        qwen_tokenizer,
+    )
     by = {r["task"]: r for r in rows}
     assert by["narrativeqa"]["input_truncated"] and by["narrativeqa"]["prompt_tokens"] <= 4096
     user = by["narrativeqa"]["prompt"][-1]["content"]
@@ -38,9 +44,11 @@ def test_truncate_middle_keeps_both_ends(qwen_tokenizer):
 def test_validation_slice_is_held_out(qwen_tokenizer):
     data = bench_longbench.load_dir(SAMPLES / "longbench", ["2wikimqa", "qasper"])
     ids = bench_longbench.validation_ids(data, {"tasks": ["2wikimqa"], "rows_per_task": 1})
-    val = bench_longbench.validation_rows(data, ids, qwen_tokenizer, 4096, LOONGRL_SYSTEM_PROMPT)
+    val = bench_longbench.validation_rows(
+        data, ids, qwen_tokenizer, max_input_tokens=4096, system=LOONGRL_SYSTEM_PROMPT
+    )
     assert [r["data_source"] for r in val] == ["plain_qa_longbench_2wikimqa"]
-    test = bench_longbench.build(data, qwen_tokenizer, 4096, None, exclude=ids)
+    test = bench_longbench.build(data, qwen_tokenizer, max_input_tokens=4096, system=None, exclude=ids)
     assert [r["task"] for r in test] == ["qasper"]
 
 
@@ -73,7 +81,7 @@ def test_mmlu_official_headerless_format_and_bad_answer(tmp_path):
 
 def test_niah_grid_lengths_and_depths(qwen_tokenizer):
     p = {"lengths": [1024, 4096], "depths": [0, 50, 100], "reserve": 0}
-    rows = finish(bench_synthetic.build_niah(BOOKS, qwen_tokenizer, p, None, 42), qwen_tokenizer)
+    rows = finish(bench_synthetic.build_niah(BOOKS, qwen_tokenizer, p, system=None, seed=42), qwen_tokenizer)
     assert len(rows) == 6
     for r in rows:
         assert 0.97 * r["length"] <= r["prompt_tokens"] <= r["length"]
@@ -91,7 +99,9 @@ def test_ruler_tasks_fit_and_hold_their_answers(qwen_tokenizer, length):
         "samples": 2,
         "qa_files": {"qa_2": str(SAMPLES / "hotpotqa/hotpot_dev_distractor_v1.sample.json")},
     }
-    rows = finish(bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, p, length, None, 42), qwen_tokenizer)
+    rows = finish(
+        bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, p, length=length, system=None, seed=42), qwen_tokenizer
+    )
     assert len(rows) == 2 * 12
     for r in rows:
         assert r["prompt_tokens"] <= length, (r["task"], r["prompt_tokens"])
@@ -100,7 +110,7 @@ def test_ruler_tasks_fit_and_hold_their_answers(qwen_tokenizer, length):
         if r["task"].startswith("niah"):
             assert all(a in ctx for a in r["answers"])
             # a gold completion scores 1, a wrong one 0: the answers really are the queried values
-            assert evaluate.score_one(r, " ".join(r["answers"]))[1]["string_match_all"] == 1.0
+            assert score_one(r, " ".join(r["answers"]))[1]["string_match_all"] == 1.0
         if r["task"] == "vt":
             assert len(r["answers"]) == 5 and all(f"VAR {a} =" in ctx for a in r["answers"])
         if r["task"] == "cwe":
@@ -115,8 +125,8 @@ def test_ruler_tasks_fit_and_hold_their_answers(qwen_tokenizer, length):
 
 def test_ruler_is_deterministic_and_needs_qa_files(qwen_tokenizer):
     p = {"tasks": ["niah_multikey_3", "vt"], "samples": 1, "qa_files": {}}
-    a = bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, p, 1024, None, 7)
-    b = bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, p, 1024, None, 7)
+    a = bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, p, length=1024, system=None, seed=7)
+    b = bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, p, length=1024, system=None, seed=7)
     assert a == b
     with pytest.raises(ValueError, match=r"qa_files\.qa_1"):
-        bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, {**p, "tasks": ["qa_1"]}, 1024, None, 7)
+        bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, {**p, "tasks": ["qa_1"]}, length=1024, system=None, seed=7)

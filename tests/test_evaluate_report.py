@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
-from loongrl import contamination, evaluate, report
-from loongrl.eval_tasks import task_row
+from conftest import ROOT
+from loongrl.eval import contamination, evaluate
+from loongrl.eval.metrics import score_one
+from loongrl.eval.rows import task_row
 from loongrl.inference import Completion
+from loongrl.report import assemble as report
 
 
 def row(metric, answers, meta=None, **kw):
@@ -28,15 +33,15 @@ def row(metric, answers, meta=None, **kw):
 
 def test_score_one_every_metric():
     lb = row("longbench_qa", ["Ozalj"])
-    pred, s = evaluate.score_one(lb, "<think>it is Ozalj</think> \\boxed{Ozalj, Croatia}")
+    pred, s = score_one(lb, "<think>it is Ozalj</think> \\boxed{Ozalj, Croatia}")
     assert pred == "Ozalj, Croatia" and s["sub_em"] == 1.0 and s["exact_match"] == 0.0
     assert s["qa_f1"] == pytest.approx(2 / 3)
-    assert evaluate.score_one(lb, "Ozalj")[1]["sub_em"] == 0.0  # no box: no answer
-    assert evaluate.score_one(row("ruler_all", ["12", "34"]), "<think>12 34</think>12")[1]["string_match_all"] == 0.5
-    assert evaluate.score_one(row("ruler_part", ["x y"]), "X Y")[1]["string_match_part"] == 1.0
-    assert evaluate.score_one(row("choice", ["C"]), "\\boxed{C}")[1]["accuracy"] == 1.0
-    assert evaluate.score_one(row("math", ["\\frac{1}{2}"]), "\\boxed{0.5}")[1]["accuracy"] == 1.0
-    assert evaluate.score_one(row("niah", ["sit in Dolores Park"]), "Sit in Dolores Park.")[1]["needle_recall"] == 1.0
+    assert score_one(lb, "Ozalj")[1]["sub_em"] == 0.0  # no box: no answer
+    assert score_one(row("ruler_all", ["12", "34"]), "<think>12 34</think>12")[1]["string_match_all"] == 0.5
+    assert score_one(row("ruler_part", ["x y"]), "X Y")[1]["string_match_part"] == 1.0
+    assert score_one(row("choice", ["C"]), "\\boxed{C}")[1]["accuracy"] == 1.0
+    assert score_one(row("math", ["\\frac{1}{2}"]), "\\boxed{0.5}")[1]["accuracy"] == 1.0
+    assert score_one(row("niah", ["sit in Dolores Park"]), "Sit in Dolores Park.")[1]["needle_recall"] == 1.0
 
 
 def test_ifeval_uses_the_maintained_checkers(tmp_path):
@@ -49,9 +54,9 @@ def test_ifeval_uses_the_maintained_checkers(tmp_path):
         "kwargs": [{}, {"relation": "less than", "num_sentences": 3}],
     }
     r = row("ifeval", [], meta=meta)
-    _, ok = evaluate.score_one(r, "Mr. Smith went home. He slept.", scorer)
+    _, ok = score_one(r, "Mr. Smith went home. He slept.", scorer)
     assert ok["prompt_level_strict_acc"] == 1.0  # "Mr." is not a sentence end for the trained Punkt model
-    _, bad = evaluate.score_one(r, "One, two. Three. Four. Five.", scorer)
+    _, bad = score_one(r, "One, two. Three. Four. Five.", scorer)
     assert bad["prompt_level_strict_acc"] == 0.0 and bad["inst_level_strict_acc"] == 0.0
 
 
@@ -136,7 +141,6 @@ def _summary(path, model, bench, cell, by_task=None, overall=0.5, extra=None):
 
 
 def test_report_tables_and_figures(tmp_path):
-    from conftest import ROOT
 
     paths = []
     for model in ("base", "stage2"):
@@ -162,12 +166,12 @@ def test_report_tables_and_figures(tmp_path):
         "\n".join(json.dumps({"step": i, "reward": i / 10, "completions/mean_length": 5 * i}) for i in (1, 2))
     )
     out = report.build_report(
-        paths,
-        ROOT / "workflow/report/paper_tables.yaml",
-        tmp_path / "ablation",
-        "abc123",
-        "tiny",
-        "2026-11-24",
+        summaries=paths,
+        paper_file=ROOT / "workflow/report/paper_tables.yaml",
+        out_dir=tmp_path / "ablation",
+        config_hash="abc123",
+        policy="tiny",
+        date="2026-11-24",
         ablations={"table4": {"LoongRL w/o KeyChain": "base", "LoongRL": "stage2"}},
     )
     md4 = out["report"].read_text()
@@ -175,13 +179,13 @@ def test_report_tables_and_figures(tmp_path):
     assert "| **ours: LoongRL w/o KeyChain (base)** | – | 50.0 (cap 25%) |" in md4
     assert out["table4"].exists()
     out = report.build_report(
-        paths,
-        ROOT / "workflow/report/paper_tables.yaml",
-        tmp_path / "report",
-        "abc123",
-        "tiny",
-        "2026-11-24",
-        [metrics],
+        summaries=paths,
+        paper_file=ROOT / "workflow/report/paper_tables.yaml",
+        out_dir=tmp_path / "report",
+        config_hash="abc123",
+        policy="tiny",
+        date="2026-11-24",
+        train_metrics=[metrics],
     )
     md = out["report"].read_text()
     assert "| **ours: stage2** | – | – | 50.0 (cap 25%) | – | – | 25.0 (cap 25%) | 50.0 (cap 25%) |" in md
@@ -200,3 +204,30 @@ def test_report_tables_and_figures(tmp_path):
     ):
         assert out[key].stat().st_size > 0, key
     assert out["niah_base"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_cli_passes_ablations(tmp_path):
+    """``python -m loongrl.report --ablations`` reaches build_report: Table 4 is written (it once was dropped)."""
+    paths = [_summary(tmp_path, "base", "longbench", "all")]
+    out = tmp_path / "cli"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loongrl.report",
+            "--summaries",
+            *map(str, paths),
+            "--paper",
+            str(ROOT / "workflow/report/paper_tables.yaml"),
+            "--ablations",
+            json.dumps({"table4": {"LoongRL w/o KeyChain": "base"}}),
+            "--out-dir",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    rows = (out / "tables/table4.csv").read_text().splitlines()
+    assert rows[0].startswith("row,") and rows[1].startswith("ours:LoongRL w/o KeyChain (base),")
+    assert "### Table 4: KeyChain ablation" in (out / "report.md").read_text()

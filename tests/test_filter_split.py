@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 from loongrl.answers import contains_match, extract_answer_is, normalize_answer
-from loongrl.filter_source import filter_prompt, run_filter, score_samples
+from loongrl.data.filter_source import filter_prompt, run_filter, score_samples
+from loongrl.data.split import keep_mask, split_pools
 from loongrl.inference import SamplingParams, make_backend
-from loongrl.split import keep_mask, split_pools
 
 
 def test_squad_normalisation_and_matching():
@@ -49,14 +49,16 @@ def test_run_filter_resumes_from_cached_chunks(tmp_path, raw_rows):
     rows = raw_rows["2wikimqa"][:10]
     params = SamplingParams(n=2, max_new_tokens=4)
     first = _Echo()
-    out1 = run_filter(rows, first, params, "m", "two_way", tmp_path, chunk_size=4)
+    out1 = run_filter(rows, first, params, "m", match="two_way", work_dir=tmp_path, chunk_size=4)
     assert first.prompts == 10
     second = _Echo()
-    out2 = run_filter(rows, second, params, "m", "two_way", tmp_path, chunk_size=4)
+    out2 = run_filter(rows, second, params, "m", match="two_way", work_dir=tmp_path, chunk_size=4)
     assert second.prompts == 0 and out1 == out2
     # a changed setting must not reuse the cache
     third = _Echo()
-    run_filter(rows, third, SamplingParams(n=3, max_new_tokens=4), "m", "two_way", tmp_path, chunk_size=4)
+    run_filter(
+        rows, third, SamplingParams(n=3, max_new_tokens=4), "m", match="two_way", work_dir=tmp_path, chunk_size=4
+    )
     assert third.prompts == 10
 
 
@@ -83,8 +85,8 @@ def test_keep_band_and_fallback():
 def test_split_pools_disjoint_and_in_file_order():
     rows = [{"id": str(i)} for i in range(10)]
     kept = {str(i): i % 3 != 0 for i in range(10)}
-    plain, kc, dropped = split_pools(rows, kept, 3, 2, "x")
+    plain, kc, dropped = split_pools(rows, kept, plain_n=3, keychain_n=2, dataset="x")
     assert [r["id"] for r in plain] == ["1", "2", "4"] and [r["id"] for r in kc] == ["5", "7"]
     assert {r["id"] for r in dropped} == {"0", "3", "6", "9"}
     with pytest.raises(ValueError, match="kept 6 of 10"):
-        split_pools(rows, kept, 5, 5, "x")
+        split_pools(rows, kept, plain_n=5, keychain_n=5, dataset="x")

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from conftest import ROOT
 from loongrl.io import write_parquet
-from loongrl.mixture import MIXTURE_SCHEMA
-from loongrl.train import run_stage
+from loongrl.schemas import MIXTURE_SCHEMA
+from loongrl.train.grpo import run_stage
 
 TARGET = "q"
 
@@ -96,14 +96,14 @@ def test_reward_rises(tmp_path):
     )
     metrics = tmp_path / "metrics.jsonl"
     run_stage(
-        model,
-        tmp_path / "toy.parquet",
-        train,
-        40,
-        tmp_path / "work",
-        tmp_path / "out",
-        metrics,
-        tmp_path / "summary.json",
+        model_path=model,
+        data_path=tmp_path / "toy.parquet",
+        train=train,
+        steps=40,
+        work_dir=tmp_path / "work",
+        output_dir=tmp_path / "out",
+        metrics_path=metrics,
+        summary_path=tmp_path / "summary.json",
         reward_funcs=[share_of_target],
     )
     rewards = [json.loads(line)["reward"] for line in metrics.read_text().splitlines()]

@@ -6,10 +6,10 @@ import random
 import re
 
 import pytest
-from loongrl.fill import fill_rows
-from loongrl.keychain import build_keychain_rows, insert_pairs, make_chains, num_chains, pick_distractors
+from loongrl.data.fill import fill_rows
+from loongrl.data.keychain import build_keychain_rows, insert_pairs, make_chains, num_chains, pick_distractors
+from loongrl.data.split import filler_pool, with_token_counts
 from loongrl.prompts import LOONGRL_SYSTEM_PROMPT
-from loongrl.split import filler_pool, with_token_counts
 
 PAIR = re.compile(r'\{"([0-9a-f-]{8,36})": "(.*?)"\}\.')
 LENGTH = 16384
@@ -25,20 +25,27 @@ def synthesized(raw_rows, qwen_tokenizer):
         pool = filler_pool(rows)
         counts = [len(ids) for ids in qwen_tokenizer([f"{d['title']}\n{d['text']}" for d in pool])["input_ids"]]
         fillers = [{**d, "n_tokens": n} for d, n in zip(pool, counts, strict=True)]
-        args = (qwen_tokenizer, LENGTH, 128, "prompt", "random", LOONGRL_SYSTEM_PROMPT, 42)
-        plain_rows, plain_stats = fill_rows(plain, fillers, *args)
-        kc_filled, _ = fill_rows(kc_pool, fillers, *args)
+        kw = {
+            "length": LENGTH,
+            "reserve": 128,
+            "budget_scope": "prompt",
+            "placement": "random",
+            "system": LOONGRL_SYSTEM_PROMPT,
+            "seed": 42,
+        }
+        plain_rows, plain_stats = fill_rows(plain, fillers, qwen_tokenizer, **kw)
+        kc_filled, _ = fill_rows(kc_pool, fillers, qwen_tokenizer, **kw)
         kc = build_keychain_rows(
             kc_filled,
             [r["question"] for r in rows],
             qwen_tokenizer,
-            LENGTH,
-            4,
-            1,
-            "uuid4",
-            True,
-            LOONGRL_SYSTEM_PROMPT,
-            42,
+            length=LENGTH,
+            chain_length=4,
+            chains_per_1k=1,
+            key_format="uuid4",
+            quote_start_key=True,
+            system=LOONGRL_SYSTEM_PROMPT,
+            seed=42,
         )
         out[ds] = {"plain": plain_rows, "plain_stats": plain_stats, "keychain": kc, "pool": plain}
     return out

@@ -11,7 +11,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import RAW_FILES
-from loongrl import raw_qa
+from loongrl import download
+from loongrl.data import raw_qa
 from loongrl.io import DataError
 
 
@@ -48,7 +49,7 @@ def test_malformed_hotpot_rows_name_file_row_field(tmp_path, mutate, field, prob
     src = _write_rows(tmp_path / "bad.json", rows)
     out = tmp_path / "out.parquet"
     with pytest.raises(DataError) as err:
-        raw_qa.main(["normalise", "--dataset", "hotpotqa", "--inputs", str(src), "--output", str(out)])
+        raw_qa.main(["--dataset", "hotpotqa", "--inputs", str(src), "--output", str(out)])
     msg = str(err.value)
     assert str(src) in msg and rows[3]["_id"] in msg and f"field '{field}'" in msg and problem in msg
     assert not out.exists()
@@ -79,7 +80,6 @@ def test_normalise_cli_writes_parquet_loadable_by_datasets(tmp_path):
     out = tmp_path / "hotpot.parquet"
     raw_qa.main(
         [
-            "normalise",
             "--dataset",
             "hotpotqa",
             "--inputs",
@@ -140,7 +140,7 @@ def test_download_retries_unzips_and_records_manifest(tmp_path):
     payload = _zip_payload()
     srv = _Server(payload, fail_first=1)
     try:
-        m = raw_qa.download_dataset("2wikimqa", srv.url, ["train.json"], tmp_path, retries=3)
+        m = download.download_dataset("2wikimqa", srv.url, ["train.json"], tmp_path, retries=3)
     finally:
         srv.close()
     assert srv.state["hits"] == 2
@@ -154,8 +154,8 @@ def test_download_retries_unzips_and_records_manifest(tmp_path):
 def test_download_checksum_mismatch_fails(tmp_path):
     srv = _Server(_zip_payload())
     try:
-        with pytest.raises(raw_qa.DownloadError, match="sha256"):
-            raw_qa.download_dataset("2wikimqa", srv.url, ["train.json"], tmp_path, sha256="0" * 64, retries=1)
+        with pytest.raises(download.DownloadError, match="sha256"):
+            download.download_dataset("2wikimqa", srv.url, ["train.json"], tmp_path, sha256="0" * 64, retries=1)
     finally:
         srv.close()
     assert not (tmp_path / "MANIFEST.json").exists()
@@ -164,8 +164,8 @@ def test_download_checksum_mismatch_fails(tmp_path):
 def test_download_gives_up_after_retries(tmp_path):
     srv = _Server(b"", fail_first=10)
     try:
-        with pytest.raises(raw_qa.DownloadError, match="after 2 attempts"):
-            raw_qa.fetch(srv.url, tmp_path / "x", retries=2, backoff=0)
+        with pytest.raises(download.DownloadError, match="after 2 attempts"):
+            download.fetch(srv.url, tmp_path / "x", retries=2, backoff=0)
     finally:
         srv.close()
     assert not (tmp_path / "x").exists()

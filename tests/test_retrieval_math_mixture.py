@@ -5,11 +5,13 @@ import re
 
 import pytest
 from conftest import SAMPLES
+from loongrl.books import read_book
+from loongrl.data.math_data import dapo_rows, load_records, mathqa_rows, parse_options
+from loongrl.data.mixture import build_mixture, data_card, preflight
+from loongrl.data.retrieval import build
 from loongrl.io import DataError, write_parquet
-from loongrl.math_data import dapo_rows, load_records, mathqa_rows, parse_options
-from loongrl.mixture import MIXTURE_SCHEMA, build_mixture, data_card, preflight
 from loongrl.prompts import LOONGRL_SYSTEM_PROMPT
-from loongrl.retrieval import build, read_book
+from loongrl.schemas import MIXTURE_SCHEMA
 
 
 @pytest.fixture(scope="module")
@@ -18,12 +20,12 @@ def retrieval_rows(qwen_tokenizer):
     return build(
         books,
         qwen_tokenizer,
-        16384,
-        128,
-        {"examples": 3, "keys": 20},
-        {"examples": 3, "values": 20},
-        LOONGRL_SYSTEM_PROMPT,
-        42,
+        length=16384,
+        reserve=128,
+        multikey={"examples": 3, "keys": 20},
+        multivalue={"examples": 3, "values": 20},
+        system=LOONGRL_SYSTEM_PROMPT,
+        seed=42,
     )
 
 
@@ -113,7 +115,9 @@ def test_mixture_counts_exclusion_and_card(qwen_tokenizer):
         "dapo_math": 4,
         "math_choice": 2,
     }
-    rows = build_mixture(inputs, counts, [], LOONGRL_SYSTEM_PROMPT, qwen_tokenizer, 1)
+    rows = build_mixture(
+        inputs, counts=counts, exclude=[], system=LOONGRL_SYSTEM_PROMPT, tokenizer=qwen_tokenizer, seed=1
+    )
     card = data_card(rows, "stage1")
     assert {k: v["count"] for k, v in card["sources"].items()} == {
         "keychain_hotpotqa": 2,
@@ -127,10 +131,14 @@ def test_mixture_counts_exclusion_and_card(qwen_tokenizer):
     assert all(r["prompt"][0] == {"role": "system", "content": LOONGRL_SYSTEM_PROMPT} for r in rows)
     assert all(r["prompt_tokens"] > 0 for r in rows)
     assert card["pass_rate_histogram"]["0.5"] == 6
-    warm = build_mixture(inputs, counts, ["keychain"], LOONGRL_SYSTEM_PROMPT, qwen_tokenizer, 1)
+    warm = build_mixture(
+        inputs, counts=counts, exclude=["keychain"], system=LOONGRL_SYSTEM_PROMPT, tokenizer=qwen_tokenizer, seed=1
+    )
     assert not any(r["source"] == "keychain" for r in warm) and len(warm) == len(rows) - 3
     with pytest.raises(ValueError, match=r"mixture.counts.dapo_math asks for 9 rows"):
-        build_mixture(inputs, {**counts, "dapo_math": 9}, [], None, qwen_tokenizer, 1)
+        build_mixture(
+            inputs, counts={**counts, "dapo_math": 9}, exclude=[], system=None, tokenizer=qwen_tokenizer, seed=1
+        )
 
 
 def test_preflight_names_longest_rows(tmp_path):

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from loongrl.inference import SamplingParams
 from loongrl.io import read_parquet, write_parquet
-from loongrl.mixture import MIXTURE_SCHEMA
-from loongrl.stage2 import select_unsolved, solved_counts
-from loongrl.verifiers import make_reward_fns
+from loongrl.schemas import MIXTURE_SCHEMA
+from loongrl.train.rewards import make_reward_fns
+from loongrl.train.stage2 import select_unsolved, solved_counts
 
 
 def _row(i, src, ans):

@@ -14,8 +14,14 @@ import pytest
 import yaml
 from conftest import ROOT
 from loongrl.io import write_parquet
-from loongrl.mixture import MIXTURE_SCHEMA
-from loongrl.train import grpo_config, grpo_kwargs, last_checkpoint, prompts_per_step_to_accumulation, truncate_metrics
+from loongrl.schemas import MIXTURE_SCHEMA
+from loongrl.train.grpo import (
+    grpo_config,
+    grpo_kwargs,
+    last_checkpoint,
+    prompts_per_step_to_accumulation,
+    truncate_metrics,
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,22 +52,25 @@ def test_best_checkpoint_selection_maps_to_trainer_args(train_cfg, tmp_path):
 
 
 def test_stale_checkpoints_are_not_resumed(tmp_path):
-    from loongrl.train import prepare_work_dir, run_fingerprint
+    from loongrl.train.grpo import prepare_work_dir, run_fingerprint
+
+    def fingerprint(model, data, train):
+        return run_fingerprint(model_path=model, data_path=data, train=train, steps=2, seed=42, extra=None)
 
     model, data = tmp_path / "model", tmp_path / "data.parquet"
     model.mkdir()
     (model / "config.json").write_text("{}")
     data.write_bytes(b"rows v1")
     work = tmp_path / "work"
-    fp = run_fingerprint(model, data, {"lr": 1}, 2, 42, None)
+    fp = fingerprint(model, data, {"lr": 1})
     prepare_work_dir(work, fp)
     (work / "checkpoint-1").mkdir()
-    prepare_work_dir(work, run_fingerprint(model, data, {"lr": 1}, 2, 42, None))
+    prepare_work_dir(work, fingerprint(model, data, {"lr": 1}))
     assert (work / "checkpoint-1").exists()  # same run: resume
     data.write_bytes(b"rows v2")  # Snakemake reran the stage because its data changed
-    prepare_work_dir(work, run_fingerprint(model, data, {"lr": 1}, 2, 42, None))
+    prepare_work_dir(work, fingerprint(model, data, {"lr": 1}))
     assert not (work / "checkpoint-1").exists()
-    assert run_fingerprint(model, data, {"lr": 2}, 2, 42, None) != run_fingerprint(model, data, {"lr": 1}, 2, 42, None)
+    assert fingerprint(model, data, {"lr": 2}) != fingerprint(model, data, {"lr": 1})
 
 
 def test_accumulation_must_divide():
@@ -115,7 +124,7 @@ def test_kill_after_checkpoint_then_resume(tiny_model_dir, tmp_path, train_cfg):
     cmd = [
         sys.executable,
         "-m",
-        "loongrl.train",
+        "loongrl.train.grpo",
         "--model",
         str(tiny_model_dir),
         "--data",
@@ -193,7 +202,7 @@ def test_multi_node_launcher_reads_rank_and_head_from_slurm(tmp_path):
     }
     script = ROOT / "workflow/scripts/accelerate_node.sh"
     out = subprocess.run(
-        ["bash", str(script), "zero3.yaml", "8", "-m", "loongrl.train", "--steps", "3"],
+        ["bash", str(script), "zero3.yaml", "8", "-m", "loongrl.train.grpo", "--steps", "3"],
         env=env,
         capture_output=True,
         text=True,
@@ -209,7 +218,7 @@ def test_multi_node_launcher_reads_rank_and_head_from_slurm(tmp_path):
         "--main_process_ip": "gpu-a17",
         "--main_process_port": "29500",
     }
-    assert out[-4:] == ["-m", "loongrl.train", "--steps", "3"]
+    assert out[-4:] == ["-m", "loongrl.train.grpo", "--steps", "3"]
     del env["SLURM_NODEID"]
     res = subprocess.run(["bash", str(script), "z.yaml", "8"], env=env, capture_output=True, text=True)
     assert res.returncode != 0 and "SLURM_NODEID unset" in res.stderr

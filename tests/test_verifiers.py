@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from loongrl.train.rewards import make_reward_fn, score
 from loongrl.verifiers import (
     Guards,
     boxed_spans,
     choice_reward,
     extract_boxed,
-    make_reward_fn,
     math_reward,
     qa_reward,
     retrieval_reward,
-    score,
 )
 
 GOLD = ["Ed Wood"]

@@ -184,6 +184,12 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
     )
     assert _hashes(work) == first
     assert not list(results.rglob("*.tmp")), "no temporary files left behind"
+    # An ablation row (eval.ablations) reaches the report through the rule and the CLI: Table 4 is written.
+    (work / "ablation.yaml").write_text("eval:\n  ablations:\n    table4: {'LoongRL w/o KeyChain': base}\n")
+    overlay = ["--configfile", "config.yaml", "profiles/local/config.tiny.yaml", "ablation.yaml"]
+    snakemake("--profile", "profiles/local", *overlay, "results/report/tables/table4.csv", cwd=work)
+    table4 = (rep / "tables/table4.csv").read_text().splitlines()
+    assert table4[1].startswith("ours:LoongRL w/o KeyChain (base),") and "Table 4" in (rep / "report.md").read_text()
 
 
 @pytest.mark.slow

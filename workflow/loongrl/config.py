@@ -1,8 +1,10 @@
 """Config loading and validation.
 
-The JSON schema (workflow/schemas/config.schema.yaml) catches wrong keys and types; ``check_semantics`` catches
-combinations a schema cannot express (a keep band wider than n, a training length that is not built, ...). Both
-report the dotted key so a user can find the line in config.yaml.
+The JSON schema (workflow/schemas/config.schema.yaml) catches wrong keys and types and holds the one default of
+every optional key (filled in here, so rules and modules index the config without defaults of their own);
+``check_semantics`` catches combinations a schema cannot express (a keep band wider than n, a training length that
+is not built, ...). Checks of other sections are passed in by the layer that owns them (``loongrl.pipeline`` adds
+the eval section's). Every message names the dotted key so a user can find the line in config.yaml.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +30,46 @@ def _dotted(path: Any) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
+def _schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def fill_defaults(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Set every absent optional key that has a ``default`` in the schema, in place (nested objects included).
+
+    Only objects that are present get their defaults: an absent ``train`` or ``eval`` section stays absent.
+    """
+    schema = schema or _schema()
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in node:
+            node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+        return node
+
+    def walk(value: Any, node: dict[str, Any]) -> None:
+        node = resolve(node)
+        if not isinstance(value, dict):
+            return
+        props = node.get("properties", {})
+        for key, sub in props.items():
+            sub = resolve(sub)
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                walk(value[key], sub)
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key, item in value.items():
+                if key not in props:
+                    walk(item, extra)
+
+    walk(config, schema)
+    return config
+
+
 def schema_errors(config: dict[str, Any]) -> list[str]:
     """Every schema violation as ``config key 'a.b': message``."""
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(_schema())
     messages = []
     for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
         key = _dotted(err.absolute_path)
@@ -95,50 +134,13 @@ def check_semantics(config: dict[str, Any]) -> list[str]:
                 msgs.append(f"config key 'train.stages.{name}.init': a stage cannot start from itself")
             if st["data"] != "stage2" and st["data"] not in config["mixture"]["stages"]:
                 msgs.append(f"config key 'train.stages.{name}.data': '{st['data']}' is not a mixture stage")
-        best = train.get("select_best")
+        best = train["select_best"]
         if best and best not in stages:
             msgs.append(f"config key 'train.select_best': '{best}' is not a train.stages name")
         if best and not config.get("eval"):
             msgs.append("config key 'train.select_best': needs the eval section (its validation slice)")
         if "stage2" in stages and "stage1" not in config["mixture"]["stages"]:
             msgs.append("config key 'train.stages.stage2': stage II selects from the stage1 mixture, which is missing")
-    ev = config.get("eval")
-    if ev:
-        known = {"base", *(train or {}).get("stages", {})}
-        for i, name in enumerate(ev["models"]):
-            if name not in known:
-                msgs.append(f"config key 'eval.models[{i}]': '{name}' is not base or a train.stages name")
-        extra = ev.get("extra_models") or {}
-        for name in extra:
-            if name in known:
-                msgs.append(f"config key 'eval.extra_models.{name}': clashes with a model of eval.models")
-        for table, rows in (ev.get("ablations") or {}).items():
-            for label, model in rows.items():
-                if model not in {*ev["models"], *extra}:
-                    msgs.append(
-                        f"config key 'eval.ablations.{table}.{label}': '{model}' is not in eval.models or "
-                        "eval.extra_models"
-                    )
-        lb = ev["longbench"]
-        if lb["source"] == "local" and "local_dir" not in lb:
-            msgs.append("config key 'eval.longbench.local_dir': required when eval.longbench.source is 'local'")
-        if lb["source"] == "download" and "url" not in lb:
-            msgs.append("config key 'eval.longbench.url': required when eval.longbench.source is 'download'")
-        for t in ev["validation"]["tasks"]:
-            if t not in lb["tasks"]:
-                msgs.append(f"config key 'eval.validation.tasks': '{t}' is not in eval.longbench.tasks")
-        qa_key = "qa_downloads" if ev["ruler"]["qa_source"] == "download" else "qa_local"
-        for t in ev["ruler"]["tasks"]:
-            if t.startswith("qa_") and t not in ev["ruler"].get(qa_key, {}):
-                msgs.append(f"config key 'eval.ruler.{qa_key}.{t}': RULER {t} needs its data file")
-        short_key = "downloads" if ev["short"]["source"] == "download" else "local"
-        for b in ("mmlu", "math500", "ifeval"):
-            if b not in ev["short"].get(short_key, {}):
-                msgs.append(f"config key 'eval.short.{short_key}.{b}': missing for eval.short.source")
-        room = ev["niah"]["reserve"] + 64
-        for length in ev["niah"]["lengths"]:
-            if length <= room:
-                msgs.append(f"config key 'eval.niah.lengths': {length} leaves no room after eval.niah.reserve")
     return msgs
 
 
@@ -152,12 +154,22 @@ def drop_null_stages(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Raise ConfigError listing every problem; return the config (null training stages dropped) when valid."""
+Check = Callable[[dict[str, Any]], list[str]]
+
+
+def validate_config(config: dict[str, Any], *, checks: Sequence[Check] = ()) -> dict[str, Any]:
+    """Raise ConfigError listing every problem; return the config when valid.
+
+    In place: null training stages are dropped and the schema's defaults filled in. ``checks`` are further
+    cross-key checks (each returns messages), run after the schema and the core checks pass.
+    """
     drop_null_stages(config)
     msgs = schema_errors(config)
     if not msgs:
+        fill_defaults(config)
         msgs = check_semantics(config)
+        for check in checks:
+            msgs += check(config)
     if msgs:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(msgs))
     return config
@@ -174,12 +186,12 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(*paths: str | Path) -> dict[str, Any]:
+def load_config(*paths: str | Path, checks: Sequence[Check] = ()) -> dict[str, Any]:
     """Load and merge YAML config files in order, then validate."""
     config: dict[str, Any] = {}
     for p in paths:
         config = deep_merge(config, yaml.safe_load(Path(p).read_text()) or {})
-    return validate_config(config)
+    return validate_config(config, checks=checks)
 
 
 def config_hash(config: dict[str, Any]) -> str:

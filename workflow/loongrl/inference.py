@@ -143,6 +143,7 @@ class VLLMBackend(_TextsMixin):
     def __init__(
         self,
         model_path: str | Path,
+        *,
         tensor_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
         max_model_len: int | None = None,

@@ -37,6 +37,10 @@ def messages(user: str, system: str | None) -> list[dict[str, str]]:
     return [*turns, {"role": "user", "content": user}]
 
 
+def plain_messages(question: str, context: str, system: str | None) -> list[dict[str, str]]:
+    return messages(PLAIN_QA_TEMPLATE.format(context=context, question=question), system)
+
+
 def passage_block(i: int, doc: dict[str, Any]) -> str:
     """One document in the official ``Passage i:`` format (i from 1)."""
     return f"Passage {i}:\n{doc['title']}\n{doc['text']}"

@@ -1,4 +1,5 @@
-"""Rule-based rewards, dispatched by ``data_source`` [P §3.2.1, spec §2].
+"""Rule-based verifiers: one function per kind of answer, shared by the GRPO rewards and the evaluation metrics
+[P §3.2.1, spec §2]. ``loongrl.train.rewards`` maps each ``data_source`` to one of them.
 
 * Long QA and KeyChain: the last ``\\boxed{...}`` (brace-matched) after the final ``</think>``; SQuAD normalisation;
   two-way substring match against any gold answer (the paper's Eq. 3). An empty prediction scores 0: the empty string
@@ -8,7 +9,8 @@
 * Retrieval: multi-value needs every expected value in the answer; multi-key needs the one value.
 * Math choice: the option letter. Math (DAPO): answer equivalence through HF ``math-verify``.
 
-Every function returns a float in [0, 1], so TRL's ``reward_funcs`` can use them directly (see ``reward_fn``).
+Every function returns a float in [0, 1], so TRL's ``reward_funcs`` can use them directly
+(see ``loongrl.train.rewards``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from loongrl.answers import normalize_answer
 
@@ -132,68 +133,3 @@ def math_reward(completion: str, gold: str) -> float:
     if not gold_parsed or not pred_parsed:
         return 0.0
     return float(verify(gold_parsed, pred_parsed))
-
-
-def score(data_source: str, completion: str, answers: Sequence[str], guards: Guards = NO_GUARDS) -> float:
-    """Dispatch by the mixture's ``data_source``."""
-    if data_source.startswith(("keychain_", "plain_qa_")):
-        return qa_reward(completion, answers, guards)
-    if data_source == "retrieval_multivalue":
-        return retrieval_reward(completion, answers, require_all=True, guards=guards)
-    if data_source == "retrieval_multikey":
-        return retrieval_reward(completion, answers, require_all=False, guards=guards)
-    if data_source == "math_choice":
-        return choice_reward(completion, answers[0])
-    if data_source == "dapo_math":
-        return math_reward(completion, answers[0])
-    raise ValueError(f"no verifier for data_source {data_source!r}")
-
-
-def completion_text(completion: Any) -> str:
-    """TRL passes conversational completions as a list of messages; plain ones as strings."""
-    if isinstance(completion, str):
-        return completion
-    return "".join(m.get("content", "") for m in completion)
-
-
-def make_reward_fn(guards: Guards = NO_GUARDS):
-    """A TRL ``reward_funcs`` callable: columns ``data_source`` and ``answers`` arrive as keyword lists."""
-
-    def loongrl_reward(completions, data_source, answers, **_: Any) -> list[float]:
-        return [
-            score(src, completion_text(c), list(ans), guards)
-            for c, src, ans in zip(completions, data_source, answers, strict=True)
-        ]
-
-    return loongrl_reward
-
-
-SOURCE_FAMILIES = ("keychain", "plain_qa", "retrieval", "math_choice", "dapo_math")
-
-
-def family(data_source: str) -> str:
-    """The reward family of a data_source (``keychain_hotpotqa`` -> ``keychain``)."""
-    for fam in SOURCE_FAMILIES:
-        if data_source.startswith(fam):
-            return fam
-    raise ValueError(f"no verifier for data_source {data_source!r}")
-
-
-def make_reward_fns(guards: Guards = NO_GUARDS) -> list:
-    """One TRL reward function per data-source family, each returning None for other families' rows.
-
-    TRL sums the functions' rewards (ignoring None) and logs each function's mean and std under
-    ``rewards/<name>/...``, which gives the per-data_source reward curves without extra logging code.
-    """
-    fns = []
-    for fam in SOURCE_FAMILIES:
-
-        def reward(completions, data_source, answers, _fam=fam, **_: Any) -> list[float | None]:
-            return [
-                score(src, completion_text(c), list(ans), guards) if family(src) == _fam else None
-                for c, src, ans in zip(completions, data_source, answers, strict=True)
-            ]
-
-        reward.__name__ = f"reward_{fam}"
-        fns.append(reward)
-    return fns

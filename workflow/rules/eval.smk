@@ -1,6 +1,9 @@
 # Evaluation half: official benchmark files -> task parquet per cell -> one job per model x benchmark x cell.
 
 
+include: "helpers/eval.smk"
+
+
 rule download_longbench:
     output:
         manifest="resources/eval/longbench/MANIFEST.json",
@@ -11,11 +14,11 @@ rule download_longbench:
     conda:
         "../../envs/data.yaml"
     params:
-        url=EVAL.get("longbench", {}).get("url", ""),
-        files=[f"{t}.jsonl" for t in EVAL.get("longbench", {}).get("tasks", [])],
-        sha=EVAL.get("longbench", {}).get("sha256") or "",
+        url=lambda wc: EVAL["longbench"]["url"],
+        files=[f"{t}.jsonl" for t in EVAL["longbench"]["tasks"]],
+        sha=EVAL["longbench"]["sha256"] or "",
     shell:
-        "python -m loongrl.raw_qa download --dataset longbench --url {params.url:q} --files {params.files:q} "
+        "python -m loongrl.download --dataset longbench --url {params.url:q} --files {params.files:q} "
         "--sha256 {params.sha:q} --out-dir $(dirname {output.manifest}) > {log} 2>&1"
 
 
@@ -32,7 +35,7 @@ rule download_short_eval:
         url=lambda wc: EVAL["short"]["downloads"][wc.sbench]["url"],
         files=lambda wc: EVAL["short"]["downloads"][wc.sbench]["files"],
     shell:
-        "python -m loongrl.raw_qa download --dataset {wildcards.sbench} --url {params.url:q} "
+        "python -m loongrl.download --dataset {wildcards.sbench} --url {params.url:q} "
         "--files {params.files:q} --out-dir $(dirname {output.manifest}) > {log} 2>&1"
 
 
@@ -48,7 +51,7 @@ rule download_ruler_qa:
     params:
         url=lambda wc: EVAL["ruler"]["qa_downloads"][wc.qa]["url"],
     shell:
-        "python -m loongrl.raw_qa download --dataset ruler_{wildcards.qa} --url {params.url:q} "
+        "python -m loongrl.download --dataset ruler_{wildcards.qa} --url {params.url:q} "
         "--files {wildcards.file} --out-dir $(dirname {output}) > {log} 2>&1"
 
 
@@ -72,13 +75,13 @@ rule eval_tasks:
         length=lambda wc: wc.cell[1:] if wc.cell.startswith("L") else 0,
         seed=config["seed"],
     shell:
-        "python -m loongrl.eval_tasks {wildcards.bench} --input {params.src} --tokenizer {input.tokenizer} "
+        "python -m loongrl.eval.tasks {wildcards.bench} --input {params.src} --tokenizer {input.tokenizer} "
         "--params {params.cfg:q} --length {params.length} --seed {params.seed} --output {output} > {log} 2>&1"
 
 
 rule eval_validation:
     input:
-        data=longbench_inputs() if EVAL else [],
+        data=longbench_inputs(),
         tokenizer=model_dir("policy"),
     output:
         "results/eval/validation.parquet",
@@ -87,11 +90,11 @@ rule eval_validation:
     conda:
         "../../envs/data.yaml"
     params:
-        cfg=eval_task_params("longbench") if EVAL else "{}",
+        cfg=eval_task_params("longbench"),
         src=lambda wc, input: input_dir(input.data[0]),
         seed=config["seed"],
     shell:
-        "python -m loongrl.eval_tasks validation --input {params.src} --tokenizer {input.tokenizer} "
+        "python -m loongrl.eval.tasks validation --input {params.src} --tokenizer {input.tokenizer} "
         "--params {params.cfg:q} --seed {params.seed} --output {output} > {log} 2>&1"
 
 
@@ -99,7 +102,7 @@ rule evaluate:
     input:
         model=eval_model_dir,
         tasks="results/eval/tasks/{bench}.{cell}.parquet",
-        books=eval_books_dir() if EVAL else [],
+        books=eval_books_dir(),
     output:
         samples="results/eval/{model}/{bench}.{cell}.parquet",
         summary="results/eval/{model}/{bench}.{cell}.summary.json",
@@ -111,15 +114,15 @@ rule evaluate:
         "../../envs/filter.yaml"
     threads: 4
     resources:
-        gpu=EVAL.get("gpus", 0),
+        gpu=EVAL["gpus"],
         mem_mb=64000,
         runtime="24h",
     params:
-        cfg=eval_run_params() if EVAL else "{}",
+        cfg=eval_run_params(),
         max_new=eval_max_new_tokens,
         seed=config["seed"],
     shell:
-        "python -m loongrl.evaluate --model {input.model} --model-name {wildcards.model} --tasks {input.tasks} "
+        "python -m loongrl.eval.evaluate --model {input.model} --model-name {wildcards.model} --tasks {input.tasks} "
         "--params {params.cfg:q} --max-new-tokens {params.max_new} --books {input.books} --gpus {resources.gpu} "
         "--seed {params.seed} --samples {output.samples} --summary {output.summary} > {log} 2>&1"
 
@@ -135,5 +138,5 @@ rule contamination:
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m loongrl.contamination --train {input.train} --longbench {input.longbench} "
+        "python -m loongrl.eval.contamination --train {input.train} --longbench {input.longbench} "
         "--output {output} > {log} 2>&1"

@@ -21,6 +21,6 @@ rule fill_context:
         system=config["mixture"]["system_prompt"],
         seed=config["seed"],
     shell:
-        "python -m loongrl.fill --pool {input.pool} --fillers {input.fillers} --tokenizer {input.tokenizer} "
+        "python -m loongrl.data.fill --pool {input.pool} --fillers {input.fillers} --tokenizer {input.tokenizer} "
         "--length {wildcards.length} --params {params.cfg:q} --system-prompt {params.system} --seed {params.seed} "
         "--output {output.data} --stats {output.stats} > {log} 2>&1"

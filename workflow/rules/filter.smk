@@ -21,7 +21,7 @@ rule filter_source:
         seed=config["seed"],
         work="resources/cache/filter/{dataset}",
     shell:
-        "python -m loongrl.filter_source --input {input.raw} --model {input.model} --model-name {params.name:q} "
+        "python -m loongrl.data.filter_source --input {input.raw} --model {input.model} --model-name {params.name:q} "
         "--params {params.cfg:q} --seed {params.seed} --gpus {resources.gpu} --work-dir {params.work} "
         "--output {output} > {log} 2>&1"
 
@@ -31,9 +31,7 @@ rule filter_source_fallback:
         raw="results/raw_qa/{dataset}.parquet",
         passes="results/filter/{dataset}.passes.parquet",
         model=(
-            model_dir("filter_fallback")
-            if config["models"].get("filter_fallback")
-            else []
+            model_dir("filter_fallback") if config["models"]["filter_fallback"] else []
         ),
     output:
         "results/filter/{dataset}.fallback.parquet",
@@ -50,10 +48,10 @@ rule filter_source_fallback:
         mem_mb=64000,
     params:
         cfg=as_json(config["filter"]),
-        name=config["models"].get("filter_fallback") or "",
+        name=config["models"]["filter_fallback"] or "",
         seed=config["seed"] + 1,
         work="resources/cache/filter_fallback/{dataset}",
     shell:
-        "python -m loongrl.filter_source --input {input.raw} --only-failed {input.passes} --model {input.model} "
+        "python -m loongrl.data.filter_source --input {input.raw} --only-failed {input.passes} --model {input.model} "
         "--model-name {params.name:q} --params {params.cfg:q} --seed {params.seed} --gpus {resources.gpu} "
         "--work-dir {params.work} --output {output} > {log} 2>&1"

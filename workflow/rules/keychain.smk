@@ -21,6 +21,6 @@ rule insert_keychain:
         system=config["mixture"]["system_prompt"],
         seed=config["seed"],
     shell:
-        "python -m loongrl.keychain --filled {input.filled} --raw {input.raw} --tokenizer {input.tokenizer} "
+        "python -m loongrl.data.keychain --filled {input.filled} --raw {input.raw} --tokenizer {input.tokenizer} "
         "--length {wildcards.length} --params {params.cfg:q} --system-prompt {params.system} "
         "--seed {params.seed} --output {output.data} --stats {output.stats} > {log} 2>&1"

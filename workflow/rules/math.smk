@@ -10,10 +10,15 @@ rule math_data:
         "../../envs/data.yaml"
     params:
         source=config["math"]["source"],
-        hf=lambda wc: config["math"][
-            "dapo" if wc.task == "dapo_math" else "math_choice"
-        ].get("hf_dataset", ""),
+        hf=lambda wc: (
+            "--hf-dataset "
+            + config["math"]["dapo" if wc.task == "dapo_math" else "math_choice"][
+                "hf_dataset"
+            ]
+            if config["math"]["source"] == "download"
+            else ""
+        ),
         inp=lambda wc, input: f"--input {input[0]}" if input else "",
     shell:
-        "python -m loongrl.math_data --task {wildcards.task} --source {params.source} {params.inp} "
-        "--hf-dataset {params.hf:q} --output {output} > {log} 2>&1"
+        "python -m loongrl.data.math_data --task {wildcards.task} --source {params.source} {params.inp} "
+        "{params.hf} --output {output} > {log} 2>&1"

@@ -41,7 +41,7 @@ rule build_mixture:
         plain=lambda wc: pairs(mixture_qa_inputs("plain_qa")(wc)),
         seed=config["seed"],
     shell:
-        "python -m loongrl.mixture build --stage {wildcards.stage} --keychain {params.kc} --plain {params.plain} "
+        "python -m loongrl.data.mixture build --stage {wildcards.stage} --keychain {params.kc} --plain {params.plain} "
         "--retrieval {input.retrieval} --dapo {input.dapo} --math-choice {input.choice} "
         "--tokenizer {input.tokenizer} --params {params.cfg:q} --seed {params.seed} --output {output.data} "
         "--card-json {output.card_json} --card-md {output.card_md} > {log} 2>&1"
@@ -60,5 +60,5 @@ rule preflight:
     params:
         max_tokens=config["mixture"]["max_prompt_tokens"],
     shell:
-        "python -m loongrl.mixture preflight --inputs {input} --max-prompt-tokens {params.max_tokens} "
+        "python -m loongrl.data.mixture preflight --inputs {input} --max-prompt-tokens {params.max_tokens} "
         "--output {output} > {log} 2>&1"

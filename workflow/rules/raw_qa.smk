@@ -13,7 +13,7 @@ rule download_raw_qa:
         sha=lambda wc: config["raw_qa"]["downloads"][wc.dataset]["sha256"] or "",
         retries=config["raw_qa"]["retries"],
     shell:
-        "python -m loongrl.raw_qa download --dataset {wildcards.dataset} --url {params.url:q} "
+        "python -m loongrl.download --dataset {wildcards.dataset} --url {params.url:q} "
         "--files {params.files:q} --sha256 {params.sha:q} --retries {params.retries} "
         "--out-dir $(dirname {output.manifest}) > {log} 2>&1"
 
@@ -34,5 +34,5 @@ rule normalise_raw_qa:
             str(Path(p).parent) if p.endswith("MANIFEST.json") else p for p in input
         ],
     shell:
-        "python -m loongrl.raw_qa normalise --dataset {wildcards.dataset} --inputs {params.inputs:q} "
+        "python -m loongrl.data.raw_qa --dataset {wildcards.dataset} --inputs {params.inputs:q} "
         "--patterns {params.patterns:q} --max-questions {params.max_q} --output {output} > {log} 2>&1"

@@ -15,7 +15,7 @@ rule report:
             expand(
                 "results/report/tables/{table}.csv",
                 table=["table2", "table3", "table7", "scorers"]
-                + sorted(EVAL.get("ablations") or {}),
+                + sorted(EVAL["ablations"] or {}),
             ),
             category="Tables",
             caption="../report/tables.rst",
@@ -43,7 +43,7 @@ rule report:
     params:
         hash=CONFIG_HASH,
         policy=config["models"]["policy"],
-        ablations=as_json(EVAL.get("ablations") or {}),
+        ablations=as_json(EVAL["ablations"] or {}),
     shell:
         "python -m loongrl.report --summaries {input.summaries} --paper {input.paper} "
         "--train-metrics {input.metrics} --mixtures {input.mixtures} --contamination {input.contamination} "

@@ -8,9 +8,9 @@ rule download_books:
     conda:
         "../../envs/data.yaml"
     params:
-        ids=config["retrieval"].get("gutenberg_ids", []),
+        ids=lambda wc: config["retrieval"]["gutenberg_ids"],
     shell:
-        "python -m loongrl.retrieval download --ids {params.ids} --out-dir {output} > {log} 2>&1"
+        "python -m loongrl.books download --ids {params.ids} --out-dir {output} > {log} 2>&1"
 
 
 rule build_retrieval:
@@ -34,6 +34,6 @@ rule build_retrieval:
         system=config["mixture"]["system_prompt"],
         seed=config["seed"],
     shell:
-        "python -m loongrl.retrieval build --books-dir {input.books} --tokenizer {input.tokenizer} "
+        "python -m loongrl.data.retrieval --books-dir {input.books} --tokenizer {input.tokenizer} "
         "--length {wildcards.length} --reserve {params.reserve} --params {params.cfg:q} "
         "--system-prompt {params.system} --seed {params.seed} --output {output} > {log} 2>&1"

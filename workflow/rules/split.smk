@@ -29,6 +29,6 @@ rule split:
             f"--fallback-passes {input.fallback}" if input.fallback else ""
         ),
     shell:
-        "python -m loongrl.split --raw {input.raw} --passes {input.passes} {params.fallback} "
+        "python -m loongrl.data.split --raw {input.raw} --passes {input.passes} {params.fallback} "
         "--tokenizer {input.tokenizer} --params {params.cfg:q} --plain {output.plain} "
         "--keychain {output.keychain} --fillers {output.fillers} --stats {output.stats} > {log} 2>&1"

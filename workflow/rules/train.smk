@@ -1,3 +1,6 @@
+include: "helpers/train.smk"
+
+
 rule train_stage:
     input:
         unpack(train_eval_data),
@@ -15,15 +18,15 @@ rule train_stage:
         "../../envs/train.yaml"
     threads: 4
     resources:
-        gpu=config.get("train", {}).get("gpus", 0),
+        gpu=TRAIN["gpus"],
         nodes=train_nodes(),
         tasks=train_nodes(),
         mpi="srun" if train_nodes() > 1 else "",
         runtime="48h",
         mem_mb=64000,
     params:
-        cfg=as_json(config.get("train", {})),
-        steps=lambda wc: config["train"]["stages"][wc.tstage]["steps"],
+        cfg=as_json(TRAIN),
+        steps=lambda wc: TRAIN["stages"][wc.tstage]["steps"],
         work="resources/work/train/{tstage}",
         launch=lambda wc, resources: train_launcher(resources.gpu, resources.nodes),
         world=lambda wc, resources: resources.gpu * resources.nodes,
@@ -34,7 +37,7 @@ rule train_stage:
             f"--eval-data {input.val}" if "val" in input.keys() else ""
         ),
     shell:
-        "{params.launch} -m loongrl.train --model {input.model} --data {input.data} --params {params.cfg:q} "
+        "{params.launch} -m loongrl.train.grpo --model {input.model} --data {input.data} --params {params.cfg:q} "
         "--steps {params.steps} --work-dir {params.work} --output {output.model} --metrics {output.metrics} "
         "--summary {output.summary} --gpus {params.world} --seed {params.seed} --mlflow-uri {params.uri:q} "
         "--run-name {wildcards.tstage} {params.val} "
@@ -56,15 +59,15 @@ rule select_stage2:
         "../../envs/filter.yaml"
     threads: 4
     resources:
-        gpu=config.get("train", {}).get("gpus", 0),
+        gpu=TRAIN["gpus"],
         runtime="12h",
         mem_mb=64000,
     params:
-        cfg=as_json(config.get("train", {})),
-        n=config.get("train", {}).get("stage2_rollouts", 8),
-        backend=config.get("train", {}).get("stage2_backend", "vllm"),
+        cfg=as_json(TRAIN),
+        n=TRAIN["stage2_rollouts"],
+        backend=TRAIN["stage2_backend"],
         seed=config["seed"],
     shell:
-        "python -m loongrl.stage2 --model {input.model} --data {input.data} --params {params.cfg:q} "
+        "python -m loongrl.train.stage2 --model {input.model} --data {input.data} --params {params.cfg:q} "
         "--backend {params.backend} --n {params.n} --gpus {resources.gpu} --seed {params.seed} "
         "--output {output.data} --stats {output.stats} > {log} 2>&1"

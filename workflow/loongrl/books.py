@@ -1,0 +1,114 @@
+"""Public-domain book haystacks: the long filler text of Book-RULER retrieval, NIAH and RULER.
+
+Books are plain-text Project Gutenberg files. The training retrieval data (data half) and the synthetic eval
+builders (eval half) cut contiguous stretches of paragraphs out of them and insert needles between sentences; the
+IFEval scorer trains its offline Punkt sentence model on them.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from pathlib import Path
+
+from loongrl.io import atomic_path
+from loongrl.prompts import count_tokens_batch
+
+_PG_START = re.compile(r"\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG EBOOK[^\n]*\n", re.IGNORECASE)
+_PG_END = re.compile(r"\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG EBOOK", re.IGNORECASE)
+
+
+def strip_gutenberg(text: str) -> str:
+    """The book body between Project Gutenberg's START/END markers (the whole text if they are absent)."""
+    start = _PG_START.search(text)
+    end = _PG_END.search(text)
+    return text[start.end() if start else 0 : end.start() if end else len(text)].strip()
+
+
+def read_book(path: Path) -> str:
+    """Book text as UTF-8, falling back to Windows-1252 (older Gutenberg files use it)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def paragraphs(text: str) -> list[str]:
+    return [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+class Haystack:
+    """Paragraphs of several books with their token counts (computed once)."""
+
+    def __init__(self, books: dict[str, str], tokenizer):
+        self.books = {name: paragraphs(strip_gutenberg(text)) for name, text in sorted(books.items())}
+        self.tokens = {name: count_tokens_batch(tokenizer, ps) for name, ps in self.books.items()}
+        self.sep = count_tokens_batch(tokenizer, ["\n\n"])[0]
+
+    def stretch(self, rng, budget: int) -> tuple[str, list[str]]:
+        """A contiguous run of paragraphs of one random book within ``budget`` tokens (wrapping around)."""
+        name = rng.choice(sorted(self.books))
+        ps, ts = self.books[name], self.tokens[name]
+        i = rng.randrange(len(ps))
+        out, total = [], 0
+        for step in range(len(ps)):
+            j = (i + step) % len(ps)
+            if total + ts[j] + self.sep > budget:
+                break
+            out.append(ps[j])
+            total += ts[j] + self.sep
+        return name, out
+
+
+def seven_digit(rng) -> str:
+    return str(rng.randrange(1_000_000, 10_000_000))
+
+
+def insert_needles(paras: list[str], needles: list[str], rng) -> str:
+    """Insert each needle after a random sentence end of the haystack (one join)."""
+    text = "\n\n".join(paras)
+    ends = [m.end() for m in re.finditer(r"[.!?](?=\s)", text)] or [len(text)]
+    cuts = sorted(rng.choices(ends, k=len(needles)))
+    parts, prev = [], 0
+    for cut, needle in zip(cuts, needles, strict=True):
+        parts += [text[prev:cut], " " + needle]
+        prev = cut
+    parts.append(text[prev:])
+    return "".join(parts)
+
+
+def load_books(folders: list[Path]) -> dict[str, str]:
+    books = {f.name: read_book(f) for d in folders for f in sorted(Path(d).glob("*.txt"))}
+    if not books:
+        raise FileNotFoundError(f"no *.txt books in {[str(d) for d in folders]}")
+    return books
+
+
+def download_books(ids: list[int], out_dir: Path) -> None:
+    """Fetch plain-text books from Project Gutenberg (download rule only)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i in ids:
+        with urllib.request.urlopen(f"https://www.gutenberg.org/cache/epub/{i}/pg{i}.txt", timeout=60) as r:
+            data = r.read()
+        with atomic_path(out_dir / f"pg{i}.txt") as tmp:
+            tmp.write_bytes(data)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from loongrl.cli import setup_logging
+
+    ap = argparse.ArgumentParser(prog="python -m loongrl.books", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("download", help="fetch Project Gutenberg books by id")
+    d.add_argument("--ids", nargs="+", type=int, required=True)
+    d.add_argument("--out-dir", type=Path, required=True)
+    args = ap.parse_args(argv)
+    setup_logging()
+    download_books(args.ids, args.out_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Stage 4: long-context filling at one target length.
+
+Each question keeps all of its own documents and is padded with filler documents from the same dataset until the
+token budget is reached; passages are rendered in the official ``Passage i:`` format. Gold positions are random per
+example (the official fixed-seed shuffle is available as ``placement: fixed_shuffle``).
+
+Speed: every document's token count was computed once (by ``split``), so filling only adds integers; the assembled
+prompt is tokenised exactly once (all examples in one batched call) to record its true length, and an example is
+re-counted only in the rare case that the additive estimate overshot the budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from loongrl.cli import add_synthesis_args, setup_logging
+from loongrl.io import read_parquet, write_json, write_parquet
+from loongrl.models import load_tokenizer
+from loongrl.prompts import (
+    chat_token_counts,
+    count_prompt_tokens,
+    count_tokens_batch,
+    join_passages,
+    plain_messages,
+    system_prompt,
+    token_stats,
+)
+from loongrl.rng import example_rng
+from loongrl.schemas import QA_FIELDS
+
+log = logging.getLogger(__name__)
+
+FILLED_SCHEMA = pa.schema(
+    [
+        *QA_FIELDS,
+        ("context", pa.string()),
+        ("n_passages", pa.int32()),
+        ("gold_positions", pa.list_(pa.int32())),
+        ("length", pa.int32()),
+        ("prompt_tokens", pa.int32()),
+        ("pass_rate", pa.float64()),
+    ]
+)
+
+
+class PassageCost:
+    """Token cost of ``Passage i:\\n`` headers and separators, measured once with the real tokenizer."""
+
+    def __init__(self, tokenizer):
+        # Qwen-style tokenizers split digits one by one, so header cost depends on the digit count only.
+        self.header = {d: count_tokens_batch(tokenizer, [f"Passage {10 ** (d - 1)}:\n"])[0] for d in range(1, 8)}
+        self.sep = count_tokens_batch(tokenizer, ["\n\n"])[0]
+
+    def __call__(self, index: int, doc_tokens: int) -> int:
+        return doc_tokens + self.header[len(str(index))] + self.sep
+
+
+def fill_example(
+    row: dict[str, Any],
+    fillers: list[dict[str, Any]],
+    budget: int,
+    cost: PassageCost,
+    *,
+    rng: random.Random,
+    placement: str,
+    seed: int,
+) -> tuple[list[dict[str, Any]], list[bool]] | None:
+    """Choose and order the passages of one example; returns (docs, is_own) or None if its own docs do not fit.
+
+    Fillers are drawn uniformly without replacement, skipping the question's own documents.
+    """
+    own = [
+        {**d, "n_tokens": n, "gold": d["title"] in row["gold_titles"]}
+        for d, n in zip(row["documents"], row["doc_tokens"], strict=True)
+    ]
+    total = sum(cost(i, d["n_tokens"]) for i, d in enumerate(own, 1))
+    if total > budget:
+        # Drop the question's own non-gold paragraphs (its original distractors) before giving up.
+        own = [d for d in own if d["gold"]] or own
+        total = sum(cost(i, d["n_tokens"]) for i, d in enumerate(own, 1))
+        if total > budget:
+            return None
+    own_keys = {(d["title"], d["text"]) for d in row["documents"]}
+    chosen: list[dict[str, Any]] = []
+    n_pool = len(fillers)
+    order = rng.sample(range(n_pool), n_pool) if n_pool <= 4096 else None
+    tried: set[int] = set()
+    misses = 0
+    while misses < 64 and len(tried) < n_pool:
+        if order is not None:
+            if not order:
+                break
+            j = order.pop()
+        else:
+            j = rng.randrange(n_pool)
+            if j in tried:
+                continue
+        tried.add(j)
+        f = fillers[j]
+        if (f["title"], f["text"]) in own_keys:
+            continue
+        c = cost(len(own) + len(chosen) + 1, f["n_tokens"])
+        if total + c > budget:
+            misses += 1  # a shorter filler may still fit; stop after a run of misses
+            continue
+        chosen.append({**f, "gold": False})
+        total += c
+    docs = [{**d, "own": True} for d in own] + [{**d, "own": False} for d in chosen]
+    if placement == "fixed_shuffle":
+        random.Random(seed).shuffle(docs)  # [KC qa_filter_data.py]: same seed for every example
+    else:
+        rng.shuffle(docs)
+    return docs, [d["own"] for d in docs]
+
+
+def fill_rows(
+    rows: list[dict[str, Any]],
+    fillers: list[dict[str, Any]],
+    tokenizer,
+    *,
+    length: int,
+    reserve: int,
+    budget_scope: str,
+    placement: str,
+    system: str | None,
+    seed: int,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Fill every row to ``length``; returns the filled rows and stats (skips, budget, token range)."""
+    cost = PassageCost(tokenizer)
+    limit = length - reserve
+    overhead = count_prompt_tokens(tokenizer, plain_messages("", "", system)) if budget_scope == "prompt" else 0
+    out, skipped, built = [], [], []
+    for row in rows:
+        budget = limit - overhead - (len(tokenizer(row["question"])["input_ids"]) if budget_scope == "prompt" else 0)
+        picked = fill_example(
+            row, fillers, budget, cost, rng=example_rng(seed, row["id"], length), placement=placement, seed=seed
+        )
+        if picked is None:
+            skipped.append(row["id"])
+            continue
+        built.append((row, picked[0]))
+    contexts = [join_passages(docs) for _, docs in built]
+    if budget_scope == "prompt":
+        convs = [plain_messages(r["question"], c, system) for (r, _), c in zip(built, contexts, strict=True)]
+        counts = chat_token_counts(tokenizer, convs)
+    else:
+        counts = count_tokens_batch(tokenizer, contexts)
+    recounted = 0
+    for (row, docs), context, n in zip(built, contexts, counts, strict=True):
+        while n > limit:  # the additive estimate overshot: drop one filler and count again
+            recounted += 1
+            drop = max(i for i, d in enumerate(docs) if not d["own"])
+            docs = docs[:drop] + docs[drop + 1 :]
+            context = join_passages(docs)
+            text = plain_messages(row["question"], context, system) if budget_scope == "prompt" else None
+            n = count_prompt_tokens(tokenizer, text) if text else count_tokens_batch(tokenizer, [context])[0]
+        prompt_tokens = (
+            n
+            if budget_scope == "prompt"
+            else count_prompt_tokens(tokenizer, plain_messages(row["question"], context, system))
+        )
+        out.append(
+            {
+                "id": row["id"],
+                "dataset": row["dataset"],
+                "question": row["question"],
+                "answers": list(row["answers"]),
+                "context": context,
+                "n_passages": len(docs),
+                "gold_positions": [i for i, d in enumerate(docs, 1) if d["gold"]],
+                "length": length,
+                "prompt_tokens": prompt_tokens,
+                "pass_rate": row.get("pass_rate"),
+            }
+        )
+    toks = [r["prompt_tokens"] for r in out]
+    stats = {
+        "length": length,
+        "examples": len(out),
+        "skipped_own_docs_too_long": skipped,
+        "recounted": recounted,
+        **token_stats(toks),
+        "budget_scope": budget_scope,
+        "placement": placement,
+    }
+    return out, stats
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m loongrl.data.fill", description=__doc__)
+    ap.add_argument("--pool", required=True, type=Path, help="question pool parquet from split")
+    ap.add_argument("--fillers", required=True, type=Path)
+    add_synthesis_args(ap, "JSON: {generation_reserve, budget_scope, placement}")
+    args = ap.parse_args(argv)
+    setup_logging()
+    p = json.loads(args.params)
+    tok = load_tokenizer(args.tokenizer)
+    rows, stats = fill_rows(
+        read_parquet(args.pool),
+        read_parquet(args.fillers),
+        tok,
+        length=args.length,
+        reserve=p["generation_reserve"],
+        budget_scope=p["budget_scope"],
+        placement=p["placement"],
+        system=system_prompt(args.system_prompt),
+        seed=args.seed,
+    )
+    if not rows:
+        raise ValueError(f"{args.pool}: no example fits length {args.length}")
+    write_parquet(rows, args.output, FILLED_SCHEMA)
+    write_json(stats, args.stats)
+    log.info("filled %s at %d: %s", args.pool, args.length, stats)
+
+
+if __name__ == "__main__":
+    main()

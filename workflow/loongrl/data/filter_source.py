@@ -1,0 +1,151 @@
+"""Stage 2: source difficulty filter.
+
+Each question is answered ``n`` times by a strong model on its *short* original context (the official filter
+prompt), the answer after "The answer is" is matched against the gold answers, and the per-question pass count is
+stored. The keep band is applied later (by ``split``), so changing the band never re-samples.
+
+Long runs are chunked: each finished chunk is kept in a work folder outside Snakemake's declared outputs, so a
+killed job resumes from the last finished chunk instead of starting over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from loongrl.answers import contains_match, extract_answer_is
+from loongrl.cli import setup_logging
+from loongrl.inference import InferenceBackend, SamplingParams, make_backend, pick_device
+from loongrl.io import read_parquet, write_parquet
+
+log = logging.getLogger(__name__)
+
+FILTER_PROMPT = (
+    "The following are given passages.\n{context}\n\n"
+    "Answer the question based on the given passages. Please think step by step before answering. "
+    "After thinking, output the final answer in the format of 'The answer is <your answer here>'\n\n"
+    "Question: {question}"
+)
+
+PASS_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("dataset", pa.string()),
+        ("model", pa.string()),
+        ("n", pa.int32()),
+        ("correct", pa.int32()),
+        ("pass_rate", pa.float64()),
+        ("predictions", pa.list_(pa.string())),
+    ]
+)
+
+
+def doc_string(doc: dict[str, str]) -> str:
+    """The official document string: ``title\\ntext``."""
+    return f"{doc['title']}\n{doc['text']}"
+
+
+def filter_prompt(row: dict[str, Any]) -> list[dict[str, str]]:
+    """The official filter prompt on the question's own (short) context, as a single user turn."""
+    context = "\n".join(doc_string(d) for d in row["documents"])
+    return [{"role": "user", "content": FILTER_PROMPT.format(context=context, question=row["question"])}]
+
+
+def score_samples(row: dict[str, Any], completions: list[str], model: str, match: str) -> dict[str, Any]:
+    """Pass count of one question's samples."""
+    preds = [extract_answer_is(c) for c in completions]
+    correct = sum(contains_match(p, row["answers"], mode=match) for p in preds)
+    return {
+        "id": row["id"],
+        "dataset": row["dataset"],
+        "model": model,
+        "n": len(completions),
+        "correct": int(correct),
+        "pass_rate": correct / len(completions),
+        "predictions": preds,
+    }
+
+
+def run_filter(
+    rows: list[dict[str, Any]],
+    backend: InferenceBackend,
+    params: SamplingParams,
+    model_name: str,
+    *,
+    match: str = "cem",
+    work_dir: Path | None = None,
+    chunk_size: int = 512,
+) -> list[dict[str, Any]]:
+    """Sample and score every row; finished chunks are cached in ``work_dir`` (keyed by inputs and settings)."""
+    key = hashlib.sha256(
+        json.dumps([model_name, match, params.__dict__, [r["id"] for r in rows]], sort_keys=True).encode()
+    ).hexdigest()[:16]
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(rows), chunk_size):
+        chunk = rows[start : start + chunk_size]
+        cache = work_dir / f"{key}-{start:08d}.parquet" if work_dir else None
+        if cache is not None and cache.exists():
+            out += read_parquet(cache)
+            log.info("chunk %d: reused %s", start, cache)
+            continue
+        chunk_params = SamplingParams(**{**params.__dict__, "seed": params.seed + start})
+        completions = backend.generate([filter_prompt(r) for r in chunk], chunk_params)
+        scored = [score_samples(r, c, model_name, match) for r, c in zip(chunk, completions, strict=True)]
+        if cache is not None:
+            write_parquet(scored, cache, PASS_SCHEMA)
+        out += scored
+        log.info("chunk %d-%d done", start, start + len(chunk))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m loongrl.data.filter_source", description=__doc__)
+    ap.add_argument("--input", required=True, type=Path, help="normalised raw QA parquet")
+    ap.add_argument("--model", required=True, type=Path, help="local model folder")
+    ap.add_argument("--model-name", required=True, help="name recorded in the output")
+    ap.add_argument("--params", required=True, help="JSON of the config's filter section")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only-failed", type=Path, default=None, help="pass counts: re-run only rows with 0 correct")
+    ap.add_argument("--work-dir", type=Path, default=None, help="chunk cache for resuming a killed run")
+    ap.add_argument("--gpus", type=int, default=0)
+    ap.add_argument("--output", required=True, type=Path)
+    args = ap.parse_args(argv)
+    setup_logging()
+    cfg = json.loads(args.params)
+    rows = read_parquet(args.input)
+    if args.only_failed is not None:
+        failed = {r["id"] for r in read_parquet(args.only_failed) if r["correct"] == 0}
+        rows = [r for r in rows if r["id"] in failed]
+    params = SamplingParams(
+        n=cfg["n"],
+        temperature=cfg["temperature"],
+        top_p=cfg["top_p"],
+        max_new_tokens=cfg["max_new_tokens"],
+        seed=args.seed,
+    )
+    scored: list[dict[str, Any]] = []
+    if rows:
+        backend = make_backend(
+            cfg["backend"],
+            args.model,
+            device=pick_device(args.gpus),
+            batch_size=cfg["batch_size"],
+            tensor_parallel_size=min(cfg["tensor_parallel_size"], max(args.gpus, 1)),
+            gpu_memory_utilization=cfg["gpu_memory_utilization"],
+            max_model_len=cfg["max_model_len"],
+            seed=args.seed,
+        )
+        scored = run_filter(rows, backend, params, args.model_name, match=cfg["match"], work_dir=args.work_dir)
+    write_parquet(scored, args.output, PASS_SCHEMA)
+    hist = [sum(1 for s in scored if s["correct"] == k) for k in range(params.n + 1)]
+    log.info("%s: %d questions scored; correct-count histogram 0..%d: %s", args.input, len(scored), params.n, hist)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Stage 5: KeyChain insertion.
+
+Into each filled context go ``num_chains`` chains of ``chain_length`` random keys. A chain ``[k1..kL]`` becomes the
+pairs ``{"k1": "k2"} ... {"kL": "<question>"}``; chain 0 ends at the row's true question, every other chain at a
+distractor question drawn from another row of the same dataset. All pairs are shuffled and inserted after randomly
+chosen sentence or line ends (``.``, ``?``, newline), exactly as the official generator writes them (raw, not
+JSON-escaped, followed by ``.``), and the prompt names the head of chain 0 as the start key.
+
+Speed: insertion is one pass over the context (sorted cut points, one join); the finished prompts are tokenised once,
+in a single batched call, to record their length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from loongrl.cli import add_synthesis_args, setup_logging
+from loongrl.io import read_parquet, write_json, write_parquet
+from loongrl.models import load_tokenizer
+from loongrl.prompts import KEYCHAIN_TEMPLATE, chat_token_counts, messages, system_prompt, token_stats
+from loongrl.rng import example_rng
+from loongrl.schemas import QA_FIELDS
+
+log = logging.getLogger(__name__)
+
+KEYCHAIN_SCHEMA = pa.schema(
+    [
+        *QA_FIELDS,
+        ("user_prompt", pa.string()),
+        ("start_key", pa.string()),
+        ("chains", pa.list_(pa.list_(pa.string()))),
+        ("distractor_questions", pa.list_(pa.string())),
+        ("n_pairs", pa.int32()),
+        ("length", pa.int32()),
+        ("prompt_tokens", pa.int32()),
+        ("pass_rate", pa.float64()),
+    ]
+)
+
+STOPPERS = frozenset("\n.?")
+
+
+def num_chains(length: int, chains_per_1k: int = 1) -> int:
+    """16 chains at 16K with the paper-era default (``length // 1024``)."""
+    return max(1, length // 1024 * chains_per_1k)
+
+
+def make_key(rng, key_format: str) -> str:
+    """A UUID4 from the example RNG (reproducible), full or as 8 hex characters."""
+    u = uuid.UUID(int=rng.getrandbits(128), version=4)
+    return str(u) if key_format == "uuid4" else u.hex[:8]
+
+
+def make_chains(rng, n: int, length: int, key_format: str) -> list[list[str]]:
+    seen: set[str] = set()
+    chains = []
+    for _ in range(n):
+        chain = []
+        while len(chain) < length:
+            k = make_key(rng, key_format)
+            if k not in seen:  # 8-hex keys can collide; a duplicate key would fork a chain
+                seen.add(k)
+                chain.append(k)
+        chains.append(chain)
+    return chains
+
+
+def pair_text(key: str, value: str) -> str:
+    """The official pair format: an f-string, not JSON-escaped."""
+    return '{"' + key + '": "' + value + '"}'
+
+
+def chain_pairs(chains: list[list[str]], questions: list[str]) -> list[str]:
+    pairs = []
+    for chain, question in zip(chains, questions, strict=True):
+        pairs += [pair_text(a, b) for a, b in itertools.pairwise(chain)]
+        pairs.append(pair_text(chain[-1], question))
+    return pairs
+
+
+def insert_pairs(context: str, pairs: list[str], rng) -> str:
+    """Insert each pair after a distinct, randomly chosen stopper character (one pass, one join)."""
+    candidates = [i for i, ch in enumerate(context) if ch in STOPPERS]
+    if len(candidates) < len(pairs):
+        raise ValueError(f"context has {len(candidates)} sentence/line ends but {len(pairs)} pairs must be inserted")
+    positions = sorted(rng.sample(candidates, len(pairs)))
+    pairs = list(pairs)
+    rng.shuffle(pairs)
+    parts, prev = [], 0
+    for pos, pair in zip(positions, pairs, strict=True):
+        parts.append(context[prev : pos + 1])
+        parts.append(("" if context[pos] == "\n" else " ") + pair + ".")
+        prev = pos + 1
+    parts.append(context[prev:])
+    return "".join(parts)
+
+
+def pick_distractors(rng, question: str, pool: list[str], k: int) -> list[str]:
+    """``k`` distinct questions of other rows, never equal to the row's own question.
+
+    ``pool`` is the dataset's unique questions, sorted (built once, see ``distractor_pool``).
+    """
+    own = question.strip()
+    if len(pool) - (1 if own in pool else 0) < k:
+        raise ValueError(f"need {k} distractor questions but the dataset has only {len(pool)} questions")
+    picked = rng.sample(pool, min(k + 1, len(pool)))
+    return [q for q in picked if q.strip() != own][:k]
+
+
+def distractor_pool(questions: list[str]) -> list[str]:
+    """Unique, stripped questions in a fixed order, so sampling is reproducible."""
+    return sorted({q.strip() for q in questions if q.strip()})
+
+
+def keychain_prompt(context: str, start_key: str, quote: bool) -> str:
+    return KEYCHAIN_TEMPLATE.format(context=context, start_key=f'"{start_key}"' if quote else start_key)
+
+
+def build_keychain_rows(
+    rows: list[dict[str, Any]],
+    questions: list[str],
+    tokenizer,
+    *,
+    length: int,
+    chain_length: int,
+    chains_per_1k: int,
+    key_format: str,
+    quote_start_key: bool,
+    system: str | None,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """KeyChain rows for every filled row; prompt token counts come from one batched tokenisation."""
+    n_chains = num_chains(length, chains_per_1k)
+    pool = distractor_pool(questions)
+    out = []
+    for row in rows:
+        rng = example_rng(seed, "keychain", row["id"], length)
+        chains = make_chains(rng, n_chains, chain_length, key_format)
+        distractors = pick_distractors(rng, row["question"], pool, n_chains - 1)
+        pairs = chain_pairs(chains, [row["question"], *distractors])
+        context = insert_pairs(row["context"], pairs, rng)
+        out.append(
+            {
+                "id": row["id"],
+                "dataset": row["dataset"],
+                "question": row["question"],
+                "answers": list(row["answers"]),
+                "user_prompt": keychain_prompt(context, chains[0][0], quote_start_key),
+                "start_key": chains[0][0],
+                "chains": chains,
+                "distractor_questions": distractors,
+                "n_pairs": len(pairs),
+                "length": length,
+                "pass_rate": row.get("pass_rate"),
+            }
+        )
+    for r, n in zip(out, chat_token_counts(tokenizer, [messages(r["user_prompt"], system) for r in out]), strict=True):
+        r["prompt_tokens"] = n
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m loongrl.data.keychain", description=__doc__)
+    ap.add_argument("--filled", required=True, type=Path, help="filled KeyChain-pool parquet")
+    ap.add_argument("--raw", required=True, type=Path, help="normalised raw QA parquet (distractor questions)")
+    add_synthesis_args(ap, "JSON of the config's keychain section")
+    args = ap.parse_args(argv)
+    setup_logging()
+    p = json.loads(args.params)
+    rows = build_keychain_rows(
+        read_parquet(args.filled),
+        [r["question"] for r in read_parquet(args.raw)],
+        load_tokenizer(args.tokenizer),
+        length=args.length,
+        chain_length=p["chain_length"],
+        chains_per_1k=p["chains_per_1k"],
+        key_format=p["key_format"],
+        quote_start_key=p["quote_start_key"],
+        system=system_prompt(args.system_prompt),
+        seed=args.seed,
+    )
+    write_parquet(rows, args.output, KEYCHAIN_SCHEMA)
+    toks = [r["prompt_tokens"] for r in rows]
+    stats = {
+        "length": args.length,
+        "examples": len(rows),
+        "num_chains": num_chains(args.length, p["chains_per_1k"]),
+        "pairs_per_example": rows[0]["n_pairs"] if rows else 0,
+        **token_stats(toks),
+    }
+    write_json(stats, args.stats)
+    log.info("keychain %s", stats)
+
+
+if __name__ == "__main__":
+    main()

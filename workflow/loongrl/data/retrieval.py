@@ -1,0 +1,168 @@
+"""Stage 6: "Book RULER" retrieval data on a public-domain book haystack.
+
+Two RULER-style needle tasks at the training length [P Table 1]:
+
+* multi-key: ``keys`` needles, each with its own key and one value; the question asks for one key's value.
+* multi-value: one key with ``values`` needles; the question asks for every value.
+
+Needles read "One of the special magic numbers for <key> is: <7-digit number>." and are inserted between sentences
+of a contiguous stretch of one book, at uniformly random depths. Book paragraphs are tokenised once per run; the
+finished prompts once, in a batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from loongrl.books import Haystack, insert_needles, load_books, seven_digit
+from loongrl.cli import setup_logging
+from loongrl.io import write_parquet
+from loongrl.models import load_tokenizer
+from loongrl.prompts import chat_token_counts, count_prompt_tokens, count_tokens_batch, messages, system_prompt
+from loongrl.rng import example_rng
+
+log = logging.getLogger(__name__)
+
+RETRIEVAL_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("task", pa.string()),
+        ("user_prompt", pa.string()),
+        ("answers", pa.list_(pa.string())),
+        ("query_key", pa.string()),
+        ("book", pa.string()),
+        ("length", pa.int32()),
+        ("prompt_tokens", pa.int32()),
+    ]
+)
+
+HEAD = (
+    "Some special magic numbers are hidden within the following text. Make sure to memorize them. "
+    "I will quiz you about the numbers afterwards.\n"
+)
+QUESTION = {
+    "multikey": "What is the special magic number for {key} mentioned in the provided text?",
+    "multivalue": "What are all the special magic numbers for {key} mentioned in the provided text?",
+}
+NEEDLE = "One of the special magic numbers for {key} is: {value}."
+
+def make_example(
+    task: str,
+    index: int,
+    haystack: Haystack,
+    tokenizer,
+    *,
+    length: int,
+    reserve: int,
+    count: int,
+    system: str | None,
+    seed: int,
+) -> dict[str, Any]:
+    rng = example_rng(seed, "retrieval", task, index, length)
+    if task == "multikey":
+        keys = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count)]
+        values = [seven_digit(rng) for _ in keys]
+        needles = [NEEDLE.format(key=k, value=v) for k, v in zip(keys, values, strict=True)]
+        qi = rng.randrange(count)
+        query, answers = keys[qi], [values[qi]]
+    else:
+        query = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        values = []
+        while len(values) < count:
+            v = seven_digit(rng)
+            if v not in values:
+                values.append(v)
+        needles = [NEEDLE.format(key=query, value=v) for v in values]
+        answers = values
+    question = QUESTION[task].format(key=query)
+    overhead = count_prompt_tokens(tokenizer, messages(HEAD + "\n" + question, system))
+    needle_tokens = sum(count_tokens_batch(tokenizer, [" " + n for n in needles]))
+    book, paras = haystack.stretch(rng, length - reserve - overhead - needle_tokens)
+    user = HEAD + insert_needles(paras, needles, rng) + "\n" + question
+    return {
+        "id": f"{task}-{length}-{index:06d}",
+        "task": task,
+        "user_prompt": user,
+        "answers": answers,
+        "query_key": query,
+        "book": book,
+        "length": length,
+    }
+
+
+def build(
+    books: dict[str, str],
+    tokenizer,
+    *,
+    length: int,
+    reserve: int,
+    multikey: dict[str, int],
+    multivalue: dict[str, int],
+    system: str | None,
+    seed: int,
+) -> list[dict[str, Any]]:
+    hay = Haystack(books, tokenizer)
+    rows = [
+        make_example(
+            "multikey", i, hay, tokenizer, length=length, reserve=reserve, count=multikey["keys"], system=system, seed=seed
+        )
+        for i in range(multikey["examples"])
+    ] + [
+        make_example(
+            "multivalue",
+            i,
+            hay,
+            tokenizer,
+            length=length,
+            reserve=reserve,
+            count=multivalue["values"],
+            system=system,
+            seed=seed,
+        )
+        for i in range(multivalue["examples"])
+    ]
+    for r, n in zip(
+        rows, chat_token_counts(tokenizer, [messages(r["user_prompt"], system) for r in rows]), strict=True
+    ):
+        r["prompt_tokens"] = n
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m loongrl.data.retrieval", description=__doc__)
+    b = ap
+    b.add_argument("--books-dir", type=Path, required=True)
+    b.add_argument("--tokenizer", type=Path, required=True)
+    b.add_argument("--length", type=int, required=True)
+    b.add_argument("--reserve", type=int, default=128)
+    b.add_argument("--params", required=True, help="JSON of the config's retrieval section")
+    b.add_argument("--system-prompt", default="loongrl")
+    b.add_argument("--seed", type=int, default=42)
+    b.add_argument("--output", type=Path, required=True)
+    args = ap.parse_args(argv)
+    setup_logging()
+    p = json.loads(args.params)
+    books = load_books([args.books_dir])
+    rows = build(
+        books,
+        load_tokenizer(args.tokenizer),
+        length=args.length,
+        reserve=args.reserve,
+        multikey=p["multikey"],
+        multivalue=p["multivalue"],
+        system=system_prompt(args.system_prompt),
+        seed=args.seed,
+    )
+    write_parquet(rows, args.output, RETRIEVAL_SCHEMA)
+    log.info("retrieval: %d rows -> %s", len(rows), args.output)
+
+
+if __name__ == "__main__":
+    main()

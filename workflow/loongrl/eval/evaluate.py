@@ -1,0 +1,239 @@
+"""Run one cell of the eval matrix (a model on one task file) and score every completion.
+
+Generation goes through the shared inference backend (vLLM on GPU, transformers on CPU) with the paper's
+reasoning decoding [spec §4]: 8 samples at T=0.6 / top-p 0.95 and up to 10K new tokens, pass@1 averaged over
+samples; ``greedy`` gives the T=0 setting for non-reasoning baselines. Outputs: one parquet row per
+(task row, sample) with the completion, extracted answer, scores and truncation flags, and a JSON summary with
+per-task means and the share of completions that hit the token cap (a capped chain of thought has no answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import statistics
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from loongrl.books import load_books, strip_gutenberg
+from loongrl.cli import setup_logging
+from loongrl.eval.metrics import METRICS, score_one
+from loongrl.inference import Completion, InferenceBackend, SamplingParams, make_backend, pick_device
+from loongrl.io import read_parquet, write_json, write_parquet
+
+log = logging.getLogger(__name__)
+
+SCORE = pa.struct([("name", pa.string()), ("value", pa.float64())])
+SAMPLE_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("benchmark", pa.string()),
+        ("task", pa.string()),
+        ("length", pa.int64()),
+        ("sample", pa.int32()),
+        ("prompt_tokens", pa.int64()),
+        ("input_truncated", pa.bool_()),
+        ("completion", pa.string()),
+        ("completion_tokens", pa.int64()),
+        ("hit_cap", pa.bool_()),
+        ("extracted", pa.string()),
+        ("score", pa.float64()),  # the benchmark's primary metric for this sample
+        ("scores", pa.list_(SCORE)),  # every metric computed for it
+        ("meta", pa.string()),
+    ]
+)
+# Length buckets of Table 3 (NarrativeQA by input length), in prompt tokens.
+BUCKETS = ((0, 16384, "0-16K"), (16384, 32768, "16-32K"), (32768, 65536, "32-64K"), (65536, 1 << 40, "64K+"))
+
+
+def punkt_dir(books: list[Path], out: Path) -> Path:
+    """An NLTK ``punkt_tab/english`` model trained on the given books, for IFEval's sentence counter.
+
+    lm-evaluation-harness's IFEval checkers call NLTK's Punkt, whose parameters NLTK downloads from GitHub at import;
+    that is unreachable offline and version-dependent, so the model is trained here (Punkt is unsupervised) on
+    public-domain English books and written in NLTK's tab format. Only ``length_constraints:number_sentences``
+    uses it.
+    """
+    from nltk.tabdata import TabEncoder
+    from nltk.tokenize.punkt import PunktTrainer
+
+    target = out / "tokenizers/punkt_tab/english"
+    if (target / "ortho_context.tab").exists():
+        return out
+    trainer = PunktTrainer()
+    for _, text in sorted(load_books(books).items()):
+        trainer.train(strip_gutenberg(text), finalize=False)
+    trainer.finalize_training()
+    params, enc = trainer.get_params(), TabEncoder()
+    target.mkdir(parents=True, exist_ok=True)
+    files = {
+        "collocations.tab": enc.tups2tab(params.collocations),
+        "sent_starters.txt": enc.set2txt(params.sent_starters),
+        "abbrev_types.txt": enc.set2txt(params.abbrev_types),
+        "ortho_context.tab": enc.ivdict2tab(params.ortho_context),
+    }
+    for name, text in files.items():  # ortho_context last: its presence marks a finished model
+        (target / name).write_text(text, encoding="utf-8", newline="")
+    return out
+
+
+def ifeval_scorer(books: list[Path], work: Path):
+    """lm-evaluation-harness's IFEval ``process_results`` with a Punkt model trained here on NLTK's path."""
+    import nltk
+
+    nltk_data = punkt_dir(books, work)
+    nltk.data.path.insert(0, str(nltk_data))
+    os.environ["NLTK_DATA"] = str(nltk_data)
+    from lm_eval.tasks.ifeval.utils import process_results
+
+    return process_results
+
+
+def evaluate(
+    rows: list[dict[str, Any]], backend: InferenceBackend, params: SamplingParams, ifeval=None
+) -> list[dict[str, Any]]:
+    completions: list[list[Completion]] = backend.generate_detailed([r["prompt"] for r in rows], params)
+    out = []
+    for row, comps in zip(rows, completions, strict=True):
+        for k, c in enumerate(comps):
+            pred, scores = score_one(row, c.text, ifeval)
+            out.append(
+                {
+                    "id": row["id"],
+                    "benchmark": row["benchmark"],
+                    "task": row["task"],
+                    "length": row["length"],
+                    "sample": k,
+                    "prompt_tokens": row["prompt_tokens"],
+                    "input_truncated": row["input_truncated"],
+                    "completion": c.text,
+                    "completion_tokens": c.tokens,
+                    "hit_cap": c.hit_cap,
+                    "extracted": pred,
+                    "score": scores[METRICS[row["metric"]].primary],
+                    "scores": [{"name": n, "value": v} for n, v in sorted(scores.items())],
+                    "meta": row["meta"],
+                }
+            )
+    return out
+
+
+def yarn_scaling(yarn: dict[str, Any] | None, window: int) -> dict[str, Any] | None:
+    """YaRN rope scaling for a cell whose prompt + generation need ``window`` positions, or None if native fits.
+
+    The configured factor (4 for Qwen2.5 [P §4.1]) is raised in steps of 0.25 when it is not enough (a 128K
+    prompt plus 8K of reasoning); the summary records the factor used.
+    """
+    if not yarn or window <= yarn["native_context"]:
+        return None
+    factor = max(yarn["factor"], math.ceil(4 * window / yarn["native_context"]) / 4)
+    return {"rope_type": "yarn", "factor": factor, "original_max_position_embeddings": yarn["native_context"]}
+
+
+def _stats(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means over samples (= pass@1 averaged over the n samples of every row) plus truncation accounting."""
+    names = sorted({s["name"] for x in samples for s in x["scores"]})
+    return {
+        "rows": len({x["id"] for x in samples}),
+        "samples": len(samples),
+        "score": statistics.fmean(x["score"] for x in samples),
+        "metrics": {
+            n: statistics.fmean(s["value"] for x in samples for s in x["scores"] if s["name"] == n) for n in names
+        },
+        "hit_cap_share": statistics.fmean(float(x["hit_cap"]) for x in samples),
+        "input_truncated_share": statistics.fmean(float(x["input_truncated"]) for x in samples),
+        "completion_tokens_mean": statistics.fmean(x["completion_tokens"] for x in samples),
+        "prompt_tokens_mean": statistics.fmean(x["prompt_tokens"] for x in samples),
+    }
+
+
+def summarize(samples: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, Any]:
+    """Per task, per (task, length), NIAH per (length, depth), and LongBench per input-length bucket."""
+    groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for x in samples:
+        groups["task"][x["task"]].append(x)
+        if x["length"]:
+            groups["task_length"][f"{x['task']}@{x['length']}"].append(x)
+        if x["benchmark"] == "niah":
+            groups["length_depth"][f"{x['length']}@{json.loads(x['meta'])['depth']:g}"].append(x)
+        if x["benchmark"] == "longbench":
+            label = next(b for lo, hi, b in BUCKETS if lo <= x["prompt_tokens"] < hi)
+            groups["task_bucket"][f"{x['task']}@{label}"].append(x)
+    out = {**info, "overall": _stats(samples) if samples else None}
+    for kind, parts in sorted(groups.items()):
+        out[f"by_{kind}"] = {k: _stats(v) for k, v in sorted(parts.items())}
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m loongrl.eval.evaluate", description=__doc__)
+    ap.add_argument("--model", type=Path, required=True, help="HF model folder")
+    ap.add_argument("--model-name", required=True, help="label in tables (base, warmup, stage1, ...)")
+    ap.add_argument("--tasks", type=Path, required=True, help="task parquet from loongrl.eval.tasks")
+    ap.add_argument("--params", required=True, help="JSON of the config's eval section")
+    ap.add_argument("--max-new-tokens", type=int, default=None, help="override (RULER uses 8,192 [spec §4])")
+    ap.add_argument("--books", type=Path, nargs="*", default=[], help="book folders (IFEval's Punkt model)")
+    ap.add_argument("--gpus", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--samples", type=Path, required=True)
+    ap.add_argument("--summary", type=Path, required=True)
+    args = ap.parse_args(argv)
+    setup_logging()
+    p = json.loads(args.params)
+    dec = p["decoding"]
+    rows = read_parquet(args.tasks)
+    if not rows:
+        raise ValueError(f"{args.tasks}: no task rows")
+    params = SamplingParams(
+        n=1 if dec["greedy"] else dec["n"],
+        temperature=0.0 if dec["greedy"] else dec["temperature"],
+        top_p=dec["top_p"],
+        max_new_tokens=args.max_new_tokens or dec["max_new_tokens"],
+        seed=args.seed,
+    )
+    longest = max(r["prompt_tokens"] for r in rows)
+    rope = yarn_scaling(p["yarn"], longest + params.max_new_tokens)
+    backend = make_backend(
+        p["backend"],
+        args.model,
+        device=pick_device(args.gpus),
+        seed=args.seed,
+        tensor_parallel_size=max(1, args.gpus),
+        gpu_memory_utilization=p["gpu_memory_utilization"],
+        max_model_len=longest + params.max_new_tokens,
+        rope_scaling=rope,
+        batch_size=p["batch_size"],
+    )
+    with tempfile.TemporaryDirectory(prefix="loongrl-nltk-") as work:
+        ifeval = ifeval_scorer(args.books, Path(work)) if any(r["metric"] == "ifeval" for r in rows) else None
+        samples = evaluate(rows, backend, params, ifeval)
+    write_parquet(samples, args.samples, SAMPLE_SCHEMA)
+    info = {
+        "model": args.model_name,
+        "model_path": str(args.model),
+        "tasks_file": str(args.tasks),
+        "decoding": {
+            "n": params.n,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_new_tokens": params.max_new_tokens,
+        },
+        "backend": p["backend"],
+        "yarn": rope,
+    }
+    summary = summarize(samples, info)
+    write_json(summary, args.summary)
+    log.info(
+        "%s on %s: score %.4f over %d samples", args.model_name, args.tasks, summary["overall"]["score"], len(samples)
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Evaluation metrics, each a faithful re-implementation of the benchmark's own scorer.
+
+* LongBench v1 ``qa_f1_score`` [THUDM/LongBench ``LongBench/metrics.py``]: SQuAD normalisation (lowercase, drop
+  punctuation, drop articles, collapse spaces), bag-of-tokens F1, max over the gold answers.
+* Two-way substring EM: the paper's headline LongBench metric (Table 5's last row equals Table 2's LoongRL row).
+* RULER ``string_match_all`` / ``string_match_part`` [NVIDIA/RULER ``scripts/eval/synthetic/constants.py``]:
+  case-insensitive reference-in-prediction, averaged over references / maxed over references.
+* Needle-in-a-haystack: a deterministic replacement for Kamradt's GPT judge (token recall of the needle's answer).
+
+Scores here are fractions in [0, 1]; tables multiply by 100 as the papers print them. ``METRICS`` is the one table
+of metric families: what a task row's ``metric`` names, which scores it computes and which one is primary.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from loongrl.answers import contains_match, normalize_answer
+from loongrl.verifiers import answer_region, choice_reward, extract_boxed, math_reward
+
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def token_f1(prediction: Sequence[str], ground_truth: Sequence[str]) -> float:
+    """LongBench ``f1_score``: F1 of the multiset overlap of two token lists (0 when nothing overlaps)."""
+    common = Counter(prediction) & Counter(ground_truth)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision = same / len(prediction)
+    recall = same / len(ground_truth)
+    return 2 * precision * recall / (precision + recall)
+
+
+def qa_f1_score(prediction: str, ground_truth: str) -> float:
+    """LongBench ``qa_f1_score`` for one gold answer."""
+    return token_f1(normalize_answer(prediction).split(), normalize_answer(ground_truth).split())
+
+
+def longbench_qa_f1(prediction: str, answers: Sequence[str]) -> float:
+    """LongBench's per-sample score: the max of ``qa_f1_score`` over the gold answers (0 with no answers)."""
+    return max((qa_f1_score(prediction, a) for a in answers), default=0.0)
+
+
+def exact_match(prediction: str, answers: Sequence[str]) -> float:
+    """Normalised exact match, max over answers (an empty prediction never matches)."""
+    p = normalize_answer(prediction)
+    return float(bool(p) and any(p == normalize_answer(a) for a in answers))
+
+
+def sub_em(prediction: str, answers: Sequence[str]) -> float:
+    """Two-way substring exact match after normalisation (the paper's verifier and headline metric)."""
+    return float(contains_match(prediction, answers, mode="two_way"))
+
+
+def ruler_postprocess(prediction: str) -> str:
+    """RULER's ``postprocess_pred``: control characters become newlines, then strip."""
+    return _CONTROL.sub("\n", prediction.strip()).strip()
+
+
+def string_match_all(prediction: str, refs: Sequence[str]) -> float:
+    """RULER: the fraction of references found (case-insensitive) in the prediction."""
+    if not refs:
+        return 0.0
+    pred = ruler_postprocess(prediction).lower()
+    return sum(r.lower() in pred for r in refs) / len(refs)
+
+
+def string_match_part(prediction: str, refs: Sequence[str]) -> float:
+    """RULER: 1 when any reference is found (case-insensitive) in the prediction."""
+    pred = ruler_postprocess(prediction).lower()
+    return float(any(r.lower() in pred for r in refs))
+
+
+def needle_recall(prediction: str, answers: Sequence[str]) -> float:
+    """Share of the needle answer's normalised tokens present in the prediction (max over answers).
+
+    Kamradt's harness asks GPT for a 1-10 judgement; this is deterministic, needs no API, and gives 1.0 exactly
+    when every word of the needle's answer is reproduced.
+    """
+    pred = set(normalize_answer(prediction).split())
+    best = 0.0
+    for a in answers:
+        gold = normalize_answer(a).split()
+        if gold:
+            best = max(best, sum(t in pred for t in gold) / len(gold))
+    return best
+
+
+# ------------------------------------------------------------------------------------------- metric families
+Scored = tuple[str, dict[str, float]]  # (extracted answer, {score name: value})
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric family: ``score(row, completion, ifeval)`` gives every score; ``primary`` is the headline one."""
+
+    primary: str
+    score: Callable[[dict[str, Any], str, Any], Scored]
+
+
+def _longbench_qa(row: dict[str, Any], text: str, _: Any) -> Scored:
+    pred = extract_boxed(text) or ""
+    answers = row["answers"]
+    return pred, {
+        "sub_em": sub_em(pred, answers),
+        "qa_f1": longbench_qa_f1(pred, answers),
+        "exact_match": exact_match(pred, answers),
+    }
+
+
+def _on_region(name: str, fn: Callable[[str, Sequence[str]], float]) -> Callable[[dict[str, Any], str, Any], Scored]:
+    """A score of the answer region (the text after ``</think>``) against the row's answers."""
+
+    def scorer(row: dict[str, Any], text: str, _: Any) -> Scored:
+        region = answer_region(text)
+        return region, {name: fn(region, row["answers"])}
+
+    return scorer
+
+
+def _on_box(fn: Callable[[str, str], float]) -> Callable[[dict[str, Any], str, Any], Scored]:
+    """A verifier of the last box against the single gold answer, reported as accuracy."""
+
+    def scorer(row: dict[str, Any], text: str, _: Any) -> Scored:
+        return extract_boxed(text) or "", {"accuracy": fn(text, row["answers"][0])}
+
+    return scorer
+
+
+def _ifeval(row: dict[str, Any], text: str, ifeval: Any) -> Scored:
+    """lm-evaluation-harness's IFEval checks (``ifeval`` is its ``process_results``; see evaluate.ifeval_scorer)."""
+    if ifeval is None:
+        raise ValueError(f"task row {row['id']}: IFEval scoring needs the lm-eval checker")
+    region = answer_region(text)
+    doc = {**json.loads(row["meta"]), "prompt": row["prompt"][-1]["content"]}
+    res = ifeval(doc, [region])
+    return region, {
+        "prompt_level_strict_acc": float(res["prompt_level_strict_acc"]),
+        "inst_level_strict_acc": statistics.fmean(res["inst_level_strict_acc"]),
+        "prompt_level_loose_acc": float(res["prompt_level_loose_acc"]),
+        "inst_level_loose_acc": statistics.fmean(res["inst_level_loose_acc"]),
+    }
+
+
+METRICS: dict[str, Metric] = {
+    "longbench_qa": Metric("sub_em", _longbench_qa),
+    "niah": Metric("needle_recall", _on_region("needle_recall", needle_recall)),
+    "ruler_all": Metric("string_match_all", _on_region("string_match_all", string_match_all)),
+    "ruler_part": Metric("string_match_part", _on_region("string_match_part", string_match_part)),
+    "choice": Metric("accuracy", _on_box(choice_reward)),
+    "math": Metric("accuracy", _on_box(math_reward)),
+    "ifeval": Metric("prompt_level_strict_acc", _ifeval),
+}
+
+
+def score_one(row: dict[str, Any], text: str, ifeval: Any = None) -> Scored:
+    """(extracted answer, {metric: value}) for one completion of one task row."""
+    metric = METRICS.get(row["metric"])
+    if metric is None:
+        raise ValueError(f"task row {row['id']}: unknown metric {row['metric']!r}")
+    return metric.score(row, text, ifeval)

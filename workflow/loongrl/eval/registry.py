@@ -1,0 +1,141 @@
+"""The one table of benchmarks. Rules, the config checks, the task builder CLI, evaluate and the report read it.
+
+A benchmark is a name with: the eval config sections its builder reads (``settings``; only those become the
+builder job's params, so adding a model reruns no builder), the input it is built from (``data``), whether it has
+one cell per context length (``per_length``), the config section whose ``max_new_tokens`` caps its generation,
+its builder, and the metric families of ``loongrl.eval.metrics.METRICS`` its rows use. Adding a benchmark means
+one builder module and one entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loongrl.eval import longbench, short, synthetic
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What a builder gets: its input files or folders, the tokenizer, its settings, the system prompt, the cell's
+    context length (0 for benchmarks without length cells) and the seed."""
+
+    inputs: list[Path]
+    tokenizer: Any
+    settings: dict[str, Any]
+    system: str | None
+    length: int = 0
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    settings: tuple[str, ...]
+    data: str  # "longbench" (the LongBench files), "books" (+ RULER's QA files), "short" (one official file)
+    build: Callable[[BuildRequest], list[dict[str, Any]]]
+    metrics: tuple[str, ...]
+    per_length: bool = False
+    cap_section: str = "decoding"
+
+    def cells(self, ev: dict[str, Any]) -> list[str]:
+        """The cells of this benchmark in the eval matrix: ``L<n>`` per configured length, or ``all``."""
+        return [f"L{n}" for n in ev[self.name]["lengths"]] if self.per_length else ["all"]
+
+
+def _longbench(req: BuildRequest) -> list[dict[str, Any]]:
+    lb, val = req.settings["longbench"], req.settings["validation"]
+    data = longbench.load_dir(req.inputs[0], lb["tasks"])
+    exclude = longbench.validation_ids(data, val) if val["holdout"] else set()
+    return longbench.build(
+        data,
+        req.tokenizer,
+        max_input_tokens=lb["max_input_tokens"],
+        system=req.system,
+        exclude=exclude,
+        max_rows=lb["max_rows"],
+    )
+
+
+def _niah(req: BuildRequest) -> list[dict[str, Any]]:
+    return synthetic.build_niah(req.inputs, req.tokenizer, req.settings["niah"], system=req.system, seed=req.seed)
+
+
+def _ruler(req: BuildRequest) -> list[dict[str, Any]]:
+    return synthetic.build_ruler(
+        req.inputs, req.tokenizer, req.settings["ruler"], length=req.length, system=req.system, seed=req.seed
+    )
+
+
+def _short(name: str) -> Callable[[BuildRequest], list[dict[str, Any]]]:
+    def build(req: BuildRequest) -> list[dict[str, Any]]:
+        return short.build(name, req.inputs, req.system, req.settings["short"]["max_rows"])
+
+    return build
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in (
+        Benchmark("longbench", ("longbench", "validation"), "longbench", _longbench, ("longbench_qa",)),
+        Benchmark("niah", ("niah",), "books", _niah, ("niah",), cap_section="niah"),
+        Benchmark(
+            "ruler", ("ruler",), "books", _ruler, ("ruler_all", "ruler_part"), per_length=True, cap_section="ruler"
+        ),
+        Benchmark("mmlu", ("short",), "short", _short("mmlu"), ("choice",)),
+        Benchmark("math500", ("short",), "short", _short("math500"), ("math",)),
+        Benchmark("ifeval", ("short",), "short", _short("ifeval"), ("ifeval",)),
+    )
+}
+SHORT = [name for name, b in BENCHMARKS.items() if b.data == "short"]
+
+
+def eval_cells(ev: dict[str, Any]) -> list[tuple[str, str]]:
+    """(benchmark, cell) pairs of the eval matrix, in registry order."""
+    return [(name, cell) for name, b in BENCHMARKS.items() for cell in b.cells(ev)]
+
+
+def config_errors(config: dict[str, Any]) -> list[str]:
+    """Cross-key checks of the ``eval`` section (the schema checks types and keys)."""
+    ev = config.get("eval")
+    if not ev:
+        return []
+    msgs = []
+    train = config.get("train") or {}
+    known = {"base", *train.get("stages", {})}
+    for i, name in enumerate(ev["models"]):
+        if name not in known:
+            msgs.append(f"config key 'eval.models[{i}]': '{name}' is not base or a train.stages name")
+    extra = ev["extra_models"] or {}
+    for name in extra:
+        if name in known:
+            msgs.append(f"config key 'eval.extra_models.{name}': clashes with a model of eval.models")
+    for table, rows in (ev["ablations"] or {}).items():
+        for label, model in rows.items():
+            if model not in {*ev["models"], *extra}:
+                msgs.append(
+                    f"config key 'eval.ablations.{table}.{label}': '{model}' is not in eval.models or eval.extra_models"
+                )
+    lb = ev["longbench"]
+    if lb["source"] == "local" and "local_dir" not in lb:
+        msgs.append("config key 'eval.longbench.local_dir': required when eval.longbench.source is 'local'")
+    if lb["source"] == "download" and "url" not in lb:
+        msgs.append("config key 'eval.longbench.url': required when eval.longbench.source is 'download'")
+    for t in ev["validation"]["tasks"]:
+        if t not in lb["tasks"]:
+            msgs.append(f"config key 'eval.validation.tasks': '{t}' is not in eval.longbench.tasks")
+    qa_key = "qa_downloads" if ev["ruler"]["qa_source"] == "download" else "qa_local"
+    for t in ev["ruler"]["tasks"]:
+        if t.startswith("qa_") and t not in ev["ruler"].get(qa_key, {}):
+            msgs.append(f"config key 'eval.ruler.{qa_key}.{t}': RULER {t} needs its data file")
+    short_key = "downloads" if ev["short"]["source"] == "download" else "local"
+    for b in SHORT:
+        if b not in ev["short"].get(short_key, {}):
+            msgs.append(f"config key 'eval.short.{short_key}.{b}': missing for eval.short.source")
+    room = ev["niah"]["reserve"] + 64
+    for length in ev["niah"]["lengths"]:
+        if length <= room:
+            msgs.append(f"config key 'eval.niah.lengths': {length} leaves no room after eval.niah.reserve")
+    return msgs

@@ -1,0 +1,66 @@
+"""Evaluation task files: every benchmark becomes rows of one schema, built offline and scored by ``evaluate``.
+
+A task file holds the exact chat prompts a model will see, the gold answers and the metric name, so the
+generation step is benchmark-agnostic and a cell of the eval matrix (model x benchmark x length) is one job.
+Builders: ``longbench`` (official JSONL), ``niah`` and ``ruler`` (synthetic, on book haystacks), ``mmlu``,
+``math500`` and ``ifeval`` (official file formats). ``validation`` turns LongBench rows into the mixture schema for
+choosing the best stage-I checkpoint [spec §3 / LR ``longbench_valid.sh``].
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from loongrl.cli import setup_logging
+from loongrl.eval import longbench
+from loongrl.eval.registry import BENCHMARKS, BuildRequest
+from loongrl.eval.rows import EVAL_SCHEMA, finish
+from loongrl.io import write_parquet
+from loongrl.prompts import system_prompt
+from loongrl.schemas import MIXTURE_SCHEMA
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from loongrl.models import load_tokenizer
+
+    ap = argparse.ArgumentParser(prog="python -m loongrl.eval.tasks", description=__doc__)
+    ap.add_argument("benchmark", choices=[*BENCHMARKS, "validation"])
+    ap.add_argument("--input", type=Path, nargs="*", default=[], help="official data files / folders")
+    ap.add_argument("--tokenizer", type=Path, required=True)
+    ap.add_argument("--params", required=True, help="JSON of the eval settings the benchmark reads")
+    ap.add_argument("--length", type=int, default=0, help="context length (benchmarks with length cells)")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--output", type=Path, required=True)
+    args = ap.parse_args(argv)
+    setup_logging()
+    p = json.loads(args.params)
+    tok = load_tokenizer(args.tokenizer)
+    system = system_prompt(p["system_prompt"])
+    if args.benchmark == "validation":
+        rows = validation_slice(args.input[0], tok, p, system)
+        write_parquet(rows, args.output, MIXTURE_SCHEMA)
+        log.info("validation slice: %d rows -> %s", len(rows), args.output)
+        return
+    req = BuildRequest(inputs=args.input, tokenizer=tok, settings=p, system=system, length=args.length, seed=args.seed)
+    rows = BENCHMARKS[args.benchmark].build(req)
+    write_parquet(finish(rows, tok), args.output, EVAL_SCHEMA)
+    log.info("%s: %d task rows -> %s", args.benchmark, len(rows), args.output)
+
+
+def validation_slice(folder: Path, tokenizer, p: dict[str, Any], system: str | None) -> list[dict[str, Any]]:
+    """The first LongBench rows of ``eval.validation.tasks`` in the mixture schema (stage I's best checkpoint)."""
+    data = longbench.load_dir(folder, p["validation"]["tasks"])
+    ids = longbench.validation_ids(data, p["validation"])
+    return longbench.validation_rows(
+        data, ids, tokenizer, max_input_tokens=p["longbench"]["max_input_tokens"], system=system
+    )
+
+
+if __name__ == "__main__":
+    main()

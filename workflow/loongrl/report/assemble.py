@@ -1,0 +1,170 @@
+"""The final report: every table and figure, and ``report.md`` tying them together (``python -m loongrl.report``).
+
+Tables (markdown in ``report.md`` and one CSV each for ``snakemake --report``): Table 2, Table 3, Table 7, the
+scorer table, Tables 4 and 5 when ``eval.ablations`` defines them, truncation accounting and the contamination
+check. Figures: see ``loongrl.report.figures``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+
+import yaml
+
+from loongrl.cli import setup_logging
+from loongrl.io import read_parquet, write_text
+from loongrl.report.figures import lengths_plot, niah_heatmap, ruler_plot, training_plot
+from loongrl.report.tables import (
+    BUCKETS,
+    LB_TASKS,
+    SHORT,
+    contamination_md,
+    csv_table,
+    load_summaries,
+    markdown_table,
+    ruler_lengths,
+    table2,
+    table3,
+    table7,
+    truncation_md,
+)
+
+log = logging.getLogger(__name__)
+
+
+def build_report(
+    *,
+    summaries: list[Path],
+    paper_file: Path,
+    out_dir: Path,
+    config_hash: str,
+    policy: str,
+    date: str,
+    train_metrics: list[Path] = (),
+    mixtures: list[Path] = (),
+    contamination: Path | None = None,
+    ablations: dict[str, dict[str, str]] | None = None,
+) -> dict[str, Path]:
+    paper = yaml.safe_load(paper_file.read_text())
+    by_model = load_summaries(summaries)
+    order = sorted(by_model, key=lambda m: (m != "base", m))
+    tables_dir, fig_dir = out_dir / "tables", out_dir / "figures"
+    written: dict[str, Path] = {}
+
+    ruler_cols = sorted({n for m in order for n in ruler_lengths(by_model[m])})
+    t2_cols = ["lc_avg", *LB_TASKS, "short_avg", *SHORT]
+    t3_cols = [f"narrativeqa@{b}" for b in BUCKETS] + [f"ruler@{n}" for n in ruler_cols if n >= 16384]
+    t7_cols = [f"ruler@{n}" for n in ruler_cols] + ["ruler_avg"]
+    sc_cols = [*LB_TASKS, "lc_avg"]
+    specs = {
+        "table2": (
+            "Table 2: LongBench v1 QA (two-way substring EM) and short-context",
+            t2_cols,
+            {m: table2(by_model[m]) for m in order},
+            paper["table2"],
+        ),
+        "table3": (
+            "Table 3: NarrativeQA by input length and RULER beyond 16K",
+            t3_cols,
+            {m: table3(by_model[m], ruler_cols) for m in order},
+            paper["table3"],
+        ),
+        "table7": (
+            "Table 7: RULER by context length",
+            t7_cols,
+            {m: table7(by_model[m], ruler_cols) for m in order},
+            paper["table7"],
+        ),
+        "scorers": (
+            "Scorers on the same LongBench completions (LongBench qa_f1 / exact match / two-way EM)",
+            sc_cols,
+            {
+                f"{m} [{name}]": table2(by_model[m], metric)
+                for m in order
+                for name, metric in (("qa_f1", "qa_f1"), ("EM", "exact_match"), ("sub-EM", "sub_em"))
+            },
+            paper["table5"],
+        ),
+    }
+    titles = {"table4": "Table 4: KeyChain ablation (LongBench v1 QA)", "table5": "Table 5: verifier ablation"}
+    for table, rows in sorted((ablations or {}).items()):
+        ours = {f"{label} ({model})": table2(by_model.get(model, {})) for label, model in rows.items()}
+        specs[table] = (titles[table], sc_cols, ours, paper[table])
+    md = [
+        "# LoongRL reproduction report\n",
+        f"Policy model `{policy}`, config hash `{config_hash}`, generated {date}. Scores are percentages; "
+        "`(cap x%)` is the share of completions that hit the generation cap. `–`: not evaluated in this config "
+        "(a task missing from the data, or an average over an incomplete row).\n",
+    ]
+    for name, (title, cols, ours, ref) in specs.items():
+        md.append(markdown_table(title, cols, ours, ref))
+        p = tables_dir / f"{name}.csv"
+        write_text(csv_table(cols, ours, ref), p)
+        written[name] = p
+    md.append(truncation_md(by_model, order))
+    if contamination and contamination.exists():
+        md.append(contamination_md(json.loads(contamination.read_text())))
+
+    md.append("## Figures\n")
+    label = f"{policy} · config {config_hash} · {date}"
+    for m in order:
+        if "niah.all" in by_model[m]:
+            p = fig_dir / f"niah_{m}.png"
+            niah_heatmap(m, by_model[m]["niah.all"], p, label)
+            written[f"niah_{m}"] = p
+    p = fig_dir / "ruler_vs_length.png"
+    ruler_plot({m: ruler_lengths(by_model[m]) for m in order}, paper["table7"], p, label)
+    written["ruler_vs_length"] = p
+    if train_metrics:
+        rows = {
+            Path(t).parent.name: [json.loads(x) for x in Path(t).read_text().splitlines() if x] for t in train_metrics
+        }
+        p = fig_dir / "training_curves.png"
+        training_plot(rows, p, label)
+        written["training_curves"] = p
+    if mixtures:
+        p = fig_dir / "data_lengths.png"
+        lengths_plot({Path(x).stem: read_parquet(x) for x in mixtures}, p, label)
+        written["data_lengths"] = p
+    md += [f"![{k}](figures/{v.name})\n" for k, v in written.items() if v.suffix == ".png"]
+    p = out_dir / "report.md"
+    write_text("\n".join(md), p)
+    written["report"] = p
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m loongrl.report", description=__doc__)
+    ap.add_argument("--summaries", type=Path, nargs="+", required=True)
+    ap.add_argument("--paper", type=Path, required=True, help="paper_tables.yaml")
+    ap.add_argument("--train-metrics", type=Path, nargs="*", default=[])
+    ap.add_argument("--mixtures", type=Path, nargs="*", default=[])
+    ap.add_argument("--contamination", type=Path, default=None)
+    ap.add_argument("--ablations", default="{}", help="JSON: {table4|table5: {row label: eval model}}")
+    ap.add_argument("--config-hash", default="unknown")
+    ap.add_argument("--policy", default="unknown")
+    ap.add_argument("--date", default=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"))
+    ap.add_argument("--out-dir", type=Path, required=True)
+    args = ap.parse_args(argv)
+    setup_logging()
+    written = build_report(
+        summaries=args.summaries,
+        paper_file=args.paper,
+        out_dir=args.out_dir,
+        config_hash=args.config_hash,
+        policy=args.policy,
+        date=args.date,
+        train_metrics=args.train_metrics,
+        mixtures=args.mixtures,
+        contamination=args.contamination,
+        ablations=json.loads(args.ablations),
+    )
+    log.info("report: %s", {k: str(v) for k, v in written.items()})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Report figures: NIAH heatmap per model, RULER vs context length (ours and the paper's), training reward and
+response length per step, and the training mixtures' prompt-length histograms. Each PNG is labelled with the policy,
+the config hash and the date, and written without a timestamp so reruns are byte-identical.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from loongrl.io import atomic_path
+from loongrl.report.tables import Cell
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "svg.hashsalt": "loongrl"})
+    return plt
+
+
+def _save(fig, path: Path, label: str) -> None:
+    fig.text(0.99, 0.005, label, ha="right", va="bottom", fontsize=7, color="0.4")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def _klabel(n: int) -> str:
+    return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
+
+
+def niah_heatmap(model: str, summ: dict[str, Any], path: Path, label: str) -> None:
+    plt = _plt()
+    cells = summ["by_length_depth"]
+    lengths = sorted({int(k.split("@")[0]) for k in cells})
+    depths = sorted({float(k.split("@")[1]) for k in cells})
+    grid = [[100 * cells[f"{n}@{d:g}"]["score"] for n in lengths] for d in depths]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(lengths), 1 + 0.35 * len(depths)))
+    im = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+    ax.set_xticks(range(len(lengths)), [_klabel(n) for n in lengths])
+    ax.set_yticks(range(len(depths)), [f"{d:g}%" for d in depths])
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("needle depth")
+    ax.set_title(f"Needle in a haystack: {model}")
+    fig.colorbar(im, ax=ax, label="score (needle recall, %)")
+    _save(fig, path, label)
+
+
+def ruler_plot(models: dict[str, dict[int, Cell]], paper: dict, path: Path, label: str) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for m, rl in models.items():
+        if rl:
+            ax.plot(list(rl), [100 * c.score for c in rl.values()], marker="o", label=f"ours: {m}")
+    idx = paper["columns"]
+    for name in ("Qwen2.5-7B-Instruct", "LoongRL-7B"):
+        vals = paper["rows"][name]
+        xs = [int(c.split("@")[1]) for c in idx if c.startswith("ruler@")]
+        ax.plot(xs, vals[: len(xs)], linestyle="--", marker="x", label=f"paper: {name}")
+    ax.set_xscale("log", base=2)
+    ticks = sorted({x for line in ax.get_lines() for x in line.get_xdata()})
+    ax.set_xticks(ticks, [_klabel(int(t)) for t in ticks])
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("RULER score (%)")
+    ax.set_title("RULER vs context length")
+    ax.legend(fontsize=7)
+    _save(fig, path, label)
+
+
+def training_plot(metrics: dict[str, list[dict[str, Any]]], path: Path, label: str) -> None:
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2))
+    offset = 0
+    for stage, rows in metrics.items():
+        steps = [offset + r["step"] for r in rows]
+        a.plot(steps, [r.get("reward") for r in rows], marker=".", label=stage)
+        b.plot(steps, [r.get("completions/mean_length") for r in rows], marker=".", label=stage)
+        offset = steps[-1] if steps else offset
+    a.set(xlabel="step (stages concatenated)", ylabel="mean reward", title="Training reward")
+    b.set(xlabel="step (stages concatenated)", ylabel="tokens", title="Mean response length")
+    a.legend(fontsize=7)
+    _save(fig, path, label)
+
+
+def lengths_plot(mixtures: dict[str, list[dict[str, Any]]], path: Path, label: str) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(mixtures), figsize=(4 * len(mixtures), 3.2), squeeze=False)
+    for ax, (stage, rows) in zip(axes[0], mixtures.items(), strict=True):
+        by: dict[str, list[int]] = {}
+        for r in rows:
+            by.setdefault(r["source"], []).append(r["prompt_tokens"])
+        ax.hist(list(by.values()), bins=30, stacked=True, label=list(by))
+        ax.set(xlabel="prompt tokens", ylabel="examples", title=f"Mixture '{stage}' prompt lengths")
+        ax.legend(fontsize=6)
+    _save(fig, path, label)

@@ -1,0 +1,81 @@
+# Helpers of the evaluation rules: the matrix, inputs and settings of each builder and evaluate job.
+
+
+def eval_summaries():
+    """Every cell of the matrix eval models x benchmarks (registry order) x cells."""
+    return [
+        f"results/eval/{m}/{b}.{c}.summary.json"
+        for m in EVAL_MODELS
+        for b, c in eval_cells(EVAL)
+    ]
+
+
+def eval_model_dir(wildcards):
+    """base: the policy's starting model; a stage: its final model; an extra model: a local folder or a hub id."""
+    if wildcards.model == "base":
+        return model_dir("policy")
+    if wildcards.model in EXTRA_MODELS:
+        ref = EXTRA_MODELS[wildcards.model]
+        return ref if Path(ref).is_dir() else f"resources/models/{model_slug(ref)}"
+    return f"results/train/{wildcards.model}/model"
+
+
+def eval_books_dir():
+    if config["retrieval"]["source"] == "download":
+        return "resources/books"
+    return EVAL["books_dir"]
+
+
+def ruler_qa_files():
+    r = EVAL["ruler"]
+    wanted = [t for t in r["tasks"] if t.startswith("qa_")]
+    if r["qa_source"] == "download":
+        return {
+            t: f"resources/eval/ruler_{t}/{r['qa_downloads'][t]['file']}"
+            for t in wanted
+        }
+    return {t: r["qa_local"][t] for t in wanted}
+
+
+def input_dir(path):
+    """The folder a builder reads: a download's folder (given its MANIFEST.json) or the local folder itself."""
+    return str(Path(path).parent) if str(path).endswith("MANIFEST.json") else str(path)
+
+
+def longbench_inputs():
+    if EVAL["longbench"]["source"] == "download":
+        return ["resources/eval/longbench/MANIFEST.json"]
+    return [EVAL["longbench"]["local_dir"]]
+
+
+def eval_task_inputs(wildcards):
+    """The files a benchmark's builder reads, by the registry's ``data`` kind."""
+    bench = BENCHMARKS[wildcards.bench]
+    if bench.data == "longbench":
+        return longbench_inputs()
+    if bench.data == "books":
+        qa = ruler_qa_files().values() if "ruler" in bench.settings else []
+        return [eval_books_dir(), *qa]
+    if EVAL["short"]["source"] == "download":
+        return [f"resources/eval/{bench.name}/MANIFEST.json"]
+    return [EVAL["short"]["local"][bench.name]]
+
+
+def eval_task_params(b):
+    """The eval settings the builder of benchmark ``b`` reads, and only those (adding a model reruns no builder)."""
+    out = {"system_prompt": EVAL["system_prompt"]}
+    out.update({k: EVAL[k] for k in BENCHMARKS[b].settings})
+    if "ruler" in out:
+        out["ruler"] = {**EVAL["ruler"], "qa_files": ruler_qa_files()}
+    return as_json(out)
+
+
+def eval_run_params():
+    """The generation settings of an evaluate job (decoding, engine, YaRN)."""
+    keys = ["backend", "gpu_memory_utilization", "batch_size", "decoding", "yarn"]
+    return as_json({k: EVAL[k] for k in keys})
+
+
+def eval_max_new_tokens(wildcards):
+    """The generation cap of a cell: its benchmark's own section (NIAH, RULER) or the shared decoding one."""
+    return EVAL[BENCHMARKS[wildcards.bench].cap_section]["max_new_tokens"]
