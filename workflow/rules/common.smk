@@ -8,7 +8,7 @@ sys.path.insert(0, _PKG)
 
 from loongrl.config import config_hash  # noqa: E402
 from loongrl.eval.registry import BENCHMARKS, SHORT, eval_cells  # noqa: E402
-from loongrl.models import TINY_MODEL, model_slug  # noqa: E402
+from loongrl.models import TINY_MODEL, WHEEL_MODELS, model_slug  # noqa: E402
 from loongrl.pipeline import validate_config  # noqa: E402
 
 # Schema + cross-key checks; fills in the schema's default of every optional key, so rules index config directly.
@@ -49,7 +49,7 @@ wildcard_constraints:
     tstage="|".join(TRAIN_STAGES) or "none",
     model="|".join(["base", *TRAIN_STAGES, *EXTRA_MODELS]),
     bench="|".join(BENCHMARKS),
-    cell=r"all|L\d+",
+    cell=r"all|L\d+|short|medium|long",
     sbench="|".join(SHORT),
     qa="qa_1|qa_2",
 
@@ -65,6 +65,11 @@ def as_json(obj):
 
 def pairs(mapping):
     return " ".join(f"{k}={v}" for k, v in sorted(mapping.items()))
+
+
+def sha256_arg(sha):
+    """``--sha256 <hex>`` for a pinned download, nothing when the config leaves it null (the rule records it)."""
+    return f"--sha256 {sha}" if sha else ""
 
 
 def final_outputs():

@@ -16,10 +16,27 @@ rule download_longbench:
     params:
         url=lambda wc: EVAL["longbench"]["url"],
         files=[f"{t}.jsonl" for t in EVAL["longbench"]["tasks"]],
-        sha=EVAL["longbench"]["sha256"] or "",
+        sha=sha256_arg(EVAL["longbench"]["sha256"]),
     shell:
         "python -m loongrl.download --dataset longbench --url {params.url:q} --files {params.files:q} "
-        "--sha256 {params.sha:q} --out-dir $(dirname {output.manifest}) > {log} 2>&1"
+        "{params.sha} --out-dir $(dirname {output.manifest}) > {log} 2>&1"
+
+
+rule download_longbench_v2:
+    output:
+        manifest="resources/eval/longbench_v2/MANIFEST.json",
+    log:
+        "logs/eval/download_longbench_v2.log",
+    retries: 1
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    params:
+        url=lambda wc: EVAL["longbench_v2"]["url"],
+        sha=sha256_arg(EVAL["longbench_v2"]["sha256"]),
+    shell:
+        "python -m loongrl.download --dataset longbench_v2 --url {params.url:q} --files data.json "
+        "{params.sha} --out-dir $(dirname {output.manifest}) > {log} 2>&1"
 
 
 rule download_short_eval:
@@ -72,11 +89,12 @@ rule eval_tasks:
     params:
         cfg=lambda wc: eval_task_params(wc.bench),
         src=lambda wc, input: input_dir(input.data[0]),
-        length=lambda wc: wc.cell[1:] if wc.cell.startswith("L") else 0,
+        length=cell_length,
         seed=config["seed"],
     shell:
         "python -m loongrl.eval.tasks {wildcards.bench} --input {params.src} --tokenizer {input.tokenizer} "
-        "--params {params.cfg:q} --length {params.length} --seed {params.seed} --output {output} > {log} 2>&1"
+        "--params {params.cfg:q} --length {params.length} --cell {wildcards.cell} --seed {params.seed} "
+        "--output {output} > {log} 2>&1"
 
 
 rule eval_validation:
@@ -119,11 +137,11 @@ rule evaluate:
         runtime="24h",
     params:
         cfg=eval_run_params(),
-        max_new=eval_max_new_tokens,
+        decoding=eval_decoding,
         seed=config["seed"],
     shell:
         "python -m loongrl.eval.evaluate --model {input.model} --model-name {wildcards.model} --tasks {input.tasks} "
-        "--params {params.cfg:q} --max-new-tokens {params.max_new} --books {input.books} --gpus {resources.gpu} "
+        "--params {params.cfg:q} --decoding {params.decoding:q} --books {input.books} --gpus {resources.gpu} "
         "--seed {params.seed} --samples {output.samples} --summary {output.summary} > {log} 2>&1"
 
 

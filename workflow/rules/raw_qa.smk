@@ -10,11 +10,11 @@ rule download_raw_qa:
     params:
         url=lambda wc: config["raw_qa"]["downloads"][wc.dataset]["url"],
         files=lambda wc: config["raw_qa"]["downloads"][wc.dataset]["files"],
-        sha=lambda wc: config["raw_qa"]["downloads"][wc.dataset]["sha256"] or "",
+        sha=lambda wc: sha256_arg(config["raw_qa"]["downloads"][wc.dataset]["sha256"]),
         retries=config["raw_qa"]["retries"],
     shell:
         "python -m loongrl.download --dataset {wildcards.dataset} --url {params.url:q} "
-        "--files {params.files:q} --sha256 {params.sha:q} --retries {params.retries} "
+        "--files {params.files:q} {params.sha} --retries {params.retries} "
         "--out-dir $(dirname {output.manifest}) > {log} 2>&1"
 
 

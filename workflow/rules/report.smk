@@ -14,7 +14,7 @@ rule report:
         tables=report(
             expand(
                 "results/report/tables/{table}.csv",
-                table=["table2", "table3", "table7", "scorers"]
+                table=["table2", "table3", "table6", "table7", "scorers"]
                 + sorted(EVAL["ablations"] or {}),
             ),
             category="Tables",

@@ -3,8 +3,13 @@
 Into each filled context go ``num_chains`` chains of ``chain_length`` random keys. A chain ``[k1..kL]`` becomes the
 pairs ``{"k1": "k2"} ... {"kL": "<question>"}``; chain 0 ends at the row's true question, every other chain at a
 distractor question drawn from another row of the same dataset. All pairs are shuffled and inserted after randomly
-chosen sentence or line ends (``.``, ``?``, newline), exactly as the official generator writes them (raw, not
-JSON-escaped, followed by ``.``), and the prompt names the head of chain 0 as the start key.
+chosen insertion points, written as the official generator writes them (raw, not JSON-escaped, followed by ``.``),
+and the prompt names the head of chain 0 as the start key.
+
+Insertion points (``keychain.insert_at``): ``sentence_end`` (default) is ``.``, ``?`` or ``!`` followed by
+whitespace, or a line end that does not close a ``Passage N:`` label, so a pair never splits a number (``4.02``)
+or a passage's label from its title. ``any_stopper`` is the official generator's rule: after any ``.``, ``?`` or
+newline.
 
 Speed: insertion is one pass over the context (sorted cut points, one join); the finished prompts are tokenised once,
 in a single batched call, to record their length.
@@ -16,6 +21,7 @@ import argparse
 import itertools
 import json
 import logging
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -45,7 +51,10 @@ KEYCHAIN_SCHEMA = pa.schema(
     ]
 )
 
-STOPPERS = frozenset("\n.?")
+STOPPERS = frozenset("\n.?")  # the official generator's insertion characters (insert_at: any_stopper)
+INSERT_AT = ("sentence_end", "any_stopper")
+_SENTENCE_END = re.compile(r"[.?!](?=\s)|\n")
+_PASSAGE_LABEL = re.compile(r"Passage \d+:$")
 
 
 def num_chains(length: int, chains_per_1k: int = 1) -> int:
@@ -86,9 +95,24 @@ def chain_pairs(chains: list[list[str]], questions: list[str]) -> list[str]:
     return pairs
 
 
-def insert_pairs(context: str, pairs: list[str], rng) -> str:
-    """Insert each pair after a distinct, randomly chosen stopper character (one pass, one join)."""
-    candidates = [i for i, ch in enumerate(context) if ch in STOPPERS]
+def insertion_points(context: str, insert_at: str = "sentence_end") -> list[int]:
+    """Indices of the characters a pair may follow (see the module docstring)."""
+    if insert_at == "any_stopper":
+        return [i for i, ch in enumerate(context) if ch in STOPPERS]
+    if insert_at != "sentence_end":
+        raise ValueError(f"keychain.insert_at: {insert_at!r} is not one of {INSERT_AT}")
+    points = []
+    for m in _SENTENCE_END.finditer(context):
+        i = m.start()
+        if context[i] == "\n" and _PASSAGE_LABEL.search(context, context.rfind("\n", 0, i) + 1, i):
+            continue
+        points.append(i)
+    return points
+
+
+def insert_pairs(context: str, pairs: list[str], rng, insert_at: str = "sentence_end") -> str:
+    """Insert each pair after a distinct, randomly chosen insertion point (one pass, one join)."""
+    candidates = insertion_points(context, insert_at)
     if len(candidates) < len(pairs):
         raise ValueError(f"context has {len(candidates)} sentence/line ends but {len(pairs)} pairs must be inserted")
     positions = sorted(rng.sample(candidates, len(pairs)))
@@ -136,6 +160,7 @@ def build_keychain_rows(
     quote_start_key: bool,
     system: str | None,
     seed: int,
+    insert_at: str = "sentence_end",
 ) -> list[dict[str, Any]]:
     """KeyChain rows for every filled row; prompt token counts come from one batched tokenisation."""
     n_chains = num_chains(length, chains_per_1k)
@@ -146,7 +171,10 @@ def build_keychain_rows(
         chains = make_chains(rng, n_chains, chain_length, key_format)
         distractors = pick_distractors(rng, row["question"], pool, n_chains - 1)
         pairs = chain_pairs(chains, [row["question"], *distractors])
-        context = insert_pairs(row["context"], pairs, rng)
+        try:
+            context = insert_pairs(row["context"], pairs, rng, insert_at)
+        except ValueError as exc:
+            raise ValueError(f"KeyChain row {row['id']} (length {length}): {exc}") from exc
         out.append(
             {
                 "id": row["id"],
@@ -186,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         quote_start_key=p["quote_start_key"],
         system=system_prompt(args.system_prompt),
         seed=args.seed,
+        insert_at=p["insert_at"],
     )
     write_parquet(rows, args.output, KEYCHAIN_SCHEMA)
     toks = [r["prompt_tokens"] for r in rows]

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from loongrl.answers import normalize_answer
 from loongrl.cli import setup_logging
 from loongrl.io import DataError, read_rows, write_parquet
 from loongrl.schemas import RAW_SCHEMA
@@ -42,6 +43,15 @@ def _nonempty_str(row: dict, key: str, path: Path, rid: Any) -> str:
     return value
 
 
+def _gold_answer(row: dict, path: Path, qid: str) -> str:
+    """The gold answer: a row whose answer is empty, or has no words after SQuAD normalisation, can never be
+    rewarded (an empty prediction never matches), so it is an input error rather than a silent dead example."""
+    answer = _nonempty_str(row, "answer", path, qid)
+    if not normalize_answer(answer):
+        raise DataError(path, qid, "answer", f"{answer!r} has no words after SQuAD normalisation")
+    return answer
+
+
 def normalise_hotpot_like(row: dict, dataset: str, path: Path, index: int) -> dict[str, Any]:
     """HotpotQA and 2WikiMultihopQA share the layout ``_id, question, answer, context=[[title, [sents]]]``."""
     rid = row.get("_id", f"#{index}") if isinstance(row, dict) else f"#{index}"
@@ -49,7 +59,7 @@ def normalise_hotpot_like(row: dict, dataset: str, path: Path, index: int) -> di
         raise DataError(path, rid, "<row>", f"expected an object, got {type(row).__name__}")
     qid = _nonempty_str(row, "_id", path, rid)
     question = _nonempty_str(row, "question", path, qid)
-    answer = _require(row, "answer", str, path, rid=qid)
+    answer = _gold_answer(row, path, qid)
     context = _require(row, "context", list, path, rid=qid)
     if not context:
         raise DataError(path, qid, "context", "no documents")
@@ -90,7 +100,7 @@ def normalise_musique(row: dict, path: Path, index: int) -> dict[str, Any] | Non
     if row.get("answerable", True) is False:
         return None
     question = _nonempty_str(row, "question", path, qid)
-    answer = _require(row, "answer", str, path, rid=qid)
+    answer = _gold_answer(row, path, qid)
     aliases = row.get("answer_aliases") or []
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise DataError(path, qid, "answer_aliases", "expected a list of strings")
@@ -108,7 +118,7 @@ def normalise_musique(row: dict, path: Path, index: int) -> dict[str, Any] | Non
         docs.append({"title": p["title"], "text": p["paragraph_text"]})
         if p.get("is_supporting") and p["title"] not in gold:
             gold.append(p["title"])
-    answers = [answer] + [a for a in aliases if a != answer]
+    answers = [answer] + [a for a in aliases if a != answer and normalize_answer(a)]  # blank aliases add nothing
     return {
         "id": qid,
         "dataset": "musique",

@@ -96,14 +96,51 @@ def ifeval_scorer(books: list[Path], work: Path):
     return process_results
 
 
+FOLLOWUP_MAX_NEW_TOKENS = 128  # the answer-extraction call after a chain of thought [LongBench pred.py]
+FOLLOWUP_MARK = "\n\n[answer call]\n"
+
+
+def followups(
+    rows: list[dict[str, Any]], completions: list[list[Completion]], backend: InferenceBackend, params: SamplingParams
+) -> list[list[Completion | None]]:
+    """The second call of a two-pass (CoT) prompt: for every completion of a row whose ``meta.followup`` template
+    has ``$COT$``, one more generation that sees that chain of thought (LongBench v2's 0-shot CoT setting).
+
+    Rows without a follow-up get None per completion. The follow-up keeps the row's system prompt and sampling
+    temperature, with ``FOLLOWUP_MAX_NEW_TOKENS`` new tokens.
+    """
+    prompts, where = [], []
+    for i, (row, comps) in enumerate(zip(rows, completions, strict=True)):
+        template = json.loads(row["meta"]).get("followup")
+        if template:
+            system = [m for m in row["prompt"] if m["role"] == "system"]
+            for k, c in enumerate(comps):
+                user = template.replace("$COT$", c.text.strip())
+                prompts.append([*system, {"role": "user", "content": user}])
+                where.append((i, k))
+    out: list[list[Completion | None]] = [[None] * len(c) for c in completions]
+    if prompts:
+        second = SamplingParams(
+            n=1,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_new_tokens=FOLLOWUP_MAX_NEW_TOKENS,
+            seed=params.seed,
+        )
+        for (i, k), comps in zip(where, backend.generate_detailed(prompts, second), strict=True):
+            out[i][k] = comps[0]
+    return out
+
+
 def evaluate(
     rows: list[dict[str, Any]], backend: InferenceBackend, params: SamplingParams, ifeval=None
 ) -> list[dict[str, Any]]:
     completions: list[list[Completion]] = backend.generate_detailed([r["prompt"] for r in rows], params)
+    answers = followups(rows, completions, backend, params)
     out = []
-    for row, comps in zip(rows, completions, strict=True):
-        for k, c in enumerate(comps):
-            pred, scores = score_one(row, c.text, ifeval)
+    for row, comps, answer_calls in zip(rows, completions, answers, strict=True):
+        for k, (c, a) in enumerate(zip(comps, answer_calls, strict=True)):
+            pred, scores = score_one(row, c.text if a is None else a.text, ifeval)
             out.append(
                 {
                     "id": row["id"],
@@ -113,8 +150,8 @@ def evaluate(
                     "sample": k,
                     "prompt_tokens": row["prompt_tokens"],
                     "input_truncated": row["input_truncated"],
-                    "completion": c.text,
-                    "completion_tokens": c.tokens,
+                    "completion": c.text if a is None else c.text + FOLLOWUP_MARK + a.text,
+                    "completion_tokens": c.tokens + (a.tokens if a else 0),
                     "hit_cap": c.hit_cap,
                     "extracted": pred,
                     "score": scores[METRICS[row["metric"]].primary],
@@ -155,10 +192,13 @@ def _stats(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summarize(samples: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, Any]:
-    """Per task, per (task, length), NIAH per (length, depth), and LongBench per input-length bucket."""
+    """Per task, per (task, length), NIAH per (length, depth), LongBench per input-length bucket, and per any
+    grouping a task row names in ``meta.groups`` (LongBench v2: difficulty, length bucket)."""
     groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for x in samples:
         groups["task"][x["task"]].append(x)
+        for kind, value in json.loads(x["meta"]).get("groups", {}).items():
+            groups[kind][value].append(x)
         if x["length"]:
             groups["task_length"][f"{x['task']}@{x['length']}"].append(x)
         if x["benchmark"] == "niah":
@@ -177,8 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", type=Path, required=True, help="HF model folder")
     ap.add_argument("--model-name", required=True, help="label in tables (base, warmup, stage1, ...)")
     ap.add_argument("--tasks", type=Path, required=True, help="task parquet from loongrl.eval.tasks")
-    ap.add_argument("--params", required=True, help="JSON of the config's eval section")
-    ap.add_argument("--max-new-tokens", type=int, default=None, help="override (RULER uses 8,192 [spec §4])")
+    ap.add_argument("--params", required=True, help="JSON of the run settings (backend, batch size, YaRN)")
+    ap.add_argument("--decoding", required=True, help="JSON of the cell's decoding (eval.registry: Benchmark.decoding)")
     ap.add_argument("--books", type=Path, nargs="*", default=[], help="book folders (IFEval's Punkt model)")
     ap.add_argument("--gpus", type=int, default=0)
     ap.add_argument("--seed", type=int, default=42)
@@ -187,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     setup_logging()
     p = json.loads(args.params)
-    dec = p["decoding"]
+    dec = json.loads(args.decoding)
     rows = read_parquet(args.tasks)
     if not rows:
         raise ValueError(f"{args.tasks}: no task rows")
@@ -195,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         n=1 if dec["greedy"] else dec["n"],
         temperature=0.0 if dec["greedy"] else dec["temperature"],
         top_p=dec["top_p"],
-        max_new_tokens=args.max_new_tokens or dec["max_new_tokens"],
+        max_new_tokens=dec["max_new_tokens"],
         seed=args.seed,
     )
     longest = max(r["prompt_tokens"] for r in rows)

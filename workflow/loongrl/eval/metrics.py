@@ -3,6 +3,7 @@
 * LongBench v1 ``qa_f1_score`` [THUDM/LongBench ``LongBench/metrics.py``]: SQuAD normalisation (lowercase, drop
   punctuation, drop articles, collapse spaces), bag-of-tokens F1, max over the gold answers.
 * Two-way substring EM: the paper's headline LongBench metric (Table 5's last row equals Table 2's LoongRL row).
+* Word-level EM: the training reward's default rule (``loongrl.answers``), reported beside it, never instead of it.
 * RULER ``string_match_all`` / ``string_match_part`` [NVIDIA/RULER ``scripts/eval/synthetic/constants.py``]:
   case-insensitive reference-in-prediction, averaged over references / maxed over references.
 * Needle-in-a-haystack: a deterministic replacement for Kamradt's GPT judge (token recall of the needle's answer).
@@ -21,8 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from loongrl.answers import contains_match, normalize_answer
-from loongrl.verifiers import answer_region, choice_reward, extract_boxed, math_reward
+from loongrl.answers import answer_match, contains_match, hedge, normalize_answer
+from loongrl.verifiers import answer_region, boxed_spans, choice_reward, extract_boxed, math_reward
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
@@ -57,6 +58,11 @@ def exact_match(prediction: str, answers: Sequence[str]) -> float:
 def sub_em(prediction: str, answers: Sequence[str]) -> float:
     """Two-way substring exact match after normalisation (the paper's verifier and headline metric)."""
     return float(contains_match(prediction, answers, mode="two_way"))
+
+
+def word_em(prediction: str, answers: Sequence[str]) -> float:
+    """The training reward's default rule: a contiguous run of words either way, hedges scoring 0."""
+    return float(answer_match(prediction, answers, "words") and not hedge(prediction, answers))
 
 
 def ruler_postprocess(prediction: str) -> str:
@@ -110,6 +116,7 @@ def _longbench_qa(row: dict[str, Any], text: str, _: Any) -> Scored:
     answers = row["answers"]
     return pred, {
         "sub_em": sub_em(pred, answers),
+        "word_em": word_em(pred, answers),
         "qa_f1": longbench_qa_f1(pred, answers),
         "exact_match": exact_match(pred, answers),
     }
@@ -149,6 +156,38 @@ def _ifeval(row: dict[str, Any], text: str, ifeval: Any) -> Scored:
     }
 
 
+_STATED = re.compile(r"The correct answer is", re.IGNORECASE)
+_PAREN_LETTER = re.compile(r"\(([A-D])\)")
+_LETTER = re.compile(r"(?<![A-Za-z])([A-D])(?![A-Za-z])")
+
+
+def extract_choice(text: str) -> str | None:
+    """The letter a completion answers, or None when it states none or several.
+
+    The answer region is the text after the final ``</think>``; the answer is the last ``\\boxed{...}``, else the
+    text after the last "The correct answer is" (``pred.py``'s pattern, ``*`` removed). Several distinct letters
+    there (``(A) or (B)``) are no answer. Parenthesised letters win over bare ones, so ``(B) A cat`` answers B.
+    """
+    region = answer_region(text).replace("*", "")
+    spans = boxed_spans(region)
+    if spans:
+        stated = spans[-1][2]
+    else:
+        found = list(_STATED.finditer(region))
+        if not found:
+            return None
+        stated = region[found[-1].end() :].split("\n", 1)[0]
+    letters = set(_PAREN_LETTER.findall(stated)) or set(_LETTER.findall(stated))
+    return letters.pop() if len(letters) == 1 else None
+
+
+def _longbench_v2(row: dict[str, Any], text: str, _: Any) -> Scored:
+    """LongBench v2 accuracy [``result.py``], and the ``compensated`` variant (an unparsable answer counts 0.25)."""
+    letter = extract_choice(text)
+    acc = float(letter == row["answers"][0])
+    return letter or "", {"accuracy": acc, "accuracy_compensated": 0.25 if letter is None else acc}
+
+
 METRICS: dict[str, Metric] = {
     "longbench_qa": Metric("sub_em", _longbench_qa),
     "niah": Metric("needle_recall", _on_region("needle_recall", needle_recall)),
@@ -157,6 +196,8 @@ METRICS: dict[str, Metric] = {
     "choice": Metric("accuracy", _on_box(choice_reward)),
     "math": Metric("accuracy", _on_box(math_reward)),
     "ifeval": Metric("prompt_level_strict_acc", _ifeval),
+    "longbench_v2": Metric("accuracy", _longbench_v2),
+    "longbench_v2_compensated": Metric("accuracy_compensated", _longbench_v2),
 }
 
 

@@ -1,10 +1,10 @@
 """The one table of benchmarks. Rules, the config checks, the task builder CLI, evaluate and the report read it.
 
 A benchmark is a name with: the eval config sections its builder reads (``settings``; only those become the
-builder job's params, so adding a model reruns no builder), the input it is built from (``data``), whether it has
-one cell per context length (``per_length``), the config section whose ``max_new_tokens`` caps its generation,
-its builder, and the metric families of ``loongrl.eval.metrics.METRICS`` its rows use. Adding a benchmark means
-one builder module and one entry here.
+builder job's params, so adding a model reruns no builder), the input it is built from (``data``), its cells in the
+matrix (``cells``: ``all``, one per context length, or one per length bucket), its builder, the metric families of
+``loongrl.eval.metrics.METRICS`` its rows use, and its decoding (``decoding``: the shared ``eval.decoding`` with the
+benchmark's own generation cap and overrides). Adding a benchmark means one builder module and one entry here.
 """
 
 from __future__ import annotations
@@ -14,35 +14,59 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loongrl.eval import longbench, short, synthetic
+from loongrl.eval import longbench, longbench_v2, short, synthetic
 
 
 @dataclass(frozen=True)
 class BuildRequest:
     """What a builder gets: its input files or folders, the tokenizer, its settings, the system prompt, the cell's
-    context length (0 for benchmarks without length cells) and the seed."""
+    context length (0 for benchmarks without length cells), the cell's name and the seed."""
 
     inputs: list[Path]
     tokenizer: Any
     settings: dict[str, Any]
     system: str | None
     length: int = 0
+    cell: str = "all"
     seed: int = 42
+
+
+def one_cell(ev: dict[str, Any]) -> list[str]:
+    return ["all"]
+
+
+def shared_decoding(ev: dict[str, Any]) -> dict[str, Any]:
+    return dict(ev["decoding"])
 
 
 @dataclass(frozen=True)
 class Benchmark:
     name: str
     settings: tuple[str, ...]
-    data: str  # "longbench" (the LongBench files), "books" (+ RULER's QA files), "short" (one official file)
+    data: str  # "longbench" / "longbench_v2" (official files), "books" (+ RULER's QA files), "short" (one file)
     build: Callable[[BuildRequest], list[dict[str, Any]]]
     metrics: tuple[str, ...]
-    per_length: bool = False
-    cap_section: str = "decoding"
+    cells: Callable[[dict[str, Any]], list[str]] = one_cell
+    decoding: Callable[[dict[str, Any]], dict[str, Any]] = shared_decoding
 
-    def cells(self, ev: dict[str, Any]) -> list[str]:
-        """The cells of this benchmark in the eval matrix: ``L<n>`` per configured length, or ``all``."""
-        return [f"L{n}" for n in ev[self.name]["lengths"]] if self.per_length else ["all"]
+
+def length_cells(name: str) -> Callable[[dict[str, Any]], list[str]]:
+    """One cell per configured context length, ``L<n>``."""
+    return lambda ev: [f"L{n}" for n in ev[name]["lengths"]]
+
+
+def own_cap(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The shared decoding with the benchmark's own generation cap (NIAH, RULER: 8,192 new tokens [spec §4])."""
+    return lambda ev: {**ev["decoding"], "max_new_tokens": ev[name]["max_new_tokens"]}
+
+
+def longbench_v2_decoding(ev: dict[str, Any]) -> dict[str, Any]:
+    """Avg@5 [spec §4]: reasoning models sample at T=0.6; non-reasoning baselines (``eval.decoding.greedy``) use
+    the official CoT setting, sampled at T=0.1."""
+    lb2 = ev["longbench_v2"]
+    dec = {**ev["decoding"], "n": lb2["n"], "max_new_tokens": lb2["max_new_tokens"], "greedy": False}
+    dec["temperature"] = lb2["cot_temperature"] if ev["decoding"]["greedy"] else lb2["temperature"]
+    return dec
 
 
 def _longbench(req: BuildRequest) -> list[dict[str, Any]]:
@@ -69,6 +93,21 @@ def _ruler(req: BuildRequest) -> list[dict[str, Any]]:
     )
 
 
+def _longbench_v2(req: BuildRequest) -> list[dict[str, Any]]:
+    lb2 = req.settings["longbench_v2"]
+    src = Path(req.inputs[0])
+    return longbench_v2.build(
+        longbench_v2.load(src / "data.json" if src.is_dir() else src),
+        req.tokenizer,
+        bucket=req.cell,
+        max_input_tokens=lb2["max_input_tokens"],
+        system=req.system,
+        cot=req.settings["decoding"]["greedy"],
+        compensated=lb2["compensated"],
+        max_rows=lb2["max_rows"],
+    )
+
+
 def _short(name: str) -> Callable[[BuildRequest], list[dict[str, Any]]]:
     def build(req: BuildRequest) -> list[dict[str, Any]]:
         return short.build(name, req.inputs, req.system, req.settings["short"]["max_rows"])
@@ -80,9 +119,24 @@ BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (
         Benchmark("longbench", ("longbench", "validation"), "longbench", _longbench, ("longbench_qa",)),
-        Benchmark("niah", ("niah",), "books", _niah, ("niah",), cap_section="niah"),
         Benchmark(
-            "ruler", ("ruler",), "books", _ruler, ("ruler_all", "ruler_part"), per_length=True, cap_section="ruler"
+            "longbench_v2",
+            ("longbench_v2", "decoding"),
+            "longbench_v2",
+            _longbench_v2,
+            ("longbench_v2", "longbench_v2_compensated"),
+            cells=lambda ev: list(ev["longbench_v2"]["buckets"]),
+            decoding=longbench_v2_decoding,
+        ),
+        Benchmark("niah", ("niah",), "books", _niah, ("niah",), decoding=own_cap("niah")),
+        Benchmark(
+            "ruler",
+            ("ruler",),
+            "books",
+            _ruler,
+            ("ruler_all", "ruler_part"),
+            cells=length_cells("ruler"),
+            decoding=own_cap("ruler"),
         ),
         Benchmark("mmlu", ("short",), "short", _short("mmlu"), ("choice",)),
         Benchmark("math500", ("short",), "short", _short("math500"), ("math",)),
@@ -134,6 +188,11 @@ def config_errors(config: dict[str, Any]) -> list[str]:
     for b in SHORT:
         if b not in ev["short"].get(short_key, {}):
             msgs.append(f"config key 'eval.short.{short_key}.{b}': missing for eval.short.source")
+    lb2 = ev["longbench_v2"]
+    if lb2["source"] == "download" and "url" not in lb2:
+        msgs.append("config key 'eval.longbench_v2.url': required when eval.longbench_v2.source is 'download'")
+    if lb2["source"] == "local" and "local_file" not in lb2:
+        msgs.append("config key 'eval.longbench_v2.local_file': required when eval.longbench_v2.source is 'local'")
     room = ev["niah"]["reserve"] + 64
     for length in ev["niah"]["lengths"]:
         if length <= room:

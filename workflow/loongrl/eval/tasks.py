@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tokenizer", type=Path, required=True)
     ap.add_argument("--params", required=True, help="JSON of the eval settings the benchmark reads")
     ap.add_argument("--length", type=int, default=0, help="context length (benchmarks with length cells)")
+    ap.add_argument("--cell", default="all", help="the cell of the eval matrix (L<n>, a length bucket, or all)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--output", type=Path, required=True)
     args = ap.parse_args(argv)
@@ -47,7 +48,9 @@ def main(argv: list[str] | None = None) -> None:
         write_parquet(rows, args.output, MIXTURE_SCHEMA)
         log.info("validation slice: %d rows -> %s", len(rows), args.output)
         return
-    req = BuildRequest(inputs=args.input, tokenizer=tok, settings=p, system=system, length=args.length, seed=args.seed)
+    req = BuildRequest(
+        inputs=args.input, tokenizer=tok, settings=p, system=system, length=args.length, cell=args.cell, seed=args.seed
+    )
     rows = BENCHMARKS[args.benchmark].build(req)
     write_parquet(finish(rows, tok), args.output, EVAL_SCHEMA)
     log.info("%s: %d task rows -> %s", args.benchmark, len(rows), args.output)

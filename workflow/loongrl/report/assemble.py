@@ -1,6 +1,6 @@
 """The final report: every table and figure, and ``report.md`` tying them together (``python -m loongrl.report``).
 
-Tables (markdown in ``report.md`` and one CSV each for ``snakemake --report``): Table 2, Table 3, Table 7, the
+Tables (markdown in ``report.md`` and one CSV each for ``snakemake --report``): Table 2, Table 3, Table 6, Table 7, the
 scorer table, Tables 4 and 5 when ``eval.ablations`` defines them, truncation accounting and the contamination
 check. Figures: see ``loongrl.report.figures``.
 """
@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -22,6 +23,7 @@ from loongrl.report.tables import (
     BUCKETS,
     LB_TASKS,
     SHORT,
+    T6_COLUMNS,
     contamination_md,
     csv_table,
     load_summaries,
@@ -29,9 +31,11 @@ from loongrl.report.tables import (
     ruler_lengths,
     table2,
     table3,
+    table6,
     table7,
     truncation_md,
 )
+from loongrl.verifiers import SUSPECT_METRIC as SUSPECT
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,12 @@ def build_report(
             {m: table3(by_model[m], ruler_cols) for m in order},
             paper["table3"],
         ),
+        "table6": (
+            "Table 6: LongBench v2 (Avg@n; accuracy)",
+            T6_COLUMNS,
+            {m: table6(by_model[m]) for m in order},
+            paper["table6"],
+        ),
         "table7": (
             "Table 7: RULER by context length",
             t7_cols,
@@ -80,12 +90,17 @@ def build_report(
             paper["table7"],
         ),
         "scorers": (
-            "Scorers on the same LongBench completions (LongBench qa_f1 / exact match / two-way EM)",
+            "Scorers on the same LongBench completions (LongBench qa_f1 / exact match / two-way EM / word-level EM)",
             sc_cols,
             {
                 f"{m} [{name}]": table2(by_model[m], metric)
                 for m in order
-                for name, metric in (("qa_f1", "qa_f1"), ("EM", "exact_match"), ("sub-EM", "sub_em"))
+                for name, metric in (
+                    ("qa_f1", "qa_f1"),
+                    ("EM", "exact_match"),
+                    ("sub-EM", "sub_em"),
+                    ("word-EM", "word_em"),
+                )
             },
             paper["table5"],
         ),
@@ -126,6 +141,7 @@ def build_report(
         p = fig_dir / "training_curves.png"
         training_plot(rows, p, label)
         written["training_curves"] = p
+        md.append(monitor_md(rows))
     if mixtures:
         p = fig_dir / "data_lengths.png"
         lengths_plot({Path(x).stem: read_parquet(x) for x in mixtures}, p, label)
@@ -168,3 +184,27 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def monitor_md(metrics: dict[str, list[dict[str, Any]]]) -> str:
+    """Per stage: mean reward and the hack monitor's suspect share at the first and last logged steps."""
+
+    def share(row: dict[str, Any]) -> str:
+        v = row.get(SUSPECT)
+        return "–" if v is None else f"{100 * v:.0f}%"
+
+    lines = [
+        "### Reward monitor\n",
+        "Suspect = a rewarded QA answer that the strict rule (word-level match, hedges rejected) would reject, or a "
+        "fragment of the gold. A rising share is the first sign of reward hacking.\n",
+        "| stage | steps | reward first → last | suspect first → last |",
+        "|---|---|---|---|",
+    ]
+    for stage, rows in metrics.items():
+        if rows:
+            first, last = rows[0], rows[-1]
+            lines.append(
+                f"| {stage} | {len(rows)} | {first.get('reward', 0):.3f} → {last.get('reward', 0):.3f} "
+                f"| {share(first)} → {share(last)} |"
+            )
+    return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ from typing import Any
 
 from loongrl.io import atomic_path
 from loongrl.report.tables import Cell
+from loongrl.verifiers import SUSPECT_METRIC as SUSPECT
 
 
 def _plt():
@@ -75,15 +76,21 @@ def ruler_plot(models: dict[str, dict[int, Cell]], paper: dict, path: Path, labe
 
 
 def training_plot(metrics: dict[str, list[dict[str, Any]]], path: Path, label: str) -> None:
+    """Reward, the hack monitor's suspect share (beside it: a rising line is the first sign of reward hacking) and
+    the mean response length per step, stages concatenated. Steps with no rewarded QA answer leave a gap."""
     plt = _plt()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2))
+    fig, (a, h, b) = plt.subplots(1, 3, figsize=(12, 3.2))
     offset = 0
+    nan = float("nan")
     for stage, rows in metrics.items():
         steps = [offset + r["step"] for r in rows]
         a.plot(steps, [r.get("reward") for r in rows], marker=".", label=stage)
+        h.plot(steps, [nan if r.get(SUSPECT) is None else 100 * r[SUSPECT] for r in rows], marker=".", label=stage)
         b.plot(steps, [r.get("completions/mean_length") for r in rows], marker=".", label=stage)
         offset = steps[-1] if steps else offset
     a.set(xlabel="step (stages concatenated)", ylabel="mean reward", title="Training reward")
+    h.set(xlabel="step (stages concatenated)", ylabel="% of rewarded QA answers", title="Suspect rewarded answers")
+    h.set_ylim(0, 100)
     b.set(xlabel="step (stages concatenated)", ylabel="tokens", title="Mean response length")
     a.legend(fontsize=7)
     _save(fig, path, label)

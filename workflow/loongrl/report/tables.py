@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from loongrl.eval import evaluate, longbench
+from loongrl.eval import evaluate, longbench, longbench_v2
 from loongrl.eval.registry import SHORT
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,33 @@ def table2(s: dict[str, dict[str, Any]], metric: str | None = None) -> dict[str,
     for b in SHORT:
         row[b] = _get((s.get(f"{b}.all") or {}).get("overall"))
     row["short_avg"] = _avg([row[b] for b in SHORT])
+    return row
+
+
+T6_COLUMNS = ["overall", *longbench_v2.DIFFICULTIES, *longbench_v2.LENGTHS, *longbench_v2.TASK_TYPES.values()]
+
+
+def pooled(stats: list[dict[str, Any] | None]) -> Cell:
+    """Stats of several cells as one: means weighted by samples (Avg@n over every row of every cell)."""
+    stats = [x for x in stats if x]
+    if not stats:
+        return Cell(None)
+    n = sum(x["samples"] for x in stats)
+    score = sum(x["score"] * x["samples"] for x in stats) / n
+    return Cell(score, sum(x["hit_cap_share"] * x["samples"] for x in stats) / n)
+
+
+def table6(s: dict[str, dict[str, Any]]) -> dict[str, Cell]:
+    """LongBench v2 (Avg@n): overall, by difficulty, by length bucket and by task type, pooled over the cells."""
+    cells = [summ for key, summ in s.items() if key.startswith("longbench_v2.")]
+    row = {"overall": pooled([c["overall"] for c in cells])}
+    for kind, cols in (
+        ("difficulty", longbench_v2.DIFFICULTIES),
+        ("length_bucket", longbench_v2.LENGTHS),
+        ("task", longbench_v2.TASK_TYPES.values()),
+    ):
+        for col in cols:
+            row[col] = pooled([c.get(f"by_{kind}", {}).get(col) for c in cells])
     return row
 
 

@@ -27,9 +27,9 @@ from typing import Any
 from loongrl.cli import setup_logging
 from loongrl.inference import pick_device
 from loongrl.io import atomic_path, write_json
-from loongrl.train.rewards import make_reward_fns
-from loongrl.train.tracking import finish_tracking, git_commit, start_tracking
-from loongrl.verifiers import Guards
+from loongrl.train.rewards import HackMonitor, make_reward_fns
+from loongrl.train.tracking import finish_tracking, git_commit, log_mlflow_metrics, start_tracking
+from loongrl.verifiers import REWARDED_METRIC, SUSPECT_METRIC, RewardRules
 
 log = logging.getLogger(__name__)
 
@@ -166,17 +166,30 @@ def truncate_metrics(path: Path, step: int) -> None:
         tmp.write_text("".join(line + "\n" for line in keep))
 
 
-def metrics_callback(path: Path):
-    """A TrainerCallback appending every logged step's metrics to a JSONL file (flushed per line)."""
+def metrics_callback(path: Path, monitor: HackMonitor | None = None):
+    """A TrainerCallback appending every logged step's metrics to a JSONL file (flushed per line).
+
+    With a ``monitor``, each training step's row also gets ``reward/suspect_frac`` (the share of rewarded QA answers
+    that look gamed; null, NaN in MLflow, when none was rewarded) and ``reward/qa_rewarded`` (how many were), which
+    also go to the active MLflow run. The monitor is emptied at every log, so completions
+    scored for the validation slice (logged separately, as ``eval_*``) never count towards a training step.
+    """
     from transformers import TrainerCallback
 
     class JsonlMetrics(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
+            frac, rewarded = monitor.pop() if monitor is not None else (None, 0)
             if not logs or ("loss" not in logs and "reward" not in logs):
                 return
             row = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, int | float)}}
-            with path.open("a") as fh:
-                fh.write(json.dumps(row, sort_keys=True) + "\n")
+            if monitor is not None:
+                row[SUSPECT_METRIC], row[REWARDED_METRIC] = frac, rewarded
+                log_mlflow_metrics(
+                    {SUSPECT_METRIC: math.nan if frac is None else frac, REWARDED_METRIC: rewarded}, state.global_step
+                )
+            if state.is_world_process_zero:
+                with path.open("a") as fh:
+                    fh.write(json.dumps(row, sort_keys=True) + "\n")
 
     return JsonlMetrics()
 
@@ -269,8 +282,10 @@ def run_stage(
         select_best=eval_path is not None,
     )
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+    monitor = None
     if reward_funcs is None:
-        reward_funcs = make_reward_fns(Guards(enabled=train["reward_guards"]))
+        monitor = HackMonitor()
+        reward_funcs = make_reward_fns(RewardRules.from_config(train["reward"]), monitor)
     trainer = GRPOTrainer(
         model=str(model_path),
         reward_funcs=reward_funcs,
@@ -278,7 +293,7 @@ def run_stage(
         train_dataset=load_mixture(data_path),
         eval_dataset=load_mixture(eval_path) if eval_path else None,
         processing_class=tokenizer,
-        callbacks=[metrics_callback(metrics_path)],
+        callbacks=[metrics_callback(metrics_path, monitor)],
     )
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     tmp = output_dir.with_name(output_dir.name + ".partial")

@@ -2,7 +2,9 @@
 
 Each row of ``REWARDS`` is (data_source prefix, reward family, verifier). Adding a data source to the mixture means
 adding one row here. TRL gets one reward function per family (``make_reward_fns``), so it logs
-``rewards/reward_<family>/mean`` beside its KL, entropy and length metrics with no extra logging code.
+``rewards/reward_<family>/mean`` beside its KL, entropy and length metrics with no extra logging code. QA families
+also feed a ``HackMonitor``: the share of rewarded answers that look gamed, logged per step as
+``reward/suspect_frac``.
 """
 
 from __future__ import annotations
@@ -10,19 +12,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from loongrl.verifiers import NO_GUARDS, Guards, choice_reward, math_reward, qa_reward, retrieval_reward
+from loongrl.verifiers import (
+    DEFAULT_RULES,
+    RewardRules,
+    choice_reward,
+    math_reward,
+    qa_reward,
+    retrieval_reward,
+    suspect,
+)
 
-Verifier = Callable[[str, Sequence[str], Guards], float]
+Verifier = Callable[[str, Sequence[str], RewardRules], float]
 
 REWARDS: tuple[tuple[str, str, Verifier], ...] = (
     ("keychain_", "keychain", qa_reward),
     ("plain_qa_", "plain_qa", qa_reward),
-    ("retrieval_multivalue", "retrieval", lambda c, a, g: retrieval_reward(c, a, require_all=True, guards=g)),
-    ("retrieval_multikey", "retrieval", lambda c, a, g: retrieval_reward(c, a, require_all=False, guards=g)),
-    ("math_choice", "math_choice", lambda c, a, g: choice_reward(c, a[0])),
-    ("dapo_math", "dapo_math", lambda c, a, g: math_reward(c, a[0])),
+    ("retrieval_multivalue", "retrieval", lambda c, a, r: retrieval_reward(c, a, require_all=True, guards=r.guards)),
+    ("retrieval_multikey", "retrieval", lambda c, a, r: retrieval_reward(c, a, require_all=False, guards=r.guards)),
+    ("math_choice", "math_choice", lambda c, a, r: choice_reward(c, a[0])),
+    ("dapo_math", "dapo_math", lambda c, a, r: math_reward(c, a[0])),
 )
 FAMILIES = tuple(dict.fromkeys(fam for _, fam, _ in REWARDS))
+MONITORED = ("keychain", "plain_qa")  # free-text answers: the ones a substring rule can be gamed on
 
 
 def _entry(data_source: str) -> tuple[str, str, Verifier]:
@@ -37,9 +48,9 @@ def family(data_source: str) -> str:
     return _entry(data_source)[1]
 
 
-def score(data_source: str, completion: str, answers: Sequence[str], guards: Guards = NO_GUARDS) -> float:
+def score(data_source: str, completion: str, answers: Sequence[str], rules: RewardRules = DEFAULT_RULES) -> float:
     """The reward of one completion, by the verifier its ``data_source`` maps to."""
-    return _entry(data_source)[2](completion, answers, guards)
+    return _entry(data_source)[2](completion, answers, rules)
 
 
 def completion_text(completion: Any) -> str:
@@ -49,19 +60,39 @@ def completion_text(completion: Any) -> str:
     return "".join(m.get("content", "") for m in completion)
 
 
-def make_reward_fn(guards: Guards = NO_GUARDS):
+class HackMonitor:
+    """Counts rewarded QA completions and the suspect ones among them, between two logged steps."""
+
+    def __init__(self) -> None:
+        self.rewarded = 0
+        self.suspect = 0
+
+    def record(self, completion: str, answers: Sequence[str], reward: float) -> None:
+        if reward > 0:
+            self.rewarded += 1
+            self.suspect += suspect(completion, answers, reward)
+
+    def pop(self) -> tuple[float | None, int]:
+        """(suspect share, rewarded count) since the last pop, and reset; the share is None when nothing was
+        rewarded."""
+        out = (self.suspect / self.rewarded if self.rewarded else None, self.rewarded)
+        self.rewarded = self.suspect = 0
+        return out
+
+
+def make_reward_fn(rules: RewardRules = DEFAULT_RULES):
     """A TRL ``reward_funcs`` callable: columns ``data_source`` and ``answers`` arrive as keyword lists."""
 
     def loongrl_reward(completions, data_source, answers, **_: Any) -> list[float]:
         return [
-            score(src, completion_text(c), list(ans), guards)
+            score(src, completion_text(c), list(ans), rules)
             for c, src, ans in zip(completions, data_source, answers, strict=True)
         ]
 
     return loongrl_reward
 
 
-def make_reward_fns(guards: Guards = NO_GUARDS) -> list:
+def make_reward_fns(rules: RewardRules = DEFAULT_RULES, monitor: HackMonitor | None = None) -> list:
     """One TRL reward function per family, each returning None for other families' rows.
 
     TRL sums the functions' rewards (ignoring None) and logs each function's mean and std under
@@ -71,10 +102,17 @@ def make_reward_fns(guards: Guards = NO_GUARDS) -> list:
     for fam in FAMILIES:
 
         def reward(completions, data_source, answers, _fam=fam, **_: Any) -> list[float | None]:
-            return [
-                score(src, completion_text(c), list(ans), guards) if family(src) == _fam else None
-                for c, src, ans in zip(completions, data_source, answers, strict=True)
-            ]
+            out: list[float | None] = []
+            for c, src, ans in zip(completions, data_source, answers, strict=True):
+                if family(src) != _fam:
+                    out.append(None)
+                    continue
+                text, golds = completion_text(c), list(ans)
+                value = score(src, text, golds, rules)
+                if monitor is not None and _fam in MONITORED:
+                    monitor.record(text, golds, value)
+                out.append(value)
+            return out
 
         reward.__name__ = f"reward_{fam}"
         fns.append(reward)

@@ -19,18 +19,18 @@ from loongrl.inference import InferenceBackend, SamplingParams, make_backend, pi
 from loongrl.io import read_parquet, write_json, write_parquet
 from loongrl.schemas import MIXTURE_SCHEMA
 from loongrl.train.rewards import score
-from loongrl.verifiers import NO_GUARDS, Guards
+from loongrl.verifiers import DEFAULT_RULES, RewardRules
 
 log = logging.getLogger(__name__)
 
 
 def solved_counts(
-    rows: list[dict[str, Any]], backend: InferenceBackend, params: SamplingParams, guards: Guards = NO_GUARDS
+    rows: list[dict[str, Any]], backend: InferenceBackend, params: SamplingParams, rules: RewardRules = DEFAULT_RULES
 ) -> list[int]:
     """How many of each row's ``params.n`` rollouts the verifier accepts."""
     completions = backend.generate([r["prompt"] for r in rows], params)
     return [
-        sum(score(r["data_source"], c, r["answers"], guards) >= 1.0 for c in comps)
+        sum(score(r["data_source"], c, r["answers"], rules) >= 1.0 for c in comps)
         for r, comps in zip(rows, completions, strict=True)
     ]
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         max_new_tokens=train["max_completion_length"],
         seed=args.seed,
     )
-    solved = solved_counts(rows, backend, params, Guards(enabled=train["reward_guards"]))
+    solved = solved_counts(rows, backend, params, RewardRules.from_config(train["reward"]))
     kept, stats = select_unsolved(rows, solved, args.n)
     if not kept:
         raise ValueError(f"every example of {args.data} was solved {args.n}/{args.n}; nothing left for stage II")

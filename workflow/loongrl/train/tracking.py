@@ -50,3 +50,11 @@ def git_commit() -> str:
         ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, check=False
     )
     return res.stdout.strip() or "unknown"
+
+
+def log_mlflow_metrics(values: dict[str, float], step: int) -> None:
+    """Log metrics to the active MLflow run, if there is one."""
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.log_metrics(values, step=step)

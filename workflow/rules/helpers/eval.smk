@@ -1,3 +1,5 @@
+import re
+
 # Helpers of the evaluation rules: the matrix, inputs and settings of each builder and evaluate job.
 
 
@@ -53,6 +55,11 @@ def eval_task_inputs(wildcards):
     bench = BENCHMARKS[wildcards.bench]
     if bench.data == "longbench":
         return longbench_inputs()
+    if bench.data == "longbench_v2":
+        lb2 = EVAL["longbench_v2"]
+        if lb2["source"] == "download":
+            return ["resources/eval/longbench_v2/MANIFEST.json"]
+        return [lb2["local_file"]]
     if bench.data == "books":
         qa = ruler_qa_files().values() if "ruler" in bench.settings else []
         return [eval_books_dir(), *qa]
@@ -71,11 +78,17 @@ def eval_task_params(b):
 
 
 def eval_run_params():
-    """The generation settings of an evaluate job (decoding, engine, YaRN)."""
-    keys = ["backend", "gpu_memory_utilization", "batch_size", "decoding", "yarn"]
+    """The engine settings of an evaluate job (backend, memory, batch size, YaRN)."""
+    keys = ["backend", "gpu_memory_utilization", "batch_size", "yarn"]
     return as_json({k: EVAL[k] for k in keys})
 
 
-def eval_max_new_tokens(wildcards):
-    """The generation cap of a cell: its benchmark's own section (NIAH, RULER) or the shared decoding one."""
-    return EVAL[BENCHMARKS[wildcards.bench].cap_section]["max_new_tokens"]
+def eval_decoding(wildcards):
+    """The decoding of a cell: the shared eval.decoding with its benchmark's cap and overrides (registry)."""
+    return as_json(BENCHMARKS[wildcards.bench].decoding(EVAL))
+
+
+def cell_length(wildcards):
+    """The context length of an ``L<n>`` cell, 0 for any other cell."""
+    m = re.fullmatch(r"L(\d+)", wildcards.cell)
+    return int(m.group(1)) if m else 0
