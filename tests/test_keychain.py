@@ -20,6 +20,8 @@ from loongrl.prompts import LOONGRL_SYSTEM_PROMPT
 
 PAIR = re.compile(r'\{"([0-9a-f-]{8,36})": "(.*?)"\}\.')
 LENGTH = 16384
+# The paper-era chain settings: 4 keys per chain, one chain per 1K tokens, full UUID keys, quoted start key.
+CHAINS = {"chain_length": 4, "chains_per_1k": 1, "key_format": "uuid4", "quote_start_key": True}
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +49,9 @@ def synthesized(raw_rows, qwen_tokenizer):
             [r["question"] for r in rows],
             qwen_tokenizer,
             length=LENGTH,
-            chain_length=4,
-            chains_per_1k=1,
-            key_format="uuid4",
-            quote_start_key=True,
             system=LOONGRL_SYSTEM_PROMPT,
             seed=42,
+            **CHAINS,
         )
         out[ds] = {"plain": plain_rows, "plain_stats": plain_stats, "keychain": kc, "pool": plain}
     return out
@@ -148,18 +147,7 @@ def test_sentence_end_points():
 def test_too_few_sentence_ends_names_the_row(synthesized, qwen_tokenizer):
     row = {**synthesized["hotpotqa"]["plain"][0], "context": "no sentence ends at all here"}
     with pytest.raises(ValueError, match=f"KeyChain row {row['id']} .*sentence/line ends"):
-        build_keychain_rows(
-            [row],
-            ["q1", "q2"],
-            qwen_tokenizer,
-            length=1024,
-            chain_length=2,
-            chains_per_1k=1,
-            key_format="hex8",
-            quote_start_key=True,
-            system=None,
-            seed=1,
-        )
+        build_keychain_rows([row], ["q1", "q2"], qwen_tokenizer, length=1024, system=None, seed=1, **CHAINS)
 
 
 def test_insert_pairs_after_stoppers():

@@ -168,12 +168,13 @@ def test_cot_setting_makes_a_second_answer_call(qwen_tokenizer):
     cot = [[Completion("The report says Strasbourg hosted it.", 8, False)], [Completion("Bridges...", 3, True)]]
     answers = [[Completion("The correct answer is (B)", 6, False)], [Completion("The correct answer is (A)", 6, False)]]
     backend = ScriptedBackend(cot, answers)
-    samples = evaluate.evaluate(rows, backend, SamplingParams(n=1, temperature=0.1, max_new_tokens=99, seed=3))
+    params = SamplingParams(n=1, temperature=0.1, max_new_tokens=99, seed=3)
+    samples = evaluate.evaluate(rows, backend, params, followup_max_new_tokens=128)
     assert [s["score"] for s in samples] == [1.0, 0.0]
     second_prompts, second_params = backend.calls[1]
     assert "Let’s think step by step: The report says Strasbourg hosted it.\n\n" in second_prompts[0][-1]["content"]
     assert "<text>" not in second_prompts[0][-1]["content"]  # the answer call does not see the text again
-    assert second_params.max_new_tokens == evaluate.FOLLOWUP_MAX_NEW_TOKENS and second_params.temperature == 0.1
+    assert second_params.max_new_tokens == 128 and second_params.temperature == 0.1
     assert samples[0]["completion"].endswith("[answer call]\nThe correct answer is (B)")
     assert samples[1]["hit_cap"] and samples[1]["completion_tokens"] == 3 + 6
 
@@ -184,6 +185,7 @@ def test_decoding_per_model_kind():
     ev = yaml.safe_load((ROOT / "config.yaml").read_text())["eval"]
     reasoning = longbench_v2_decoding(ev)
     assert (reasoning["n"], reasoning["temperature"], reasoning["greedy"]) == (5, 0.6, False)  # Avg@5 at T=0.6
+    assert reasoning["followup_max_new_tokens"] == 128
     baseline = longbench_v2_decoding({**ev, "decoding": {**ev["decoding"], "greedy": True}})
     assert (baseline["n"], baseline["temperature"], baseline["greedy"]) == (5, 0.1, False)  # CoT at T=0.1
     assert BENCHMARKS["longbench_v2"].cells(ev) == ["short", "medium", "long"]

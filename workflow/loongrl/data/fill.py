@@ -53,13 +53,21 @@ FILLED_SCHEMA = pa.schema(
 class PassageCost:
     """Token cost of ``Passage i:\\n`` headers and separators, measured once with the real tokenizer."""
 
+    BLOCK = 1024  # headers are counted in blocks of indices, on first use
+
     def __init__(self, tokenizer):
-        # Qwen-style tokenizers split digits one by one, so header cost depends on the digit count only.
-        self.header = {d: count_tokens_batch(tokenizer, [f"Passage {10 ** (d - 1)}:\n"])[0] for d in range(1, 8)}
+        # Counted per index, not per digit count: only some tokenizers (Qwen's) split every digit, others (GPT-2
+        # style BPE) merge digit runs, so "Passage 10:" and "Passage 99:" can differ in length.
+        self.tokenizer = tokenizer
+        self.header: list[int] = [0]  # index 0 is unused
         self.sep = count_tokens_batch(tokenizer, ["\n\n"])[0]
 
     def __call__(self, index: int, doc_tokens: int) -> int:
-        return doc_tokens + self.header[len(str(index))] + self.sep
+        while index >= len(self.header):
+            start = len(self.header)
+            texts = [f"Passage {i}:\n" for i in range(start, start + self.BLOCK)]
+            self.header += count_tokens_batch(self.tokenizer, texts)
+        return doc_tokens + self.header[index] + self.sep
 
 
 def fill_example(

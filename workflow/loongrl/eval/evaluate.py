@@ -96,18 +96,21 @@ def ifeval_scorer(books: list[Path], work: Path):
     return process_results
 
 
-FOLLOWUP_MAX_NEW_TOKENS = 128  # the answer-extraction call after a chain of thought [LongBench pred.py]
 FOLLOWUP_MARK = "\n\n[answer call]\n"
 
 
 def followups(
-    rows: list[dict[str, Any]], completions: list[list[Completion]], backend: InferenceBackend, params: SamplingParams
+    rows: list[dict[str, Any]],
+    completions: list[list[Completion]],
+    backend: InferenceBackend,
+    params: SamplingParams,
+    max_new_tokens: int,
 ) -> list[list[Completion | None]]:
     """The second call of a two-pass (CoT) prompt: for every completion of a row whose ``meta.followup`` template
     has ``$COT$``, one more generation that sees that chain of thought (LongBench v2's 0-shot CoT setting).
 
     Rows without a follow-up get None per completion. The follow-up keeps the row's system prompt and sampling
-    temperature, with ``FOLLOWUP_MAX_NEW_TOKENS`` new tokens.
+    temperature, with ``max_new_tokens`` new tokens (the cell's ``followup_max_new_tokens``).
     """
     prompts, where = [], []
     for i, (row, comps) in enumerate(zip(rows, completions, strict=True)):
@@ -124,7 +127,7 @@ def followups(
             n=1,
             temperature=params.temperature,
             top_p=params.top_p,
-            max_new_tokens=FOLLOWUP_MAX_NEW_TOKENS,
+            max_new_tokens=max_new_tokens,
             seed=params.seed,
         )
         for (i, k), comps in zip(where, backend.generate_detailed(prompts, second), strict=True):
@@ -133,10 +136,14 @@ def followups(
 
 
 def evaluate(
-    rows: list[dict[str, Any]], backend: InferenceBackend, params: SamplingParams, ifeval=None
+    rows: list[dict[str, Any]],
+    backend: InferenceBackend,
+    params: SamplingParams,
+    ifeval=None,
+    followup_max_new_tokens: int = 0,
 ) -> list[dict[str, Any]]:
     completions: list[list[Completion]] = backend.generate_detailed([r["prompt"] for r in rows], params)
-    answers = followups(rows, completions, backend, params)
+    answers = followups(rows, completions, backend, params, followup_max_new_tokens)
     out = []
     for row, comps, answer_calls in zip(rows, completions, answers, strict=True):
         for k, (c, a) in enumerate(zip(comps, answer_calls, strict=True)):
@@ -253,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="loongrl-nltk-") as work:
         ifeval = ifeval_scorer(args.books, Path(work)) if any(r["metric"] == "ifeval" for r in rows) else None
-        samples = evaluate(rows, backend, params, ifeval)
+        samples = evaluate(rows, backend, params, ifeval, dec.get("followup_max_new_tokens", 0))
     write_parquet(samples, args.samples, SAMPLE_SCHEMA)
     info = {
         "model": args.model_name,

@@ -65,6 +65,7 @@ def longbench_v2_decoding(ev: dict[str, Any]) -> dict[str, Any]:
     the official CoT setting, sampled at T=0.1."""
     lb2 = ev["longbench_v2"]
     dec = {**ev["decoding"], "n": lb2["n"], "max_new_tokens": lb2["max_new_tokens"], "greedy": False}
+    dec["followup_max_new_tokens"] = lb2["answer_max_new_tokens"]
     dec["temperature"] = lb2["cot_temperature"] if ev["decoding"]["greedy"] else lb2["temperature"]
     return dec
 

@@ -79,7 +79,7 @@ def training_plot(metrics: dict[str, list[dict[str, Any]]], path: Path, label: s
     """Reward, the hack monitor's suspect share (beside it: a rising line is the first sign of reward hacking) and
     the mean response length per step, stages concatenated. Steps with no rewarded QA answer leave a gap."""
     plt = _plt()
-    fig, (a, h, b) = plt.subplots(1, 3, figsize=(12, 3.2))
+    fig, (a, h, b) = plt.subplots(1, 3, figsize=(12, 3.2), sharex=True)
     offset = 0
     nan = float("nan")
     for stage, rows in metrics.items():
