@@ -104,6 +104,7 @@ def followups(
     completions: list[list[Completion]],
     backend: InferenceBackend,
     params: SamplingParams,
+    *,
     max_new_tokens: int,
 ) -> list[list[Completion | None]]:
     """The second call of a two-pass (CoT) prompt: for every completion of a row whose ``meta.followup`` template
@@ -139,11 +140,12 @@ def evaluate(
     rows: list[dict[str, Any]],
     backend: InferenceBackend,
     params: SamplingParams,
+    *,
     ifeval=None,
     followup_max_new_tokens: int = 0,
 ) -> list[dict[str, Any]]:
     completions: list[list[Completion]] = backend.generate_detailed([r["prompt"] for r in rows], params)
-    answers = followups(rows, completions, backend, params, followup_max_new_tokens)
+    answers = followups(rows, completions, backend, params, max_new_tokens=followup_max_new_tokens)
     out = []
     for row, comps, answer_calls in zip(rows, completions, answers, strict=True):
         for k, (c, a) in enumerate(zip(comps, answer_calls, strict=True)):
@@ -260,7 +262,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="loongrl-nltk-") as work:
         ifeval = ifeval_scorer(args.books, Path(work)) if any(r["metric"] == "ifeval" for r in rows) else None
-        samples = evaluate(rows, backend, params, ifeval, dec.get("followup_max_new_tokens", 0))
+        samples = evaluate(
+            rows, backend, params, ifeval=ifeval, followup_max_new_tokens=dec.get("followup_max_new_tokens", 0)
+        )
     write_parquet(samples, args.samples, SAMPLE_SCHEMA)
     info = {
         "model": args.model_name,
