@@ -36,7 +36,7 @@ test: lint
 	pytest
 
 bench: install
-	python benchmarks/keychain_throughput.py
+	python benchmarks/synthesis_throughput.py
 
 bench-learning: install
 	python benchmarks/learning.py

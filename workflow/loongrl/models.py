@@ -27,40 +27,12 @@ from pathlib import Path
 
 from loongrl.cli import setup_logging
 from loongrl.io import atomic_path
+from loongrl.tokens import QWEN2_PATTERN, QWEN25_SPECIAL_TOKENS
 
 log = logging.getLogger(__name__)
 
 TINY_MODEL = "tiny-qwen2"
 
-# Qwen2's pre-tokenizer split pattern (the regex of Qwen2.5's tokenizer.json).
-QWEN2_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-# Qwen2.5's added tokens, ids 151643.. in this order.
-QWEN25_SPECIAL_TOKENS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-    "<tool_call>",
-    "</tool_call>",
-    "<|fim_prefix|>",
-    "<|fim_middle|>",
-    "<|fim_suffix|>",
-    "<|fim_pad|>",
-    "<|repo_name|>",
-    "<|file_sep|>",
-]
 # ChatML as Qwen2.5-Instruct renders it (default system message when none is given; no tool support).
 QWEN25_CHAT_TEMPLATE = (
     "{%- if messages[0]['role'] == 'system' %}"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from loongrl.tokens import count_tokens
+
 LOONGRL_SYSTEM_PROMPT = (
     "A conversation between User and Assistant. The User asks a question, and the Assistant solves it. "
     "The Assistant first thinks about the reasoning process in the mind and then provides the User with the answer. "
@@ -72,7 +74,5 @@ def chat_token_counts(tokenizer, conversations: list[list[dict[str, str]]]) -> l
 
 
 def count_tokens_batch(tokenizer, texts: list[str]) -> list[int]:
-    """Token counts of many texts in one batched (parallel, Rust-side) call."""
-    if not texts:
-        return []
-    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    """Exact token counts of many texts: tiktoken for the Qwen2.5 vocabulary, else one batched HF call."""
+    return count_tokens(tokenizer, texts)

@@ -82,7 +82,7 @@ rule eval_tasks:
         "logs/eval/tasks/{bench}.{cell}.log",
     conda:
         "../../envs/data.yaml"
-    threads: 2
+    threads: 8
     resources:
         mem_mb=16000,
         runtime="12h",
@@ -94,7 +94,7 @@ rule eval_tasks:
     shell:
         "python -m loongrl.eval.tasks {wildcards.bench} --input {params.src} --tokenizer {input.tokenizer} "
         "--params {params.cfg:q} --length {params.length} --cell {wildcards.cell} --seed {params.seed} "
-        "--output {output} > {log} 2>&1"
+        "--threads {threads} --output {output} > {log} 2>&1"
 
 
 rule eval_validation:

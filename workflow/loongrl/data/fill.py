@@ -4,9 +4,10 @@ Each question keeps all of its own documents and is padded with filler documents
 token budget is reached; passages are rendered in the official ``Passage i:`` format. Gold positions are random per
 example (the official fixed-seed shuffle is available as ``placement: fixed_shuffle``).
 
-Speed: every document's token count was computed once (by ``split``), so filling only adds integers; the assembled
-prompt is tokenised exactly once (all examples in one batched call) to record its true length, and an example is
-re-counted only in the rare case that the additive estimate overshot the budget.
+Speed: every document's token count was computed once (by ``split``), so filling only adds integers. For the Qwen2.5
+vocabulary those sums are the exact prompt length (``PassageCost``), and no prompt is tokenised at all; for other
+tokenizers the assembled prompts are tokenised once (one batched call) and an example is re-counted only in the
+rare case that the additive estimate overshot the budget.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import json
 import logging
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from loongrl.prompts import (
 )
 from loongrl.rng import example_rng
 from loongrl.schemas import QA_FIELDS
+from loongrl.tokens import counter_for
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +54,64 @@ FILLED_SCHEMA = pa.schema(
 
 
 class PassageCost:
-    """Token cost of ``Passage i:\\n`` headers and separators, measured once with the real tokenizer."""
+    """Token cost of passage ``index``: its ``Passage i:\\n`` header plus the counted ``title\\ntext\\n\\n``.
+
+    For the Qwen2.5 vocabulary the pieces add up exactly (``tokens.Counter.splits_at_line_starts``: each piece
+    starts with a letter right after a newline), so a prompt's length is known without tokenising it. Other
+    tokenizers get an estimate that fill checks with one real count.
+    """
 
     BLOCK = 1024  # headers are counted in blocks of indices, on first use
 
     def __init__(self, tokenizer):
         # Counted per index, not per digit count: only some tokenizers (Qwen's) split every digit, others (GPT-2
         # style BPE) merge digit runs, so "Passage 10:" and "Passage 99:" can differ in length.
-        self.tokenizer = tokenizer
+        self.counter = counter_for(tokenizer)
         self.header: list[int] = [0]  # index 0 is unused
-        self.sep = count_tokens_batch(tokenizer, ["\n\n"])[0]
 
     def __call__(self, index: int, doc_tokens: int) -> int:
         while index >= len(self.header):
             start = len(self.header)
-            texts = [f"Passage {i}:\n" for i in range(start, start + self.BLOCK)]
-            self.header += count_tokens_batch(self.tokenizer, texts)
-        return doc_tokens + self.header[index] + self.sep
+            self.header += self.counter([f"Passage {i}:\n" for i in range(start, start + self.BLOCK)])
+        return doc_tokens + self.header[index]
+
+
+def additive_title(title: str) -> bool:
+    """A title that starts a new pre-token after ``Passage i:\\n`` (not empty, not a line break)."""
+    return bool(title) and title[0] not in "\r\n"
+
+
+@dataclass(frozen=True)
+class PromptFrame:
+    """The plain-QA prompt around its context, for exact additive counts: ``prefix + passages + tail``.
+
+    ``prefix`` is the chat template up to the first passage; the tail starts at ``Question:``, the ``\\n\\n``
+    before it being counted with the last passage.
+    """
+
+    prefix: int
+    tails: dict[str, int]
+
+    @classmethod
+    def build(cls, tokenizer, rows: list[dict[str, Any]], system: str | None) -> PromptFrame | None:
+        counter = counter_for(tokenizer)
+        if not counter.splits_at_line_starts:
+            return None
+        mark = "\x00context\x00"
+        texts = [
+            tokenizer.apply_chat_template(
+                plain_messages(r["question"], mark, system), tokenize=False, add_generation_prompt=True
+            )
+            for r in rows
+        ]
+        heads, tails = zip(*(t.split(mark) for t in texts), strict=True) if texts else ((), ())
+        if any(
+            not h.endswith("\n") or not t.startswith("\n\n") or not t[2:3].isalpha()
+            for h, t in zip(heads, tails, strict=True)
+        ):
+            return None  # a template that does not put the context on its own lines: count prompts for real
+        counts = counter([heads[0], *(t[2:] for t in tails)]) if texts else [0]
+        return cls(counts[0], dict(zip([r["id"] for r in rows], counts[1:], strict=True)))
 
 
 def fill_example(
@@ -143,10 +187,17 @@ def fill_rows(
     """Fill every row to ``length``; returns the filled rows and stats (skips, budget, token range)."""
     cost = PassageCost(tokenizer)
     limit = length - reserve
+    frame = PromptFrame.build(tokenizer, rows, system) if budget_scope == "prompt" else None
     overhead = count_prompt_tokens(tokenizer, plain_messages("", "", system)) if budget_scope == "prompt" else 0
+    question_tokens = dict(
+        zip([r["id"] for r in rows], count_tokens_batch(tokenizer, [r["question"] for r in rows]), strict=True)
+    )
     out, skipped, built = [], [], []
     for row in rows:
-        budget = limit - overhead - (len(tokenizer(row["question"])["input_ids"]) if budget_scope == "prompt" else 0)
+        if frame is not None:
+            budget = limit - frame.prefix - frame.tails[row["id"]]
+        else:
+            budget = limit - overhead - (question_tokens[row["id"]] if budget_scope == "prompt" else 0)
         picked = fill_example(
             row, fillers, budget, cost, rng=example_rng(seed, row["id"], length), placement=placement, seed=seed
         )
@@ -155,7 +206,18 @@ def fill_rows(
             continue
         built.append((row, picked[0]))
     contexts = [join_passages(docs) for _, docs in built]
-    if budget_scope == "prompt":
+    if frame is not None:  # exact by construction; examples with an odd title are counted for real
+        counts = [
+            frame.prefix + frame.tails[r["id"]] + sum(cost(i, d["n_tokens"]) for i, d in enumerate(docs, 1))
+            if all(additive_title(d["title"]) for d in docs)
+            else None
+            for r, docs in built
+        ]
+        odd = [k for k, n in enumerate(counts) if n is None]
+        convs = [plain_messages(built[k][0]["question"], contexts[k], system) for k in odd]
+        for k, n in zip(odd, chat_token_counts(tokenizer, convs), strict=True):
+            counts[k] = n
+    elif budget_scope == "prompt":
         convs = [plain_messages(r["question"], c, system) for (r, _), c in zip(built, contexts, strict=True)]
         counts = chat_token_counts(tokenizer, convs)
     else:

@@ -31,8 +31,12 @@ FILLER_SCHEMA = pa.schema([("title", pa.string()), ("text", pa.string()), ("n_to
 
 
 def doc_text(doc: dict[str, str]) -> str:
-    """The part of a passage whose length is counted once: ``title\\ntext``."""
-    return f"{doc['title']}\n{doc['text']}"
+    """The part of a passage whose length is counted once: ``title\\ntext`` and the ``\\n\\n`` that follows it.
+
+    The separator is counted with the passage because a passage ending in punctuation shares a token with it
+    (Qwen's ``.\\n\\n``); counted this way the pieces of a prompt add up exactly (see ``fill.PassageCost``).
+    """
+    return f"{doc['title']}\n{doc['text']}\n\n"
 
 
 def keep_mask(

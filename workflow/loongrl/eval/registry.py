@@ -20,7 +20,7 @@ from loongrl.eval import longbench, longbench_v2, short, synthetic
 @dataclass(frozen=True)
 class BuildRequest:
     """What a builder gets: its input files or folders, the tokenizer, its settings, the system prompt, the cell's
-    context length (0 for benchmarks without length cells), the cell's name and the seed."""
+    context length (0 for benchmarks without length cells), the cell's name, the seed and the CPU threads it may use."""
 
     inputs: list[Path]
     tokenizer: Any
@@ -29,6 +29,7 @@ class BuildRequest:
     length: int = 0
     cell: str = "all"
     seed: int = 42
+    threads: int = 1
 
 
 def one_cell(ev: dict[str, Any]) -> list[str]:
@@ -90,7 +91,13 @@ def _niah(req: BuildRequest) -> list[dict[str, Any]]:
 
 def _ruler(req: BuildRequest) -> list[dict[str, Any]]:
     return synthetic.build_ruler(
-        req.inputs, req.tokenizer, req.settings["ruler"], length=req.length, system=req.system, seed=req.seed
+        req.inputs,
+        req.tokenizer,
+        req.settings["ruler"],
+        length=req.length,
+        system=req.system,
+        seed=req.seed,
+        threads=req.threads,
     )
 
 

@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--length", type=int, default=0, help="context length (benchmarks with length cells)")
     ap.add_argument("--cell", default="all", help="the cell of the eval matrix (L<n>, a length bucket, or all)")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--threads", type=int, default=1, help="worker processes for builders that spread examples")
     ap.add_argument("--output", type=Path, required=True)
     args = ap.parse_args(argv)
     setup_logging()
@@ -49,7 +50,14 @@ def main(argv: list[str] | None = None) -> None:
         log.info("validation slice: %d rows -> %s", len(rows), args.output)
         return
     req = BuildRequest(
-        inputs=args.input, tokenizer=tok, settings=p, system=system, length=args.length, cell=args.cell, seed=args.seed
+        inputs=args.input,
+        tokenizer=tok,
+        settings=p,
+        system=system,
+        length=args.length,
+        cell=args.cell,
+        seed=args.seed,
+        threads=args.threads,
     )
     rows = BENCHMARKS[args.benchmark].build(req)
     write_parquet(finish(rows, tok), args.output, EVAL_SCHEMA)
