@@ -79,3 +79,36 @@ def test_eval_model_references_are_checked():
     cfg["eval"]["extra_models"] = {"nokc": "/runs/nokc/results/train/stage2/model"}
     cfg["eval"]["ablations"] = {"table4": {"no KeyChain": "nokc", "LoongRL": "stage2"}}
     validate_config(cfg)
+
+
+def test_paper_config_uses_real_sources(paper):
+    """The shipped config downloads math and books; the shipped samples are the local profiles' business."""
+    cfg = validate_config(copy.deepcopy(paper))
+    assert cfg["math"]["source"] == "download" and cfg["retrieval"]["source"] == "download"
+    for key in ("dapo", "math_choice"):
+        spec = cfg["math"][key]
+        assert spec["url"].startswith("https://") and len(spec["sha256"]) == 64
+    assert "/resolve/main/" not in cfg["math"]["dapo"]["url"]  # a pinned revision, not a moving branch
+    assert len(set(cfg["retrieval"]["gutenberg_ids"])) >= 40
+    local = load_config(ROOT / "config.yaml", ROOT / "profiles/local/config.tiny.yaml")
+    assert local["math"]["source"] == "local" and local["retrieval"]["source"] == "local"
+
+
+def test_local_source_too_small_fails_at_config_load(paper, monkeypatch):
+    monkeypatch.chdir(ROOT)  # config paths are relative to the project root, as Snakemake runs there
+    cfg = copy.deepcopy(paper)
+    cfg["math"]["source"] = "local"  # 300 shipped rows each, but the paper mixture asks for 2,500
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    msg = str(err.value)
+    assert "config key 'math.dapo.local_file'" in msg and "holds 300 rows" in msg and "dapo_math asks for 2500" in msg
+    assert "config key 'math.math_choice.local_file'" in msg
+    cfg = copy.deepcopy(paper)
+    cfg["raw_qa"]["source"] = "local"  # a few hundred sample questions vs 5,000 per dataset
+    with pytest.raises(ConfigError, match=r"config key 'split.plain_questions': hotpotqa has \d+ questions"):
+        validate_config(cfg)
+    cfg = copy.deepcopy(paper)
+    cfg["math"]["source"] = "local"
+    cfg["math"]["dapo"]["local_file"] = "nowhere.parquet"
+    with pytest.raises(ConfigError, match=r"config key 'math\.dapo\.local_file': nowhere\.parquet does not exist"):
+        validate_config(cfg)

@@ -64,7 +64,7 @@ class FakeBackend:
     def __init__(self, outs):
         self.outs = outs
 
-    def generate_detailed(self, prompts, params):
+    def generate_detailed(self, prompts, params, seeds=None):
         return [self.outs[i % len(self.outs)] for i in range(len(prompts))]
 
 

@@ -112,7 +112,7 @@ class ScriptedBackend:
     def __init__(self, first, second):
         self.first, self.second, self.calls = first, second, []
 
-    def generate_detailed(self, prompts, params):
+    def generate_detailed(self, prompts, params, seeds=None):
         self.calls.append((prompts, params))
         script = self.first if len(self.calls) == 1 else self.second
         return [script[i] for i in range(len(prompts))]

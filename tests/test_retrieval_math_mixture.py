@@ -6,7 +6,7 @@ import re
 import pytest
 from conftest import SAMPLES
 from loongrl.books import read_book
-from loongrl.data.math_data import dapo_rows, load_records, mathqa_rows, parse_options
+from loongrl.data.math_data import count_records, dapo_rows, load_records, mathqa_rows, parse_options
 from loongrl.data.mixture import build_mixture, data_card, preflight
 from loongrl.data.retrieval import build
 from loongrl.io import DataError, write_parquet
@@ -45,6 +45,27 @@ def test_retrieval_tasks(retrieval_rows):
         assert "PROJECT GUTENBERG" not in r["user_prompt"].upper()
 
 
+def test_retrieval_rows_record_their_haystack(retrieval_rows):
+    from loongrl.books import paragraphs, strip_gutenberg
+    from loongrl.data.retrieval import passage_stats
+
+    books = {p.name: read_book(p) for p in sorted((SAMPLES / "gutenberg").glob("*.txt"))}
+
+    for r in retrieval_rows:
+        ps = paragraphs(strip_gutenberg(books[r["book"]]))
+        assert r["book_passages"] == len(ps)
+        first = ps[r["passage_start"]]
+        last = ps[(r["passage_start"] + r["passages"] - 1) % len(ps)]
+        assert first[:60] in r["user_prompt"] and last[-60:] in r["user_prompt"]
+    stats = passage_stats(retrieval_rows)
+    assert stats["examples"] == 6 and stats["passages_used"] == sum(r["passages"] for r in retrieval_rows)
+    assert 0 < stats["distinct_passages"] <= stats["passages_used"]
+    twice = passage_stats(retrieval_rows + retrieval_rows)
+    assert (
+        twice["distinct_passages"] == stats["distinct_passages"] and twice["distinct_share"] < stats["distinct_share"]
+    )
+
+
 def test_mathqa_both_option_layouts():
     assert parse_options("a ) 38 , b ) 27.675 , c ) 30 , d ) data inadequate , e ) none of these") == [
         "38",
@@ -58,8 +79,10 @@ def test_mathqa_both_option_layouts():
         "6 inches",
         "5 inches",
     ]
-    records, where = load_records("local", str(SAMPLES / "mathqa/test.sample.json"), None)
-    rows = mathqa_rows(records, where)
+    where = SAMPLES / "mathqa/test.sample.json"
+    records = load_records(where)
+    assert count_records(where) == len(records) == 300
+    rows = mathqa_rows(records, str(where))
     assert len(rows) == len(records)
     r = rows[0]
     assert (
@@ -81,8 +104,10 @@ def test_mathqa_bad_row_named():
 
 
 def test_dapo_rows_dedupe_and_validate():
-    records, where = load_records("local", str(SAMPLES / "dapo_math_17k/dapo_math_17k.sample.parquet"), None)
-    rows = dapo_rows(records + records[:5], where)
+    where = SAMPLES / "dapo_math_17k/dapo_math_17k.sample.parquet"
+    records = load_records(where)
+    assert count_records(where) == len(records) == 300
+    rows = dapo_rows(records + records[:5], str(where))
     assert len(rows) == len({r["prompt"][-1]["content"] for r in records})
     assert all(r["answers"][0] for r in rows)
     with pytest.raises(DataError, match=r"reward_model\.ground_truth"):

@@ -25,7 +25,7 @@ class _Scripted:
     def __init__(self, good):
         self.good = good
 
-    def generate(self, prompts, params):
+    def generate(self, prompts, params, seeds=None):
         out = []
         for i, _ in enumerate(prompts):
             right, wrong = r"</think>\boxed{Paris}", r"</think>\boxed{Rome}"
@@ -69,3 +69,47 @@ def test_per_family_reward_functions_partition_the_batch():
     table = [f(completions=comps, data_source=srcs, answers=answers) for f in fns]
     assert table[0] == [1.0, None, None] and table[3] == [None, 1.0, None] and table[2] == [None, None, 1.0]
     assert all(v is None for v in table[1] + table[4])
+
+
+class _SeedDependent:
+    """Solves a row in as many rollouts as its seed says, so results depend on seeding and nothing else."""
+
+    def generate(self, prompts, params, seeds=None):
+        assert seeds is not None and len(seeds) == len(prompts)
+        right, wrong = r"</think>\boxed{Paris}", r"</think>\boxed{Rome}"
+        return [[right] * (s % (params.n + 1)) + [wrong] * (params.n - s % (params.n + 1)) for s in seeds]
+
+
+def test_sharded_stage2_selection_equals_one_job(tmp_path):
+    from loongrl.io import shard_rows
+    from loongrl.train.stage2 import SOLVED_SCHEMA, select_from_counts
+
+    rows = [_row(i, "keychain_hotpotqa" if i % 2 else "plain_qa_musique", "Paris") for i in range(11)]
+    data = tmp_path / "stage1.parquet"
+    write_parquet(rows, data, MIXTURE_SCHEMA)
+    params = SamplingParams(n=4, seed=9)
+
+    def counts(shards: int) -> list:
+        paths = []
+        for k in range(shards):
+            part = shard_rows(rows, k, shards)
+            solved = solved_counts(part, _SeedDependent(), params)
+            path = tmp_path / f"{shards}-{k}.parquet"
+            write_parquet(
+                [{"id": r["id"], "solved": s, "n": 4} for r, s in zip(part, solved, strict=True)], path, SOLVED_SCHEMA
+            )
+            paths.append(path)
+        return paths
+
+    outs = {}
+    for shards in (1, 3):
+        out, stats = tmp_path / f"kept{shards}.parquet", tmp_path / f"stats{shards}.json"
+        select_from_counts(data, counts(shards), output=out, stats_path=stats)
+        outs[shards] = (out.read_bytes(), stats.read_bytes())
+    assert outs[1] == outs[3]
+    kept = read_parquet(tmp_path / "kept1.parquet")
+    assert 0 < len(kept) < len(rows)  # the seeds split the rows into solved and unsolved
+    import pytest
+
+    with pytest.raises(ValueError, match="no solved count"):
+        select_from_counts(data, counts(3)[:2], output=tmp_path / "x.parquet", stats_path=tmp_path / "x.json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,12 +66,26 @@ def test_slurm_profile_dry_run_paper_scale(tmp_path):
     out = snakemake("-n", "--profile", "profiles/slurm", "all", cwd=work)
     text = out.stdout + out.stderr
     counts = job_counts(text)
-    assert counts["download_raw_qa"] == 3 and counts["filter_source"] == 3 and counts["split"] == 3
+    assert counts["download_raw_qa"] == 3 and counts["split"] == 3
+    # the filter scatters over filter.shards GPU jobs per dataset, each asking for its tensor-parallel GPUs, and
+    # nothing reaches a GPU before check_inputs has passed
+    assert counts["filter_source"] == 3 * 8 and counts["gather_filter"] == 3 and counts["check_inputs"] == 1
+    jobs = re.findall(r"^rule (\w+):\n((?:    .*\n)+)", text, re.MULTILINE)
+    filter_jobs = [body for rule, body in jobs if rule == "filter_source"]
+    assert len(filter_jobs) == 24 and all(re.search(r"\bgpu=4\b", b.replace(" ", "")) for b in filter_jobs)
+    assert {re.search(r"wildcards: dataset=\w+, shard=(\d+)", b).group(1) for b in filter_jobs} == {
+        str(i) for i in range(8)
+    }
+    order = [rule for rule, _ in jobs]
+    assert order.index("check_inputs") < min(order.index(r) for r in ("filter_source", "train_stage", "evaluate"))
+    # real sources by default: math and books come from download rules, not from data/samples
+    assert counts["download_math"] == 2 and counts["download_books"] == 1
+    assert "data/samples" not in "".join(body for rule, body in jobs if rule in ("math_data", "build_retrieval"))
     assert counts["fill_context"] == 3 * 6 * 2  # datasets x lengths (4K..128K) x pools
     assert counts["insert_keychain"] == 3 * 6
     assert counts["download_model"] == 2  # policy (7B) and filter (32B)
     assert counts["build_mixture"] == 2 and counts["preflight"] == 1
-    assert counts["train_stage"] == 3 and counts["select_stage2"] == 1
+    assert counts["train_stage"] == 3 and counts["stage2_rollouts"] == 4 and counts["select_stage2"] == 1
     # the eval matrix: 4 models (base + 3 stages) x (LongBench, LongBench v2 x 3 length buckets, NIAH,
     # RULER x 6 lengths, MMLU, MATH-500, IFEval)
     assert counts["evaluate"] == 4 * (2 + 3 + 6 + 3)
@@ -90,7 +105,7 @@ def test_local_profile_dry_run(tmp_path):
     work = copy_project(tmp_path)
     counts = job_counts(snakemake("-n", "--profile", "profiles/local", cwd=work).stdout)
     assert counts["build_tiny_model"] == 1 and "download_model" not in counts
-    assert counts["fill_context"] == 3 * 2 * 2 and counts["filter_source"] == 3
+    assert counts["fill_context"] == 3 * 2 * 2 and counts["filter_source"] == 3 * 2 and counts["gather_filter"] == 3
     assert counts["evaluate"] == 2 * (2 + 2 + 2 + 3) and "download_longbench" not in counts
 
 

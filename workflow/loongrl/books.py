@@ -48,6 +48,11 @@ class Haystack:
 
     def stretch(self, rng, budget: int) -> tuple[str, list[str]]:
         """A contiguous run of paragraphs of one random book within ``budget`` tokens (wrapping around)."""
+        name, _, out = self.span(rng, budget)
+        return name, out
+
+    def span(self, rng, budget: int) -> tuple[str, int, list[str]]:
+        """``stretch`` plus the index of its first paragraph (paragraph ``(start + k) % len(book)`` is the k-th)."""
         name = rng.choice(sorted(self.books))
         ps, ts = self.books[name], self.tokens[name]
         i = rng.randrange(len(ps))
@@ -58,7 +63,10 @@ class Haystack:
                 break
             out.append(ps[j])
             total += ts[j] + self.sep
-        return name, out
+        return name, i, out
+
+    def paragraph_count(self, name: str) -> int:
+        return len(self.books[name])
 
 
 def seven_digit(rng) -> str:

@@ -121,9 +121,12 @@ def check_semantics(config: dict[str, Any]) -> list[str]:
     if config["retrieval"]["source"] == "local" and "books_dir" not in config["retrieval"]:
         msgs.append("config key 'retrieval.books_dir': required when retrieval.source is 'local'")
     for name in ("dapo", "math_choice"):
-        want = "local_file" if config["math"]["source"] == "local" else "hf_dataset"
-        if want not in config["math"][name]:
-            msgs.append(f"config key 'math.{name}.{want}': required when math.source is '{config['math']['source']}'")
+        wants = ["local_file"] if config["math"]["source"] == "local" else ["url", "file"]
+        for want in wants:
+            if want not in config["math"][name]:
+                msgs.append(
+                    f"config key 'math.{name}.{want}': required when math.source is '{config['math']['source']}'"
+                )
     train = config.get("train")
     if train:
         stages = train["stages"]

@@ -42,21 +42,40 @@ class Completion:
     hit_cap: bool
 
 
-class InferenceBackend(Protocol):
-    """What every engine provides."""
+Seeds = Sequence[int] | None
 
-    def generate_detailed(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[Completion]]:
+
+class InferenceBackend(Protocol):
+    """What every engine provides.
+
+    ``seeds`` gives each prompt its own sampling seed. Callers that split work across jobs pass seeds derived from
+    a stable id (``rng.prompt_seed``), so a prompt's samples do not depend on which shard or batch it landed in;
+    without them prompt ``i`` of the call uses ``params.seed + i``.
+    """
+
+    def generate_detailed(
+        self, prompts: Sequence[Messages], params: SamplingParams, seeds: Seeds = None
+    ) -> list[list[Completion]]:
         """Return ``params.n`` completions for each chat prompt, in prompt order."""
         ...
 
-    def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[str]]:
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams, seeds: Seeds = None) -> list[list[str]]:
         """Completion texts only."""
         ...
 
 
+def prompt_seeds(prompts: Sequence[Messages], params: SamplingParams, seeds: Seeds) -> list[int]:
+    """The per-prompt seeds of one call (see ``InferenceBackend``)."""
+    if seeds is None:
+        return [params.seed + i for i in range(len(prompts))]
+    if len(seeds) != len(prompts):
+        raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+    return list(seeds)
+
+
 class _TextsMixin:
-    def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[str]]:
-        return [[c.text for c in row] for row in self.generate_detailed(prompts, params)]
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams, seeds: Seeds = None) -> list[list[str]]:
+        return [[c.text for c in row] for row in self.generate_detailed(prompts, params, seeds)]
 
 
 def pick_device(gpus: int) -> str:
@@ -99,16 +118,19 @@ class TransformersBackend(_TextsMixin):
         self.model.to(self.device).eval()
         self.batch_size = batch_size
 
-    def generate_detailed(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[Completion]]:
+    def generate_detailed(
+        self, prompts: Sequence[Messages], params: SamplingParams, seeds: Seeds = None
+    ) -> list[list[Completion]]:
         from tqdm.auto import tqdm
 
         texts = render_prompts(self.tokenizer, prompts)
+        per_prompt = prompt_seeds(prompts, params, seeds)
         out: list[list[Completion]] = []
         eos = set(self._eos_ids())
         do_sample = params.temperature > 0
         for i in tqdm(range(len(texts)), desc="generate", unit="prompt", mininterval=5):
             enc = self.tokenizer(texts[i], return_tensors="pt", add_special_tokens=False).to(self.device)
-            self.torch.manual_seed(params.seed + i)
+            self.torch.manual_seed(per_prompt[i])
             kwargs = {"do_sample": do_sample, "max_new_tokens": params.max_new_tokens}
             if do_sample:
                 kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
@@ -171,18 +193,25 @@ class VLLMBackend(_TextsMixin):
             hf_overrides={"rope_scaling": rope_scaling} if rope_scaling else None,
         )
 
-    def generate_detailed(self, prompts: Sequence[Messages], params: SamplingParams) -> list[list[Completion]]:
+    def generate_detailed(
+        self, prompts: Sequence[Messages], params: SamplingParams, seeds: Seeds = None
+    ) -> list[list[Completion]]:
         from vllm import SamplingParams as VSP
 
         texts = render_prompts(self.tokenizer, prompts)
-        sp = VSP(
-            n=params.n,
-            temperature=params.temperature,
-            top_p=params.top_p if params.temperature > 0 else 1.0,
-            max_tokens=params.max_new_tokens,
-            seed=params.seed,
-        )
-        results = self.llm.generate(texts, sp, use_tqdm=True)
+        # One request per prompt with its own seed: vLLM's per-request generator makes a prompt's samples
+        # independent of what else is in the batch.
+        sps = [
+            VSP(
+                n=params.n,
+                temperature=params.temperature,
+                top_p=params.top_p if params.temperature > 0 else 1.0,
+                max_tokens=params.max_new_tokens,
+                seed=seed,
+            )
+            for seed in prompt_seeds(prompts, params, seeds)
+        ]
+        results = self.llm.generate(texts, sps, use_tqdm=True)
         return [[Completion(o.text, len(o.token_ids), o.finish_reason == "length") for o in r.outputs] for r in results]
 
 

@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -94,3 +94,17 @@ def write_text(text: str, dest: str | os.PathLike) -> None:
     """Write a text file atomically."""
     with atomic_path(dest) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+T = TypeVar("T")
+
+
+def shard_rows(rows: list[T], shard: int, shards: int) -> list[T]:
+    """Block ``shard`` of ``shards`` contiguous, near-equal blocks; gathering the blocks in order restores ``rows``.
+
+    The GPU stages that scatter over SLURM jobs (the difficulty filter, stage-II rollouts) split their input this way.
+    """
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is outside 0..{shards - 1} ({shards} shards)")
+    n = len(rows)
+    return rows[shard * n // shards : (shard + 1) * n // shards]

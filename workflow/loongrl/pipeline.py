@@ -1,7 +1,8 @@
 """What the Snakefile sees: the whole config validated, every section's checks included.
 
 The core's ``loongrl.config`` validates the schema and the data and training sections; the eval section's checks
-belong to the eval half (they read its benchmark registry). This module is the one place that joins them, above
+belong to the eval half (they read its benchmark registry), and the local-source row counts to the data half
+(``data.check_inputs``). This module is the one place that joins them, above
 every layer, so that the core never imports a stage package.
 """
 
@@ -11,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from loongrl import config as core
+from loongrl.data.check_inputs import config_errors as input_config_errors
 from loongrl.eval.registry import config_errors as eval_config_errors
 
-CHECKS = (eval_config_errors,)
+CHECKS = (eval_config_errors, input_config_errors)
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -17,3 +17,9 @@ def example_rng(seed: int, *parts: Any) -> random.Random:
     """A per-example RNG derived from the seed and stable identifiers (not from Python's salted hash)."""
     digest = hashlib.sha256(json.dumps([seed, *parts]).encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def prompt_seed(seed: int, *parts: Any) -> int:
+    """A sampling seed (31 bits, valid for torch and vLLM) derived from the run seed and stable identifiers."""
+    digest = hashlib.sha256(json.dumps([seed, *parts]).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF

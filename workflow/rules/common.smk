@@ -52,6 +52,7 @@ wildcard_constraints:
     cell=r"all|L\d+|short|medium|long",
     sbench="|".join(SHORT),
     qa="qa_1|qa_2",
+    shard=r"\d+",
 
 
 def model_dir(role):

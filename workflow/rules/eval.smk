@@ -119,6 +119,7 @@ rule eval_validation:
 rule evaluate:
     input:
         model=eval_model_dir,
+        checked=ancient("results/check_inputs.json"),  # order only: no GPU job before the inputs suffice
         tasks="results/eval/tasks/{bench}.{cell}.parquet",
         books=eval_books_dir(),
     output:

@@ -2,12 +2,13 @@ rule filter_source:
     input:
         raw="results/raw_qa/{dataset}.parquet",
         model=model_dir("filter"),
+        checked=ancient("results/check_inputs.json"),  # order only: no GPU job before the inputs suffice
     output:
-        "results/filter/{dataset}.passes.parquet",
+        "results/filter/shards/{dataset}.{shard}.passes.parquet",
     log:
-        "logs/filter/{dataset}.log",
+        "logs/filter/{dataset}.{shard}.log",
     benchmark:
-        "benchmarks/filter/{dataset}.tsv"
+        "benchmarks/filter/{dataset}.{shard}.tsv"
     conda:
         "../../envs/filter.yaml"
     threads: 4
@@ -16,14 +17,29 @@ rule filter_source:
         runtime="12h",
         mem_mb=64000,
     params:
-        cfg=as_json(config["filter"]),
+        cfg=filter_engine_params(),
         name=config["models"]["filter"],
         seed=config["seed"],
-        work="resources/cache/filter/{dataset}",
+        shards=config["filter"]["shards"],
+        work="resources/cache/filter/{dataset}.{shard}",
     shell:
-        "python -m loongrl.data.filter_source --input {input.raw} --model {input.model} --model-name {params.name:q} "
-        "--params {params.cfg:q} --seed {params.seed} --gpus {resources.gpu} --work-dir {params.work} "
-        "--output {output} > {log} 2>&1"
+        "python -m loongrl.data.filter_source run --input {input.raw} --model {input.model} "
+        "--model-name {params.name:q} --params {params.cfg:q} --seed {params.seed} --shard {wildcards.shard} "
+        "--shards {params.shards} --gpus {resources.gpu} --work-dir {params.work} --output {output} > {log} 2>&1"
+
+
+rule gather_filter:
+    input:
+        filter_shards("results/filter/shards/{dataset}.{shard}.passes.parquet"),
+    output:
+        "results/filter/{dataset}.passes.parquet",
+    log:
+        "logs/filter/{dataset}.gather.log",
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m loongrl.data.filter_source gather {input} --output {output} > {log} 2>&1"
 
 
 rule filter_source_fallback:
@@ -34,11 +50,11 @@ rule filter_source_fallback:
             model_dir("filter_fallback") if config["models"]["filter_fallback"] else []
         ),
     output:
-        "results/filter/{dataset}.fallback.parquet",
+        "results/filter/shards/{dataset}.{shard}.fallback.parquet",
     log:
-        "logs/filter/{dataset}.fallback.log",
+        "logs/filter/{dataset}.{shard}.fallback.log",
     benchmark:
-        "benchmarks/filter/{dataset}.fallback.tsv"
+        "benchmarks/filter/{dataset}.{shard}.fallback.tsv"
     conda:
         "../../envs/filter.yaml"
     threads: 4
@@ -47,11 +63,27 @@ rule filter_source_fallback:
         runtime="12h",
         mem_mb=64000,
     params:
-        cfg=as_json(config["filter"]),
+        cfg=filter_engine_params(),
         name=config["models"]["filter_fallback"] or "",
         seed=config["seed"] + 1,
-        work="resources/cache/filter_fallback/{dataset}",
+        shards=config["filter"]["shards"],
+        work="resources/cache/filter_fallback/{dataset}.{shard}",
     shell:
-        "python -m loongrl.data.filter_source --input {input.raw} --only-failed {input.passes} --model {input.model} "
-        "--model-name {params.name:q} --params {params.cfg:q} --seed {params.seed} --gpus {resources.gpu} "
-        "--work-dir {params.work} --output {output} > {log} 2>&1"
+        "python -m loongrl.data.filter_source run --input {input.raw} --only-failed {input.passes} "
+        "--model {input.model} --model-name {params.name:q} --params {params.cfg:q} --seed {params.seed} "
+        "--shard {wildcards.shard} --shards {params.shards} --gpus {resources.gpu} --work-dir {params.work} "
+        "--output {output} > {log} 2>&1"
+
+
+rule gather_filter_fallback:
+    input:
+        filter_shards("results/filter/shards/{dataset}.{shard}.fallback.parquet"),
+    output:
+        "results/filter/{dataset}.fallback.parquet",
+    log:
+        "logs/filter/{dataset}.fallback.gather.log",
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m loongrl.data.filter_source gather {input} --output {output} > {log} 2>&1"

@@ -1,3 +1,21 @@
+rule download_math:
+    output:
+        "resources/math/{task}/MANIFEST.json",
+    log:
+        "logs/math/{task}.download.log",
+    retries: 1
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    params:
+        url=lambda wc: math_spec(wc.task)["url"],
+        file=lambda wc: math_spec(wc.task)["file"],
+        sha=lambda wc: sha256_arg(math_spec(wc.task)["sha256"]),
+    shell:
+        "python -m loongrl.download --dataset {wildcards.task} --url {params.url:q} --files {params.file:q} "
+        "{params.sha} --out-dir $(dirname {output}) > {log} 2>&1"
+
+
 rule math_data:
     input:
         lambda wc: math_input(wc.task),
@@ -5,20 +23,10 @@ rule math_data:
         "results/math/{task}.parquet",
     log:
         "logs/math/{task}.log",
-    localrule: config["math"]["source"] == "download"
     conda:
         "../../envs/data.yaml"
     params:
-        source=config["math"]["source"],
-        hf=lambda wc: (
-            "--hf-dataset "
-            + config["math"]["dapo" if wc.task == "dapo_math" else "math_choice"][
-                "hf_dataset"
-            ]
-            if config["math"]["source"] == "download"
-            else ""
-        ),
-        inp=lambda wc, input: f"--input {input[0]}" if input else "",
+        file=lambda wc: math_file(wc.task),
     shell:
-        "python -m loongrl.data.math_data --task {wildcards.task} --source {params.source} {params.inp} "
-        "{params.hf} --output {output} > {log} 2>&1"
+        "python -m loongrl.data.math_data --task {wildcards.task} --input {params.file} --output {output} "
+        "> {log} 2>&1"

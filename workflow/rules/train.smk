@@ -44,17 +44,16 @@ rule train_stage:
         "--artifact {input.data} --artifact {params.card} > {log} 2>&1"
 
 
-rule select_stage2:
+rule stage2_rollouts:
     input:
         model="results/train/stage1/model",
         data="results/mixture/stage1.parquet",
     output:
-        data="results/mixture/stage2.parquet",
-        stats="results/mixture/stage2.stats.json",
+        "results/mixture/stage2_shards/{shard}.solved.parquet",
     log:
-        "logs/train/select_stage2.log",
+        "logs/train/stage2_rollouts.{shard}.log",
     benchmark:
-        "benchmarks/train/select_stage2.tsv"
+        "benchmarks/train/stage2_rollouts.{shard}.tsv"
     conda:
         "../../envs/filter.yaml"
     threads: 4
@@ -66,8 +65,29 @@ rule select_stage2:
         cfg=as_json(TRAIN),
         n=TRAIN["stage2_rollouts"],
         backend=TRAIN["stage2_backend"],
+        shards=TRAIN["stage2_shards"],
         seed=config["seed"],
     shell:
-        "python -m loongrl.train.stage2 --model {input.model} --data {input.data} --params {params.cfg:q} "
-        "--backend {params.backend} --n {params.n} --gpus {resources.gpu} --seed {params.seed} "
-        "--output {output.data} --stats {output.stats} > {log} 2>&1"
+        "python -m loongrl.train.stage2 count --model {input.model} --data {input.data} --params {params.cfg:q} "
+        "--backend {params.backend} --n {params.n} --shard {wildcards.shard} --shards {params.shards} "
+        "--gpus {resources.gpu} --seed {params.seed} --output {output} > {log} 2>&1"
+
+
+rule select_stage2:
+    input:
+        data="results/mixture/stage1.parquet",
+        counts=expand(
+            "results/mixture/stage2_shards/{shard}.solved.parquet",
+            shard=range(TRAIN["stage2_shards"]),
+        ),
+    output:
+        data="results/mixture/stage2.parquet",
+        stats="results/mixture/stage2.stats.json",
+    log:
+        "logs/train/select_stage2.log",
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "python -m loongrl.train.stage2 select --data {input.data} {input.counts} --output {output.data} "
+        "--stats {output.stats} > {log} 2>&1"

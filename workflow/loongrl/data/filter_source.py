@@ -5,7 +5,10 @@ prompt), the answer after "The answer is" is matched against the gold answers, a
 stored. The keep band is applied later (by ``split``), so changing the band never re-samples.
 
 Long runs are chunked: each finished chunk is kept in a work folder outside Snakemake's declared outputs, so a
-killed job resumes from the last finished chunk instead of starting over.
+killed job resumes from the last finished chunk instead of starting over. On a cluster the questions are split into
+``filter.shards`` contiguous blocks, one GPU job each (``run --shard k --shards N``), and ``gather`` concatenates
+them. Every question is sampled with a seed derived from its id (``rng.prompt_seed``), so its pass count does not
+depend on the shard, chunk or batch it lands in: N shards give byte-identical output to one.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import pyarrow as pa
 from loongrl.answers import contains_match, extract_answer_is
 from loongrl.cli import setup_logging
 from loongrl.inference import InferenceBackend, SamplingParams, make_backend, pick_device
-from loongrl.io import read_parquet, write_parquet
+from loongrl.io import read_parquet, shard_rows, write_parquet
+from loongrl.rng import prompt_seed
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +88,7 @@ def run_filter(
 ) -> list[dict[str, Any]]:
     """Sample and score every row; finished chunks are cached in ``work_dir`` (keyed by inputs and settings)."""
     key = hashlib.sha256(
-        json.dumps([model_name, match, params.__dict__, [r["id"] for r in rows]], sort_keys=True).encode()
+        json.dumps([model_name, match, params.__dict__, [r["id"] for r in rows], "id-seeds"], sort_keys=True).encode()
     ).hexdigest()[:16]
     out: list[dict[str, Any]] = []
     for start in range(0, len(rows), chunk_size):
@@ -94,8 +98,8 @@ def run_filter(
             out += read_parquet(cache)
             log.info("chunk %d: reused %s", start, cache)
             continue
-        chunk_params = SamplingParams(**{**params.__dict__, "seed": params.seed + start})
-        completions = backend.generate([filter_prompt(r) for r in chunk], chunk_params)
+        seeds = [prompt_seed(params.seed, "filter", r["id"]) for r in chunk]
+        completions = backend.generate([filter_prompt(r) for r in chunk], params, seeds)
         scored = [score_samples(r, c, model_name, match) for r, c in zip(chunk, completions, strict=True)]
         if cache is not None:
             write_parquet(scored, cache, PASS_SCHEMA)
@@ -104,24 +108,56 @@ def run_filter(
     return out
 
 
+def gather(inputs: list[Path], output: Path) -> list[dict[str, Any]]:
+    """Concatenate shard outputs in shard order; a question scored twice is an error naming both files."""
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, Path] = {}
+    for path in inputs:
+        for r in read_parquet(path):
+            if r["id"] in seen:
+                raise ValueError(f"question {r['id']} is in both {seen[r['id']]} and {path}")
+            seen[r["id"]] = path
+            rows.append(r)
+    write_parquet(rows, output, PASS_SCHEMA)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m loongrl.data.filter_source", description=__doc__)
-    ap.add_argument("--input", required=True, type=Path, help="normalised raw QA parquet")
-    ap.add_argument("--model", required=True, type=Path, help="local model folder")
-    ap.add_argument("--model-name", required=True, help="name recorded in the output")
-    ap.add_argument("--params", required=True, help="JSON of the config's filter section")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only-failed", type=Path, default=None, help="pass counts: re-run only rows with 0 correct")
-    ap.add_argument("--work-dir", type=Path, default=None, help="chunk cache for resuming a killed run")
-    ap.add_argument("--gpus", type=int, default=0)
-    ap.add_argument("--output", required=True, type=Path)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="sample and score one shard of the questions")
+    run.add_argument("--input", required=True, type=Path, help="normalised raw QA parquet")
+    run.add_argument("--model", required=True, type=Path, help="local model folder")
+    run.add_argument("--model-name", required=True, help="name recorded in the output")
+    run.add_argument("--params", required=True, help="JSON of the config's filter section")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--only-failed", type=Path, default=None, help="pass counts: re-run only rows with 0 correct")
+    run.add_argument("--shard", type=int, default=0, help="which block of the questions (0-based)")
+    run.add_argument("--shards", type=int, default=1, help="how many blocks (filter.shards)")
+    run.add_argument("--work-dir", type=Path, default=None, help="chunk cache for resuming a killed run")
+    run.add_argument("--gpus", type=int, default=0)
+    run.add_argument("--output", required=True, type=Path)
+    gat = sub.add_parser("gather", help="concatenate shard outputs in order")
+    gat.add_argument("inputs", nargs="+", type=Path)
+    gat.add_argument("--output", required=True, type=Path)
     args = ap.parse_args(argv)
     setup_logging()
+    if args.cmd == "gather":
+        scored = gather(args.inputs, args.output)
+    else:
+        scored = run_shard(args)
+    n = max((s["n"] for s in scored), default=0)
+    hist = [sum(1 for s in scored if s["correct"] == k) for k in range(n + 1)]
+    log.info("%s: %d questions scored; correct-count histogram 0..%d: %s", args.output, len(scored), n, hist)
+
+
+def run_shard(args: argparse.Namespace) -> list[dict[str, Any]]:
     cfg = json.loads(args.params)
     rows = read_parquet(args.input)
     if args.only_failed is not None:
         failed = {r["id"] for r in read_parquet(args.only_failed) if r["correct"] == 0}
         rows = [r for r in rows if r["id"] in failed]
+    rows = shard_rows(rows, args.shard, args.shards)
     params = SamplingParams(
         n=cfg["n"],
         temperature=cfg["temperature"],
@@ -140,11 +176,11 @@ def main(argv: list[str] | None = None) -> None:
             gpu_memory_utilization=cfg["gpu_memory_utilization"],
             max_model_len=cfg["max_model_len"],
             seed=args.seed,
+            enforce_eager=cfg["enforce_eager"],
         )
         scored = run_filter(rows, backend, params, args.model_name, match=cfg["match"], work_dir=args.work_dir)
     write_parquet(scored, args.output, PASS_SCHEMA)
-    hist = [sum(1 for s in scored if s["correct"] == k) for k in range(params.n + 1)]
-    log.info("%s: %d questions scored; correct-count histogram 0..%d: %s", args.input, len(scored), params.n, hist)
+    return scored
 
 
 if __name__ == "__main__":

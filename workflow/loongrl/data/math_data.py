@@ -116,32 +116,34 @@ def mathqa_rows(records: list[dict[str, Any]], path: str) -> list[dict[str, Any]
     return out
 
 
-def load_records(source: str, path: str | None, hf_dataset: str | None) -> tuple[list[dict[str, Any]], str]:
-    """Rows from a local file (parquet, JSON list or JSON lines) or, for downloads, a HF dataset's train split."""
-    if source == "download":
-        import datasets
-
-        ds = datasets.load_dataset(hf_dataset, split="train")
-        return [dict(r) for r in ds], hf_dataset
-    p = Path(path)
-    if p.suffix == ".parquet":
-        return read_parquet(p), str(p)
-    text = p.read_text(encoding="utf-8")
+def load_records(path: Path) -> list[dict[str, Any]]:
+    """Rows of a math file: parquet, a JSON list or JSON lines (the pinned download or a local sample)."""
+    if path.suffix == ".parquet":
+        return read_parquet(path)
+    text = path.read_text(encoding="utf-8")
     if text.lstrip().startswith("["):
-        return json.loads(text), str(p)
-    return [json.loads(line) for line in text.splitlines() if line.strip()], str(p)
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def count_records(path: Path) -> int:
+    """Rows in a math file without normalising them (parquet metadata; JSON is parsed): for config checks."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    return len(load_records(path))
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m loongrl.data.math_data", description=__doc__)
     ap.add_argument("--task", required=True, choices=["dapo_math", "math_choice"])
-    ap.add_argument("--source", choices=["local", "download"], default="local")
-    ap.add_argument("--input", default=None, help="local file (source=local)")
-    ap.add_argument("--hf-dataset", default=None, help="hub dataset (source=download)")
+    ap.add_argument("--input", required=True, type=Path, help="the downloaded or local file")
     ap.add_argument("--output", required=True, type=Path)
     args = ap.parse_args(argv)
     setup_logging()
-    records, where = load_records(args.source, args.input, args.hf_dataset)
+    records = load_records(args.input)
+    where = str(args.input)
     rows = dapo_rows(records, where) if args.task == "dapo_math" else mathqa_rows(records, where)
     write_parquet(rows, args.output, MATH_SCHEMA)
     log.info("%s: %d rows from %s", args.task, len(rows), where)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from loongrl.cli import setup_logging
+from loongrl.data.retrieval import passage_stats
 from loongrl.io import read_parquet, write_json, write_parquet, write_text
 from loongrl.models import load_tokenizer
 from loongrl.prompts import chat_token_counts, messages, plain_messages, system_prompt
@@ -135,6 +136,13 @@ def card_markdown(card: dict[str, Any]) -> str:
         lines.append(f"| {src} | {s['count']} | {s['min_tokens']} | {s['median_tokens']} | {s['max_tokens']} |")
     lines += ["", "Filter pass rate of the QA rows (correct / n):", "", "| pass rate | rows |", "|---:|---:|"]
     lines += [f"| {k} | {v} |" for k, v in card["pass_rate_histogram"].items()]
+    hay = card.get("retrieval_haystack")
+    if hay and hay["examples"]:
+        lines += [
+            "",
+            f"Retrieval haystack: {hay['examples']} examples from {hay['books']} books use {hay['passages_used']} "
+            f"paragraphs, {hay['distinct_passages']} distinct ({hay['distinct_share']:.1%}).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -209,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     write_parquet(rows, args.output, MIXTURE_SCHEMA)
     card = data_card(rows, args.stage)
+    taken = {r["id"] for r in rows}
+    card["retrieval_haystack"] = passage_stats([r for r in inputs["retrieval"] if r["id"] in taken])
     write_json(card, args.card_json)
     write_text(card_markdown(card), args.card_md)
     log.info("mixture %s: %d rows", args.stage, len(rows))

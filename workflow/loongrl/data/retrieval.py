@@ -38,6 +38,9 @@ RETRIEVAL_SCHEMA = pa.schema(
         ("answers", pa.list_(pa.string())),
         ("query_key", pa.string()),
         ("book", pa.string()),
+        ("passage_start", pa.int32()),  # the haystack: paragraphs start .. start + passages - 1 of book (wrapping)
+        ("passages", pa.int32()),
+        ("book_passages", pa.int32()),
         ("length", pa.int32()),
         ("prompt_tokens", pa.int32()),
     ]
@@ -84,7 +87,7 @@ def make_example(
     question = QUESTION[task].format(key=query)
     overhead = count_prompt_tokens(tokenizer, messages(HEAD + "\n" + question, system))
     needle_tokens = sum(count_tokens_batch(tokenizer, [" " + n for n in needles]))
-    book, paras = haystack.stretch(rng, length - reserve - overhead - needle_tokens)
+    book, start, paras = haystack.span(rng, length - reserve - overhead - needle_tokens)
     user = HEAD + insert_needles(paras, needles, rng) + "\n" + question
     return {
         "id": f"{task}-{length}-{index:06d}",
@@ -93,6 +96,9 @@ def make_example(
         "answers": answers,
         "query_key": query,
         "book": book,
+        "passage_start": start,
+        "passages": len(paras),
+        "book_passages": haystack.paragraph_count(book),
         "length": length,
     }
 
@@ -166,3 +172,23 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def passage_stats(rows: list[dict[str, Any]]) -> dict[str, int | float]:
+    """How many haystack paragraphs the examples use, and how many of those are distinct (book, paragraph) pairs.
+
+    A low distinct share means many examples were cut from the same text: add books (``retrieval.gutenberg_ids``).
+    """
+    used: set[tuple[str, int]] = set()
+    total = 0
+    for r in rows:
+        n = r["book_passages"]
+        used.update((r["book"], (r["passage_start"] + k) % n) for k in range(r["passages"]))
+        total += r["passages"]
+    return {
+        "examples": len(rows),
+        "books": len({r["book"] for r in rows}),
+        "passages_used": total,
+        "distinct_passages": len(used),
+        "distinct_share": round(len(used) / total, 4) if total else 0.0,
+    }

@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         tensor_parallel_size=max(1, args.gpus),
         gpu_memory_utilization=p["gpu_memory_utilization"],
+        enforce_eager=p["enforce_eager"],
         max_model_len=longest + params.max_new_tokens,
         rope_scaling=rope,
         batch_size=p["batch_size"],

@@ -3,6 +3,10 @@
 Every example of the stage-I mixture is answered ``n`` times (8, T=0.6, top-p 0.95, 4,096 tokens [KC filter_again])
 by the chosen stage-I checkpoint through the shared inference backend; an example solved in all ``n`` rollouts is
 dropped. The paper reports 30-40% of the data remaining. The kept counts per data_source are recorded.
+
+The rollouts can be spread over ``train.stage2_shards`` GPU jobs (``count --shard k --shards N``, contiguous blocks
+of the mixture), and ``select`` gathers their solved counts. Each example is sampled with a seed derived from its
+id, so the selection is identical for any number of shards.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from loongrl.cli import setup_logging
 from loongrl.inference import InferenceBackend, SamplingParams, make_backend, pick_device
-from loongrl.io import read_parquet, write_json, write_parquet
+from loongrl.io import read_parquet, shard_rows, write_json, write_parquet
+from loongrl.rng import prompt_seed
 from loongrl.schemas import MIXTURE_SCHEMA
 from loongrl.train.rewards import score
 from loongrl.verifiers import DEFAULT_RULES, RewardRules
@@ -27,8 +34,9 @@ log = logging.getLogger(__name__)
 def solved_counts(
     rows: list[dict[str, Any]], backend: InferenceBackend, params: SamplingParams, rules: RewardRules = DEFAULT_RULES
 ) -> list[int]:
-    """How many of each row's ``params.n`` rollouts the verifier accepts."""
-    completions = backend.generate([r["prompt"] for r in rows], params)
+    """How many of each row's ``params.n`` rollouts the verifier accepts (each row seeded by its id)."""
+    seeds = [prompt_seed(params.seed, "stage2", r["id"]) for r in rows]
+    completions = backend.generate([r["prompt"] for r in rows], params, seeds)
     return [
         sum(score(r["data_source"], c, r["answers"], rules) >= 1.0 for c in comps)
         for r, comps in zip(rows, completions, strict=True)
@@ -53,38 +61,89 @@ def select_unsolved(
     return kept, stats
 
 
+SOLVED_SCHEMA = pa.schema([("id", pa.string()), ("solved", pa.int32()), ("n", pa.int32())])
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m loongrl.train.stage2", description=__doc__)
-    ap.add_argument("--model", type=Path, required=True, help="the chosen stage-I checkpoint (HF folder)")
-    ap.add_argument("--data", type=Path, required=True, help="stage-I mixture parquet")
-    ap.add_argument("--params", required=True, help="JSON of the config's train section")
-    ap.add_argument("--backend", default="vllm", choices=["vllm", "transformers"])
-    ap.add_argument("--n", type=int, default=8)
-    ap.add_argument("--gpus", type=int, default=0)
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--output", type=Path, required=True)
-    ap.add_argument("--stats", type=Path, required=True)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    count = sub.add_parser("count", help="roll out one shard of the mixture and count solved rollouts")
+    count.add_argument("--model", type=Path, required=True, help="the chosen stage-I checkpoint (HF folder)")
+    count.add_argument("--data", type=Path, required=True, help="stage-I mixture parquet")
+    count.add_argument("--params", required=True, help="JSON of the config's train section")
+    count.add_argument("--backend", default="vllm", choices=["vllm", "transformers"])
+    count.add_argument("--n", type=int, default=8)
+    count.add_argument("--shard", type=int, default=0)
+    count.add_argument("--shards", type=int, default=1)
+    count.add_argument("--gpus", type=int, default=0)
+    count.add_argument("--seed", type=int, default=42)
+    count.add_argument("--output", type=Path, required=True, help="solved counts parquet (id, solved, n)")
+    select = sub.add_parser("select", help="gather the shards' counts and keep the unsolved examples")
+    select.add_argument("--data", type=Path, required=True, help="stage-I mixture parquet")
+    select.add_argument("counts", type=Path, nargs="+", help="the shards' solved-count files")
+    select.add_argument("--output", type=Path, required=True)
+    select.add_argument("--stats", type=Path, required=True)
     args = ap.parse_args(argv)
     setup_logging()
+    if args.cmd == "count":
+        count_shard(args)
+    else:
+        select_from_counts(args.data, args.counts, output=args.output, stats_path=args.stats)
+
+
+def count_shard(args: argparse.Namespace) -> None:
     train = json.loads(args.params)
-    rows = read_parquet(args.data)
-    backend = make_backend(
-        args.backend, args.model, device=pick_device(args.gpus), seed=args.seed, tensor_parallel_size=max(1, args.gpus)
-    )
-    params = SamplingParams(
-        n=args.n,
-        temperature=train["temperature"],
-        top_p=train["top_p"],
-        max_new_tokens=train["max_completion_length"],
-        seed=args.seed,
-    )
-    solved = solved_counts(rows, backend, params, RewardRules.from_config(train["reward"]))
-    kept, stats = select_unsolved(rows, solved, args.n)
+    rows = shard_rows(read_parquet(args.data), args.shard, args.shards)
+    solved: list[int] = []
+    if rows:
+        engine = train["stage2_engine"]
+        backend = make_backend(
+            args.backend,
+            args.model,
+            device=pick_device(args.gpus),
+            seed=args.seed,
+            tensor_parallel_size=max(1, args.gpus),
+            gpu_memory_utilization=engine["gpu_memory_utilization"],
+            max_model_len=engine["max_model_len"],
+            enforce_eager=engine["enforce_eager"],
+        )
+        params = SamplingParams(
+            n=args.n,
+            temperature=train["temperature"],
+            top_p=train["top_p"],
+            max_new_tokens=train["max_completion_length"],
+            seed=args.seed,
+        )
+        solved = solved_counts(rows, backend, params, RewardRules.from_config(train["reward"]))
+    out = [{"id": r["id"], "solved": s, "n": args.n} for r, s in zip(rows, solved, strict=True)]
+    write_parquet(out, args.output, SOLVED_SCHEMA)
+    log.info("stage II shard %d/%d: %d examples rolled out", args.shard, args.shards, len(out))
+
+
+def select_from_counts(data: Path, counts: list[Path], *, output: Path, stats_path: Path) -> dict[str, Any]:
+    """Join the shards' counts to the mixture (every example exactly once) and write the unsolved rows."""
+    rows = read_parquet(data)
+    solved: dict[str, int] = {}
+    ns = set()
+    for path in counts:
+        for c in read_parquet(path):
+            if c["id"] in solved:
+                raise ValueError(f"{path}: example {c['id']} was counted by two shards")
+            solved[c["id"]] = c["solved"]
+            ns.add(c["n"])
+    missing = [r["id"] for r in rows if r["id"] not in solved]
+    if missing or len(ns) > 1:
+        raise ValueError(
+            f"{data}: {len(missing)} examples have no solved count (first: {missing[:1]}), rollouts per example {ns}"
+        )
+    n = ns.pop() if ns else 0
+    kept, stats = select_unsolved(rows, [solved[r["id"]] for r in rows], n)
     if not kept:
-        raise ValueError(f"every example of {args.data} was solved {args.n}/{args.n}; nothing left for stage II")
-    write_parquet(kept, args.output, MIXTURE_SCHEMA)
-    write_json(stats, args.stats)
+        raise ValueError(f"every example of {data} was solved {n}/{n}; nothing left for stage II")
+    write_parquet(kept, output, MIXTURE_SCHEMA)
+    write_json(stats, stats_path)
     log.info("stage II keeps %d of %d examples", len(kept), len(rows))
+    return stats
 
 
 if __name__ == "__main__":

@@ -21,6 +21,14 @@ def filter_gpus():
     return f["tensor_parallel_size"] if f["backend"] == "vllm" else 1
 
 
+def filter_engine_params():
+    """The filter settings a sampling job reads: not the keep band or the shard count, so changing those
+    re-runs no GPU job (the band is applied by split; the shards are the job's wildcard).
+    """
+    skip = ("keep_min", "keep_max", "shards")
+    return as_json({k: v for k, v in config["filter"].items() if k not in skip})
+
+
 def filter_fallback_input(wildcards):
     if config["models"]["filter_fallback"]:
         return f"results/filter/{wildcards.dataset}.fallback.parquet"
@@ -33,11 +41,22 @@ def books_dir():
     return config["retrieval"]["books_dir"]
 
 
+def math_spec(task):
+    """The config entry of a math task (``dapo_math`` -> math.dapo, ``math_choice`` -> math.math_choice)."""
+    return config["math"]["dapo" if task == "dapo_math" else "math_choice"]
+
+
 def math_input(task):
     if config["math"]["source"] == "download":
-        return []
-    key = "dapo" if task == "dapo_math" else "math_choice"
-    return config["math"][key]["local_file"]
+        return f"resources/math/{task}/MANIFEST.json"
+    return math_spec(task)["local_file"]
+
+
+def math_file(task):
+    """The file math_data reads: the downloaded file next to its manifest, or the local file."""
+    if config["math"]["source"] == "download":
+        return f"resources/math/{task}/{math_spec(task)['file']}"
+    return math_spec(task)["local_file"]
 
 
 def mixture_exclude(stage):
@@ -57,3 +76,14 @@ def mixture_qa_inputs(kind):
         }
 
     return inner
+
+
+def filter_shards(pattern):
+    """Every shard's file of the difficulty filter (``filter.shards`` GPU jobs per dataset)."""
+
+    def files(wildcards):
+        return expand(
+            pattern, dataset=wildcards.dataset, shard=range(config["filter"]["shards"])
+        )
+
+    return files
