@@ -222,3 +222,36 @@ def test_multi_node_launcher_reads_rank_and_head_from_slurm(tmp_path):
     del env["SLURM_NODEID"]
     res = subprocess.run(["bash", str(script), "z.yaml", "8"], env=env, capture_output=True, text=True)
     assert res.returncode != 0 and "SLURM_NODEID unset" in res.stderr
+
+
+def test_a_run_killed_after_its_last_checkpoint_is_not_trained_further(tiny_model_dir, tmp_path, train_cfg):
+    """Resuming from checkpoint-N of an N-step stage would train step N+1; the checkpoint is the result instead."""
+    from loongrl.train.grpo import run_stage
+
+    data = tmp_path / "mix.parquet"
+    _mixture(data)
+    params = {
+        **train_cfg,
+        "prompts_per_step": 2,
+        "num_generations": 4,
+        "per_device_batch": 8,
+        "max_completion_length": 8,
+        "save_steps": 2,
+        "gradient_checkpointing": False,
+    }
+    kw = dict(
+        model_path=tiny_model_dir,
+        data_path=data,
+        train=params,
+        steps=2,
+        work_dir=tmp_path / "work",
+        metrics_path=tmp_path / "metrics.jsonl",
+        summary_path=tmp_path / "summary.json",
+    )
+    run_stage(output_dir=tmp_path / "first", **kw)
+    again = run_stage(output_dir=tmp_path / "second", **kw)  # as if killed before the model was saved
+    assert again["steps"] == 2 and again["resumed_from"].endswith("checkpoint-2")
+    assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    a = (tmp_path / "first/model.safetensors").read_bytes()
+    assert a == (tmp_path / "second/model.safetensors").read_bytes()
+    assert (tmp_path / "second/tokenizer.json").exists()

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import shutil
 from pathlib import Path
@@ -84,7 +85,9 @@ def grpo_kwargs(
         "per_device_train_batch_size": train["per_device_batch"],
         "gradient_accumulation_steps": accum,
         "gradient_checkpointing": train["gradient_checkpointing"],
-        "bf16": gpu,
+        # bf16 on GPU; also wherever `accelerate launch` asks for it (the ZeRO-3 config does), since DeepSpeed
+        # refuses a TrainingArguments/DeepSpeed precision mismatch (on CPU this runs the GPU path's bf16 too).
+        "bf16": gpu or os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16",
         "use_cpu": not gpu,
         "max_steps": steps,
         "save_steps": train["save_steps"],
@@ -194,6 +197,30 @@ def metrics_callback(path: Path, monitor: HackMonitor | None = None):
     return JsonlMetrics()
 
 
+def init_ranks() -> bool:
+    """Join the launch's process group (several ranks only) and say whether this is the main process.
+
+    DeepSpeed's ``init_distributed`` picks the backend for the device (NCCL on GPUs, gloo on CPU) and is what the
+    trainer would call; doing it first lets the ranks synchronise on the stage's folders before the trainer exists.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import deepspeed
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        deepspeed.init_distributed()
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def barrier() -> None:
+    """Wait for every rank (a no-op in a single process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def score_completion_tokens_only() -> bool:
     """Make TRL score only completion positions on the CPU too (a speed fix, not a change of the loss).
 
@@ -261,16 +288,22 @@ def run_stage(
     fingerprint = run_fingerprint(
         model_path=model_path, data_path=data_path, train=train, steps=steps, seed=seed, extra=extra
     )
-    prepare_work_dir(work_dir, fingerprint)
+    # Under `accelerate launch` every rank runs this; the work folder, the metrics log and the MLflow run are the
+    # main process's, and the others wait for it.
+    main_process = init_ranks()
+    if main_process:
+        prepare_work_dir(work_dir, fingerprint)
+    barrier()
     resume = last_checkpoint(work_dir)
-    if resume is not None:
-        step = int(CHECKPOINT.match(resume.name).group(1))
-        truncate_metrics(metrics_path, step)
-        log.info("resuming from %s (step %d)", resume, step)
-    elif metrics_path.exists():
-        metrics_path.unlink()
-    metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    run = start_tracking(tracking, resume is not None) if tracking else None
+    if main_process:
+        if resume is not None:
+            step = int(CHECKPOINT.match(resume.name).group(1))
+            truncate_metrics(metrics_path, step)
+            log.info("resuming from %s (step %d)", resume, step)
+        elif metrics_path.exists():
+            metrics_path.unlink()
+        metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    run = start_tracking(tracking, resume is not None) if tracking and main_process else None
     args = grpo_config(
         train,
         steps,
@@ -282,23 +315,42 @@ def run_stage(
         select_best=eval_path is not None,
     )
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
-    monitor = None
-    if reward_funcs is None:
-        monitor = HackMonitor()
-        reward_funcs = make_reward_fns(RewardRules.from_config(train["reward"]), monitor)
-    trainer = GRPOTrainer(
-        model=str(model_path),
-        reward_funcs=reward_funcs,
-        args=args,
-        train_dataset=load_mixture(data_path),
-        eval_dataset=load_mixture(eval_path) if eval_path else None,
-        processing_class=tokenizer,
-        callbacks=[metrics_callback(metrics_path, monitor)],
-    )
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     tmp = output_dir.with_name(output_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
+    if main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if resume is not None and int(CHECKPOINT.match(resume.name).group(1)) >= steps:
+        # Killed after its last checkpoint: resuming would train one step past max_steps (transformers checks the
+        # limit only after a step), so the stage's model is the checkpoint's own weights (or its best one's).
+        from transformers import TrainerState
+
+        state = TrainerState.load_from_json(str(resume / "trainer_state.json"))
+        train_loss = None
+        if main_process:
+            copy_model_files(Path(state.best_model_checkpoint or resume), tmp)
+    else:
+        monitor = None
+        if reward_funcs is None:
+            monitor = HackMonitor()
+            reward_funcs = make_reward_fns(RewardRules.from_config(train["reward"]), monitor)
+        trainer = GRPOTrainer(
+            model=str(model_path),
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=load_mixture(data_path),
+            eval_dataset=load_mixture(eval_path) if eval_path else None,
+            processing_class=tokenizer,
+            callbacks=[metrics_callback(metrics_path, monitor)],
+        )
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        state = trainer.state
+        train_loss = result.training_loss if not math.isnan(result.training_loss) else None
+        # Every rank takes part in saving (ZeRO-3 gathers the sharded weights), but only the main process touches
+        # the folders: a rank that renamed the result while another still wrote into it would break the save.
+        barrier()
+        trainer.save_model(str(tmp))
+    barrier()
+    if not main_process:
+        return {}
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(output_dir, ignore_errors=True)
     tmp.rename(output_dir)
@@ -306,17 +358,30 @@ def run_stage(
     run_id = finish_tracking(tracking, metrics_path) if run else None
     summary = {
         "mlflow_run_id": run_id,
-        "steps": trainer.state.global_step,
+        "steps": state.global_step,
         "resumed_from": str(resume) if resume else None,
-        "train_loss": result.training_loss if not math.isnan(result.training_loss) else None,
+        "train_loss": train_loss,
         "reward_first": rows[0].get("reward") if rows else None,
         "reward_last": rows[-1].get("reward") if rows else None,
-        "best_checkpoint": trainer.state.best_model_checkpoint,
-        "best_validation_reward": trainer.state.best_metric,
-        "validation_rewards": {h["step"]: h["eval_reward"] for h in trainer.state.log_history if "eval_reward" in h},
+        "best_checkpoint": state.best_model_checkpoint,
+        "best_validation_reward": state.best_metric,
+        "validation_rewards": {h["step"]: h["eval_reward"] for h in state.log_history if "eval_reward" in h},
     }
     write_json(summary, summary_path)
     return summary
+
+
+MODEL_FILES = ("config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json")
+
+
+def copy_model_files(checkpoint: Path, dest: Path) -> None:
+    """The HF model files of a checkpoint folder (not its optimizer, RNG or DeepSpeed shards)."""
+    files = sorted({p for pat in MODEL_FILES for p in checkpoint.glob(pat)})
+    if not any(p.suffix == ".safetensors" for p in files):
+        raise FileNotFoundError(f"{checkpoint} holds no model weights (*.safetensors)")
+    dest.mkdir(parents=True)
+    for p in files:
+        shutil.copy2(p, dest / p.name)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,195 @@
+"""Multi-process training on CPU: the GPU path (accelerate launch + workflow/accelerate/zero3.yaml, 2 processes,
+DeepSpeed ZeRO-3 over gloo) trains, checkpoints in DeepSpeed's format, resumes after SIGKILL, and its final model
+loads with transformers. DeepSpeed is required: these tests fail, not skip, when it is missing."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+from loongrl.io import write_parquet
+from loongrl.schemas import MIXTURE_SCHEMA
+
+pytestmark = pytest.mark.slow
+ZERO3 = ROOT / "workflow/accelerate/zero3.yaml"
+
+
+def _bin(name: str) -> str:
+    import sys
+
+    return str(Path(sys.executable).parent / name)
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "workflow"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def _mixture(path: Path, n: int = 8) -> None:
+    rows = [
+        {
+            "id": f"c{i}",
+            "data_source": "math_choice",
+            "source": "math_choice",
+            "prompt": [{"role": "user", "content": f"Question: {i} + 1 = ?\nChoices:(A) {i + 1}\n(B) {i + 2}"}],
+            "answers": ["A"],
+            "prompt_tokens": 20,
+            "pass_rate": None,
+        }
+        for i in range(n)
+    ]
+    write_parquet(rows, path, MIXTURE_SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def deepspeed_ok():
+    """DeepSpeed is a dev dependency; outside CI a missing install skips, in CI it fails."""
+    if os.environ.get("CI"):
+        import deepspeed  # noqa: F401
+    else:
+        pytest.importorskip("deepspeed")
+
+
+def _params(**overrides) -> dict:
+    train = yaml.safe_load((ROOT / "config.yaml").read_text())["train"]
+    train.update(
+        prompts_per_step=2,
+        num_generations=4,
+        per_device_batch=4,
+        max_completion_length=12,
+        save_steps=2,
+        save_total_limit=3,
+        gradient_checkpointing=False,
+    )
+    train.update(overrides)
+    return train
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def test_train_stage_rule_on_two_processes(deepspeed_ok, tiny_model_dir, tmp_path):
+    """The train_stage rule with train.gpus: 2 launches accelerate + ZeRO-3 over 2 CPU processes and finishes."""
+    work = tmp_path / "proj"
+    shutil.copytree(
+        ROOT,
+        work,
+        ignore=shutil.ignore_patterns(
+            ".venv*", ".git", "results", "resources", "logs", ".snakemake", "mlruns", "benchmarks"
+        ),
+    )
+    shutil.copytree(tiny_model_dir, work / "resources/models/tiny-qwen2")
+    _mixture(work / "results/mixture/warmup.parquet")
+    (work / "results/mixture/warmup.card.json").write_text("{}\n")
+    overlay = work / "two.yaml"
+    overlay.write_text(
+        yaml.safe_dump({"train": {"gpus": 2, "max_completion_length": 8, "per_device_batch": 4, "save_steps": 1}})
+    )
+    cmd = [
+        _bin("snakemake"),
+        "--profile",
+        "profiles/local",
+        "--configfile",
+        "config.yaml",
+        "profiles/local/config.tiny.yaml",
+        str(overlay),
+        "--set-resources",
+        "train_stage:gpu=2",
+        "--resources",
+        "gpu=2",
+        "--cores",
+        "2",
+        "--allowed-rules",
+        "train_stage",
+        "-p",
+        "results/train/warmup/model",
+    ]
+    res = subprocess.run(cmd, cwd=work, env=_env(), capture_output=True, text=True, timeout=900)
+    log = (work / "logs/train/warmup.log").read_text() if (work / "logs/train/warmup.log").exists() else ""
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:] + log[-3000:]
+    assert re.search(r"accelerate launch --config_file \S+zero3\.yaml --num_processes 2", res.stdout + res.stderr)
+    ckpt = work / "resources/work/train/warmup/checkpoint-2"
+    assert (ckpt / "global_step2").is_dir() and (ckpt / "zero_to_fp32.py").exists()  # DeepSpeed's format
+    assert {p.name for p in ckpt.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(work / "results/train/warmup/model", local_files_only=True)
+    assert all(p.numel() > 0 for p in model.parameters())  # the ZeRO-3 shards were gathered, not saved empty
+    steps = [r["step"] for r in _rows(work / "results/train/warmup/metrics.jsonl")]
+    assert steps == [1, 2]
+
+
+def _launch(args: list[str], log: Path) -> subprocess.Popen:
+    cmd = [
+        _bin("accelerate"),
+        "launch",
+        "--config_file",
+        str(ZERO3),
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        str(ROOT / "tests/helpers/zero3_stage.py"),
+        *args,
+    ]
+    return subprocess.Popen(cmd, env=_env(), stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def test_zero3_sigkill_then_resume_matches_an_unkilled_run(deepspeed_ok, tiny_model_dir, tmp_path):
+    data = tmp_path / "mix.parquet"
+    _mixture(data)
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps(_params(learning_rate=1e-3)))
+
+    def args(name: str) -> list[str]:
+        return [str(tiny_model_dir), str(data), str(params), str(tmp_path / f"work-{name}"), str(tmp_path / name), "6"]
+
+    ref = _launch(args("ref"), tmp_path / "ref.log")
+    assert ref.wait(timeout=600) == 0, (tmp_path / "ref.log").read_text()[-3000:]
+
+    killed = _launch(args("run"), tmp_path / "run1.log")
+    deadline = time.time() + 600
+    while time.time() < deadline and killed.poll() is None:
+        if (tmp_path / "work-run/checkpoint-2/trainer_state.json").exists():
+            break
+        time.sleep(0.2)
+    assert killed.poll() is None, "the run ended before a checkpoint: " + (tmp_path / "run1.log").read_text()[-2000:]
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "run/model").exists()
+
+    resumed = _launch(args("run"), tmp_path / "run2.log")
+    assert resumed.wait(timeout=600) == 0, (tmp_path / "run2.log").read_text()[-3000:]
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["resumed_from"] and summary["steps"] == 6
+    got, want = _rows(tmp_path / "run/metrics.jsonl"), _rows(tmp_path / "ref/metrics.jsonl")
+    assert [r["step"] for r in got] == [1, 2, 3, 4, 5, 6]  # no step lost or repeated
+    resumed_at = int(summary["resumed_from"].rsplit("-", 1)[1])
+    for g, w in zip(got, want, strict=True):
+        # Before the resume point the runs are the same computation (bit-identical here). After it the sampled
+        # completions, hence the rewards, are identical (RNG, data order and weights restored), while loss, KL and
+        # grad norm differ by up to ~2 % (measured: KL 0.0748 vs 0.0754 at step 5): the weights restored from the
+        # bf16 ZeRO-3 checkpoint are not bit-identical to the ones kept in memory.
+        exact = g["step"] <= resumed_at
+        assert math.isclose(g["reward"], w["reward"], rel_tol=1e-9), (g["step"], g["reward"], w["reward"])
+        for key in ("loss", "kl", "grad_norm"):
+            tol = 1e-9 if exact else 0.05
+            assert math.isclose(g[key], w[key], rel_tol=tol, abs_tol=1e-12), (g["step"], key, g[key], w[key])
+    # the policy moved: rewards after the resume point come from trained weights, not the initial ones
+    assert any(r["grad_norm"] > 0 for r in want) and resumed_at in (2, 4, 6)
