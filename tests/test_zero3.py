@@ -117,6 +117,7 @@ def test_train_stage_rule_on_two_processes(deepspeed_ok, tiny_model_dir, tmp_pat
         "2",
         "--allowed-rules",
         "train_stage",
+        "memory_preflight",
         "-p",
         "results/train/warmup/model",
     ]

@@ -50,7 +50,8 @@ class InferenceBackend(Protocol):
 
     ``seeds`` gives each prompt its own sampling seed. Callers that split work across jobs pass seeds derived from
     a stable id (``rng.prompt_seed``), so a prompt's samples do not depend on which shard or batch it landed in;
-    without them prompt ``i`` of the call uses ``params.seed + i``.
+    without them prompt ``i`` of the call uses ``params.seed + i * params.n`` (vLLM seeds a request's k-th sample
+    with ``seed + k``, so consecutive seeds would make neighbouring prompts share random streams).
     """
 
     def generate_detailed(
@@ -67,7 +68,7 @@ class InferenceBackend(Protocol):
 def prompt_seeds(prompts: Sequence[Messages], params: SamplingParams, seeds: Seeds) -> list[int]:
     """The per-prompt seeds of one call (see ``InferenceBackend``)."""
     if seeds is None:
-        return [params.seed + i for i in range(len(prompts))]
+        return [params.seed + i * params.n for i in range(len(prompts))]
     if len(seeds) != len(prompts):
         raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
     return list(seeds)

@@ -1,9 +1,28 @@
 include: "helpers/train.smk"
 
 
+rule memory_preflight:
+    input:
+        model=model_dir("policy"),
+    output:
+        "results/train/memory_preflight.json",
+    log:
+        "logs/train/memory_preflight.log",
+    localrule: True
+    conda:
+        "../../envs/train.yaml"
+    params:
+        cfg=as_json(TRAIN),
+        prompt_tokens=config["mixture"]["max_prompt_tokens"],
+    shell:
+        "python -m loongrl.train.memory --model {input.model} --params {params.cfg:q} "
+        "--prompt-tokens {params.prompt_tokens} --output {output} > {log} 2>&1"
+
+
 rule train_stage:
     input:
         unpack(train_eval_data),
+        memory=ancient("results/train/memory_preflight.json"),
         model=train_init_model,
         data=train_data,
     output:

@@ -98,6 +98,7 @@ def grpo_kwargs(
         "report_to": report_to,
         "use_vllm": gpu and train["generation"] == "vllm",
         "vllm_mode": train["vllm_mode"],
+        "vllm_gpu_memory_utilization": train["vllm_gpu_memory_utilization"],
         "shuffle_dataset": True,
     }
     if select_best:

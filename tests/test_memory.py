@@ -1,0 +1,110 @@
+"""Memory preflight: the paper presets fit their GPUs with the shipped settings; settings that cannot fit fail,
+naming the key to change."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import ROOT
+from loongrl.pipeline import load_config
+from loongrl.train.memory import ModelShape, check, estimate, main
+
+# Public config.json values of the paper's policies.
+QWEN25_7B = {
+    "num_hidden_layers": 28,
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "vocab_size": 152064,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "tie_word_embeddings": False,
+}
+QWEN25_14B = {
+    "num_hidden_layers": 48,
+    "hidden_size": 5120,
+    "intermediate_size": 13824,
+    "vocab_size": 152064,
+    "num_attention_heads": 40,
+    "num_key_value_heads": 8,
+    "tie_word_embeddings": False,
+}
+
+
+def _train(*overlays: str) -> dict:
+    cfg = load_config(ROOT / "config.yaml", *(ROOT / o for o in overlays))
+    return cfg["train"], cfg["mixture"]["max_prompt_tokens"]
+
+
+def test_parameter_counts_match_the_models():
+    assert round(ModelShape.from_config(QWEN25_7B).params / 1e9, 2) == 7.62  # Qwen2.5-7B: 7.61B
+    assert round(ModelShape.from_config(QWEN25_14B).params / 1e9, 1) == 14.8  # Qwen2.5-14B: 14.7B
+
+
+@pytest.mark.parametrize(
+    ("overlays", "model"),
+    [((), QWEN25_7B), (("presets/qwen7b-16xa100.yaml",), QWEN25_7B), (("presets/qwen14b-8xmi300x.yaml",), QWEN25_14B)],
+)
+def test_paper_presets_fit_with_shipped_settings(overlays, model):
+    train, prompt = _train(*overlays)
+    assert prompt >= 20_500 and train["max_completion_length"] == 4096  # ~20.5K-token prompts + 4K of reasoning
+    est, problems = check(ModelShape.from_config(model), train, prompt_tokens=prompt)
+    assert problems == [], problems
+    assert est["total"] <= train["gpu_memory_gib"] and est["activations"] > 0 and est["logits"] > 0
+
+
+def test_settings_that_cannot_fit_fail_naming_the_key():
+    train, prompt = _train("presets/qwen7b-16xa100.yaml")
+    shape = ModelShape.from_config(QWEN25_7B)
+    _, problems = check(shape, {**train, "per_device_batch": 8}, prompt_tokens=prompt)
+    assert len(problems) == 1
+    assert "config key 'train.per_device_batch': 8 sequences" in problems[0]
+    assert "lower train.per_device_batch to 2" in problems[0]
+    # a 128K prompt without gradient checkpointing: not even one sequence fits
+    _, problems = check(shape, {**train, "per_device_batch": 1, "gradient_checkpointing": False}, prompt_tokens=131_072)
+    assert "not even one sequence fits" in problems[0] and "train.gradient_checkpointing" in problems[0]
+
+
+def test_estimate_follows_zero_stage_and_batch():
+    shape = ModelShape.from_config(QWEN25_7B)
+    kw = {"prompt_tokens": 20_000, "completion_tokens": 4096, "world_size": 16}
+    z3 = estimate(shape, per_device_batch=1, zero_stage=3, **kw)
+    z0 = estimate(shape, per_device_batch=1, zero_stage=0, **kw)
+    assert z0["optimizer"] == pytest.approx(16 * z3["optimizer"]) and z0["weights"] > 14  # 7.6B x 2 bytes unsharded
+    two = estimate(shape, per_device_batch=2, zero_stage=3, **kw)
+    assert two["activations"] == pytest.approx(2 * z3["activations"]) and two["logits"] == pytest.approx(
+        2 * z3["logits"]
+    )
+
+
+def test_cli_writes_a_report_or_fails(tmp_path, tiny_model_dir):
+    train, prompt = _train("profiles/local/config.tiny.yaml")
+    out = tmp_path / "m.json"
+    main(
+        [
+            "--model",
+            str(tiny_model_dir),
+            "--params",
+            json.dumps(train),
+            "--prompt-tokens",
+            str(prompt),
+            "--output",
+            str(out),
+        ]
+    )
+    assert json.loads(out.read_text())["estimate_gib"]["total"] < 10
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big/config.json").write_text(json.dumps(QWEN25_7B))
+    with pytest.raises(SystemExit, match=r"train\.per_device_batch"):
+        main(
+            [
+                "--model",
+                str(tmp_path / "big"),
+                "--params",
+                json.dumps({**train, "per_device_batch": 16, "gpus": 1, "nodes": 1}),
+                "--prompt-tokens",
+                "22528",
+                "--output",
+                str(tmp_path / "x.json"),
+            ]
+        )
