@@ -45,7 +45,9 @@ def test_paper_values_reach_grpoconfig(train_cfg, tmp_path):
 
 
 def test_best_checkpoint_selection_maps_to_trainer_args(train_cfg, tmp_path):
-    cfg = grpo_config(train_cfg, 168, tmp_path, world_size=16, gpu=False, select_best=True)
+    cfg = grpo_config(train_cfg, 168, tmp_path, world_size=1, gpu=False, select_best=True)  # TRL checks this process
+    assert cfg.per_device_eval_batch_size == 8  # one whole group of G=8 per evaluation batch
+    assert grpo_kwargs(train_cfg, 168, tmp_path, world_size=16, select_best=True)["per_device_eval_batch_size"] == 1
     assert cfg.eval_strategy == "steps" and cfg.eval_steps == train_cfg["save_steps"] == cfg.save_steps
     assert cfg.metric_for_best_model == "eval_reward" and cfg.greater_is_better and cfg.load_best_model_at_end
     assert not grpo_kwargs(train_cfg, 168, tmp_path).get("load_best_model_at_end")

@@ -105,7 +105,8 @@ def grpo_kwargs(
         kwargs.update(
             eval_strategy="steps",
             eval_steps=train["save_steps"],
-            per_device_eval_batch_size=train["per_device_batch"],
+            # TRL needs the global eval batch to hold whole groups: the smallest such per-device batch
+            per_device_eval_batch_size=train["num_generations"] // math.gcd(train["num_generations"], world_size),
             metric_for_best_model="eval_reward",
             greater_is_better=True,
             load_best_model_at_end=True,
