@@ -29,7 +29,16 @@ SUBMITTED = re.compile(
     r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: \S*/logs/slurm/rule_(\w+?)/(\S*?)\d+\.log\)"
 )
 FINISHED = re.compile(r"Finished jobid: (\d+) \(Rule: (\w+)\)")
-LOCAL_RULES = {"all", "preflight", "download_raw_qa", "download_model", "download_books"}
+LOCAL_RULES = {
+    "all",
+    "preflight",
+    "check_inputs",
+    "gather_filter",
+    "download_raw_qa",
+    "download_model",
+    "download_books",
+    "download_math",
+}
 
 
 @pytest.fixture(scope="module")
