@@ -136,6 +136,26 @@ def test_train_stage_rule_on_two_processes(deepspeed_ok, tiny_model_dir, tmp_pat
     assert steps == [1, 2]
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL the launcher and every process under it, and wait until all are gone.
+
+    The ranks must die with the launcher, as in a SLURM job's cgroup: torch's elastic agent may start them in
+    sessions of their own, where a group kill does not reach, and a surviving rank would keep training and
+    writing beside the resumed run.
+    """
+    import psutil
+
+    root = psutil.Process(pid)
+    procs = [*root.children(recursive=True), root]
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=60)
+    assert not alive, alive
+
+
 def _launch(args: list[str], log: Path) -> subprocess.Popen:
     cmd = [
         _bin("accelerate"),
@@ -171,7 +191,7 @@ def test_zero3_sigkill_then_resume_matches_an_unkilled_run(deepspeed_ok, tiny_mo
             break
         time.sleep(0.2)
     assert killed.poll() is None, "the run ended before a checkpoint: " + (tmp_path / "run1.log").read_text()[-2000:]
-    os.killpg(killed.pid, signal.SIGKILL)
+    kill_tree(killed.pid)
     killed.wait()
     assert not (tmp_path / "run/model").exists()
 
