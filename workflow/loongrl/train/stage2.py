@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from loongrl.cli import setup_logging
 from loongrl.inference import InferenceBackend, SamplingParams, make_backend, pick_device
-from loongrl.io import read_parquet, shard_rows, write_json, write_parquet
+from loongrl.io import gather_shards, read_parquet, shard_rows, write_json, write_parquet
 from loongrl.rng import prompt_seed
 from loongrl.schemas import MIXTURE_SCHEMA
 from loongrl.train.rewards import score
@@ -123,14 +123,9 @@ def count_shard(args: argparse.Namespace) -> None:
 def select_from_counts(data: Path, counts: list[Path], *, output: Path, stats_path: Path) -> dict[str, Any]:
     """Join the shards' counts to the mixture (every example exactly once) and write the unsolved rows."""
     rows = read_parquet(data)
-    solved: dict[str, int] = {}
-    ns = set()
-    for path in counts:
-        for c in read_parquet(path):
-            if c["id"] in solved:
-                raise ValueError(f"{path}: example {c['id']} was counted by two shards")
-            solved[c["id"]] = c["solved"]
-            ns.add(c["n"])
+    gathered = gather_shards(counts)
+    solved = {c["id"]: c["solved"] for c in gathered}
+    ns = {c["n"] for c in gathered}
     missing = [r["id"] for r in rows if r["id"] not in solved]
     if missing or len(ns) > 1:
         raise ValueError(
