@@ -196,3 +196,63 @@ def test_zero3_sigkill_then_resume_matches_an_unkilled_run(deepspeed_ok, tiny_mo
             assert math.isclose(g[key], w[key], rel_tol=tol, abs_tol=1e-12), (g["step"], key, g[key], w[key])
     # the policy moved: rewards after the resume point come from trained weights, not the initial ones
     assert any(r["grad_norm"] > 0 for r in want) and resumed_at in (2, 4, 6)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_join_one_world(deepspeed_ok, tiny_model_dir, tmp_path):
+    """Two "nodes" on one machine: workflow/scripts/accelerate_node.sh started twice, as srun starts it once per node
+    of a 2-node job (SLURM_NNODES / SLURM_NODEID / SLURM_JOB_NODELIST), 1 process each, through the rule's
+    accelerate config. They must form one world of 2 ranks (not two worlds of 1, accelerate's pdsh fallback), with
+    one owner of the work dir and each step's metrics logged once, and the process group's timeout from config."""
+    data = tmp_path / "mix.parquet"
+    write_choice_mixture(data)
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps(_params(dist_timeout_minutes=77)))
+    shim = tmp_path / "bin"  # scontrol resolves the node list; the test has no slurmctld, so a shim answers
+    shim.mkdir()
+    (shim / "scontrol").write_text('#!/bin/sh\n[ "$1 $2" = "show hostnames" ] && echo localhost && exit 0\nexit 1\n')
+    (shim / "scontrol").chmod(0o755)
+    port = _free_port()
+    procs = []
+    for node in (0, 1):
+        env = {
+            **_env(),
+            "PATH": f"{shim}{os.pathsep}{Path(_bin('accelerate')).parent}{os.pathsep}{os.environ['PATH']}",
+            "SLURM_NNODES": "2",
+            "SLURM_NODEID": str(node),
+            "SLURM_JOB_NODELIST": "localhost",
+            "LOONGRL_MAIN_PORT": str(port),
+        }
+        cmd = [
+            "bash",
+            str(ROOT / "workflow/scripts/accelerate_node.sh"),
+            str(ZERO3),
+            "1",
+            str(ROOT / "tests/helpers/zero3_stage.py"),
+            *[str(tiny_model_dir), str(data), str(params), str(tmp_path / "work"), str(tmp_path / "out"), "2"],
+        ]
+        log = tmp_path / f"node{node}.log"
+        procs.append((subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT), log))
+    for p, log in procs:
+        try:
+            rc = p.wait(timeout=600)
+        except subprocess.TimeoutExpired as err:
+            for q, _ in procs:
+                kill_tree(q.pid)
+            logs = "\n".join(lg.read_text()[-2000:] for _, lg in procs)
+            raise AssertionError("the two nodes never finished:\n" + logs) from err
+        assert rc == 0, log.read_text()[-3000:]
+    ranks = sorted((json.loads(p.read_text()) for p in (tmp_path / "out").glob("rank*.json")), key=lambda r: r["rank"])
+    assert [(r["rank"], r["world_size"], r["node_rank"]) for r in ranks] == [(0, 2, 0), (1, 2, 1)], ranks
+    assert {r["timeout_s"] for r in ranks} == {77 * 60}  # train.dist_timeout_minutes, not DeepSpeed's 10 minutes
+    assert [r["step"] for r in _rows(tmp_path / "out/metrics.jsonl")] == [1, 2]  # one writer, each step once
+    summary = json.loads((tmp_path / "out/summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 2
+    assert (tmp_path / "work/FINGERPRINT").exists() and (tmp_path / "work/checkpoint-2/trainer_state.json").exists()

@@ -42,6 +42,22 @@ def main() -> None:
         world_size=2,
         seed=7,
     )
+    # What this rank saw of its world, for the multi-node test: size, rank, and the process group's timeout.
+    import os
+
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.distributed_c10d import _get_default_group
+
+    rank = dist.get_rank()
+    backend = _get_default_group()._get_backend(torch.device("cpu"))
+    info = {
+        "world_size": dist.get_world_size(),
+        "rank": rank,
+        "node_rank": int(os.environ.get("GROUP_RANK", "-1")),
+        "timeout_s": backend.options._timeout.total_seconds(),
+    }
+    (out_dir / f"rank{rank}.json").write_text(json.dumps(info))
 
 
 if __name__ == "__main__":

@@ -33,22 +33,23 @@ rule train_stage:
         "logs/train/{tstage}.log",
     benchmark:
         "benchmarks/train/{tstage}.tsv"
+    retries: TRAIN["job_retries"]
     conda:
         "../../envs/train.yaml"
     threads: 4
     resources:
-        gpu=TRAIN["gpus"],
-        nodes=train_nodes(),
-        tasks=train_nodes(),
-        mpi="srun" if train_nodes() > 1 else "",
-        runtime="48h",
+        **train_resources(),
         mem_mb=64000,
     params:
         cfg=as_json(TRAIN),
         steps=lambda wc: TRAIN["stages"][wc.tstage]["steps"],
         work="resources/work/train/{tstage}",
-        launch=lambda wc, resources: train_launcher(resources.gpu, resources.nodes),
-        world=lambda wc, resources: resources.gpu * resources.nodes,
+        launch=lambda wc, resources: train_launcher(resources.get("cpus_per_task")),
+        # the device: one node, the GPUs Snakemake granted (0 under the local CPU profiles); several, the GRES
+        gpus=lambda wc, resources: (
+            TRAIN["gpus"] * TRAIN["nodes"] if TRAIN["nodes"] > 1 else resources.gpu
+        ),
+        world=max(1, TRAIN["gpus"]) * TRAIN["nodes"],
         uri=MLFLOW_URI,
         seed=config["seed"],
         card=train_data_card,
@@ -58,7 +59,7 @@ rule train_stage:
     shell:
         "{params.launch} -m loongrl.train.grpo --model {input.model} --data {input.data} --params {params.cfg:q} "
         "--steps {params.steps} --work-dir {params.work} --output {output.model} --metrics {output.metrics} "
-        "--summary {output.summary} --gpus {params.world} --seed {params.seed} --mlflow-uri {params.uri:q} "
+        "--summary {output.summary} --gpus {params.gpus} --world {params.world} --seed {params.seed} --mlflow-uri {params.uri:q} "
         "--run-name {wildcards.tstage} {params.val} "
         "--artifact {input.data} --artifact {params.card} > {log} 2>&1"
 

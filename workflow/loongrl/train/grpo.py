@@ -22,6 +22,8 @@ import math
 import os
 import re
 import shutil
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,7 @@ def grpo_kwargs(
     accum = prompts_per_step_to_accumulation(
         train["prompts_per_step"], train["num_generations"], train["per_device_batch"], world_size
     )
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
     kwargs: dict[str, Any] = {
         "output_dir": str(output_dir),
         "num_generations": train["num_generations"],
@@ -99,19 +102,62 @@ def grpo_kwargs(
         "use_vllm": gpu and train["generation"] == "vllm",
         "vllm_mode": train["vllm_mode"],
         "vllm_gpu_memory_utilization": train["vllm_gpu_memory_utilization"],
+        # GRPO as in the paper's Eq. 1 and verl: no correction for the rollout engine's sampling distribution.
+        # TRL 1.16 turns it on by default (trl/trainer/grpo_config.py:925, mode sequence_mask), with vLLM's
+        # top-p-renormalised log-probs against the trainer's full-vocabulary ones, so a long completion's ratio is
+        # exp(sum of log nucleus mass) and its policy gradient shrinks towards 0 (see tests/test_vllm.py).
+        "vllm_importance_sampling_correction": train["vllm_importance_sampling_correction"],
+        # verl's low_var_kl is the plain k3 estimate; TRL 1.16 multiplies it by the policy ratio by default
+        # (use_bias_correction_kl=True, trl/trainer/grpo_trainer.py:3104), which changes its gradient.
+        "use_bias_correction_kl": train["kl_bias_correction"],
+        # transformers' process-group timeout (the trainer's, where it creates the group; see init_ranks)
+        "ddp_timeout": int(train["dist_timeout_minutes"] * 60),
+        "model_init_kwargs": model_init_kwargs(train, gpu=gpu, deepspeed=deepspeed),
         "shuffle_dataset": True,
     }
     if select_best:
         kwargs.update(
             eval_strategy="steps",
             eval_steps=train["save_steps"],
-            # TRL needs the global eval batch to hold whole groups: the smallest such per-device batch
-            per_device_eval_batch_size=train["num_generations"] // math.gcd(train["num_generations"], world_size),
+            per_device_eval_batch_size=eval_batch_size(train, world_size),
             metric_for_best_model="eval_reward",
             greater_is_better=True,
             load_best_model_at_end=True,
         )
     return kwargs
+
+
+def eval_batch_size(train: dict[str, Any], world_size: int) -> int:
+    """The per-device validation batch: ``train.per_device_eval_batch`` rounded up so the global batch holds whole
+    groups (TRL checks ``per_device_eval_batch_size x world`` is divisible by G). Each eval micro-step is one
+    generation call, so 1 would make 16 ranks generate 2 prompts' groups a call."""
+    unit = train["num_generations"] // math.gcd(train["num_generations"], world_size)
+    return unit * math.ceil(train["per_device_eval_batch"] / unit)
+
+
+def model_init_kwargs(train: dict[str, Any], *, gpu: bool, deepspeed: bool) -> dict[str, Any]:
+    """How TRL loads the policy (and the reference model): ``GRPOTrainer`` defaults to fp32 and transformers'
+    default attention (trl/trainer/grpo_trainer.py:171-172), while the memory preflight assumes bf16 weights and
+    ``train.attn_implementation``.
+
+    bf16 weights only where DeepSpeed keeps fp32 master weights in its optimizer: a single-process run would
+    otherwise train bf16 weights directly, and a 1e-6 learning rate's updates vanish below bf16's resolution.
+    On the CPU the attention setting is not applied (flash attention needs CUDA; transformers picks sdpa).
+    """
+    out: dict[str, Any] = {"dtype": "bfloat16" if gpu and deepspeed else "float32"}
+    attn = train["attn_implementation"]
+    if gpu:
+        if attn == "flash_attention_2":
+            import importlib.util
+
+            if importlib.util.find_spec("flash_attn") is None:
+                raise RuntimeError(
+                    "config key 'train.attn_implementation' is flash_attention_2 (the paper's verl setup), but the "
+                    "flash-attn package is not installed in this environment: pip install flash-attn, or set "
+                    "train.attn_implementation: sdpa (the memory preflight then counts sdpa's padding mask)"
+                )
+        out["attn_implementation"] = attn
+    return out
 
 
 def grpo_config(*args: Any, **kwargs: Any):
@@ -183,7 +229,8 @@ def metrics_callback(path: Path, monitor: HackMonitor | None = None):
 
     class JsonlMetrics(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            frac, rewarded = monitor.pop() if monitor is not None else (None, 0)
+            # every rank scores its own completions; the step's share is over all of them
+            frac, rewarded = sum_over_ranks(monitor.pop_counts()) if monitor is not None else (None, 0)
             if not logs or ("loss" not in logs and "reward" not in logs):
                 return
             row = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, int | float)}}
@@ -199,11 +246,30 @@ def metrics_callback(path: Path, monitor: HackMonitor | None = None):
     return JsonlMetrics()
 
 
-def init_ranks() -> bool:
+def sum_over_ranks(counts: tuple[int, int]) -> tuple[float | None, int]:
+    """(suspect share, rewarded count) of the hack monitor over every rank's completions of the step."""
+    suspect, rewarded = counts
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        import torch
+
+        device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
+        t = torch.tensor([suspect, rewarded], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        suspect, rewarded = int(t[0].item()), int(t[1].item())
+    return (suspect / rewarded if rewarded else None), rewarded
+
+
+def init_ranks(timeout_minutes: float) -> bool:
     """Join the launch's process group (several ranks only) and say whether this is the main process.
 
     DeepSpeed's ``init_distributed`` picks the backend for the device (NCCL on GPUs, gloo on CPU) and is what the
     trainer would call; doing it first lets the ranks synchronise on the stage's folders before the trainer exists.
+    It takes the timeout here or never: the group exists before the trainer, so transformers' ``ddp_timeout`` is not
+    applied (accelerate/state.py:215 skips an initialised group), and DeepSpeed's default is 10 minutes
+    (deepspeed/constants.py:19, ``DEEPSPEED_TIMEOUT``), less than one rank may lag another while generating 256
+    completions of up to 4K tokens.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import deepspeed
@@ -211,8 +277,56 @@ def init_ranks() -> bool:
 
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        deepspeed.init_distributed()
+        deepspeed.init_distributed(timeout=timedelta(minutes=timeout_minutes))
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def check_world(expected: int) -> int:
+    """The world this process joined; it must be ``train.gpus x train.nodes`` ranks (what the accumulation and the
+    ZeRO-3 shards were sized for), or the stage stops before it trains."""
+    import torch.distributed as dist
+
+    actual = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if actual != expected:
+        raise RuntimeError(
+            f"this GRPO stage joined a world of {actual} rank(s), but config keys 'train.gpus' x 'train.nodes' ask "
+            f"for {expected}: check the launcher (accelerate's num_processes/num_machines, "
+            f"deepspeed_multinode_launcher in workflow/accelerate/zero3.yaml) and the SLURM job's nodes and GPUs"
+        )
+    return actual
+
+
+def time_save_callback(minutes: float | None):
+    """A TrainerCallback that also saves a checkpoint when ``minutes`` have passed since the last save.
+
+    A 7B stage step takes minutes to an hour (long rollouts), so a fixed ``save_steps`` either loses a day to a
+    job's time limit or fills the disk with ~120 GB checkpoints; time bounds what a kill can lose. The decision is
+    made on the main process and shared, so every rank saves at the same step (ZeRO-3 saves are collective).
+    """
+    from transformers import TrainerCallback
+
+    class SaveEvery(TrainerCallback):
+        def __init__(self) -> None:
+            self.last = time.monotonic()
+
+        def on_save(self, args, state, control, **kwargs):
+            self.last = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if minutes is None or control.should_save:
+                return control
+            due = time.monotonic() - self.last >= minutes * 60
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                flag = [due]
+                dist.broadcast_object_list(flag, src=0)
+                due = flag[0]
+            if due:
+                control.should_save = True
+            return control
+
+    return SaveEvery()
 
 
 def barrier() -> None:
@@ -292,7 +406,8 @@ def run_stage(
     )
     # Under `accelerate launch` every rank runs this; the work folder, the metrics log and the MLflow run are the
     # main process's, and the others wait for it.
-    main_process = init_ranks()
+    main_process = init_ranks(train["dist_timeout_minutes"])
+    world = check_world(world_size)
     if main_process:
         prepare_work_dir(work_dir, fingerprint)
     barrier()
@@ -341,7 +456,7 @@ def run_stage(
             train_dataset=load_mixture(data_path),
             eval_dataset=load_mixture(eval_path) if eval_path else None,
             processing_class=tokenizer,
-            callbacks=[metrics_callback(metrics_path, monitor)],
+            callbacks=[metrics_callback(metrics_path, monitor), time_save_callback(train["save_minutes"])],
         )
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         state = trainer.state
@@ -368,6 +483,11 @@ def run_stage(
         "best_checkpoint": state.best_model_checkpoint,
         "best_validation_reward": state.best_metric,
         "validation_rewards": {h["step"]: h["eval_reward"] for h in state.log_history if "eval_reward" in h},
+        "world_size": world,
+        # what decides the loss beyond the paper's values (TRL defaults we override; see grpo_kwargs)
+        "vllm_importance_sampling_correction": args.vllm_importance_sampling_correction,
+        "use_bias_correction_kl": args.use_bias_correction_kl,
+        "dist_timeout_minutes": train["dist_timeout_minutes"],
     }
     write_json(summary, summary_path)
     return summary
@@ -398,7 +518,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--output", type=Path, required=True, help="final HF model folder")
     ap.add_argument("--metrics", type=Path, required=True)
     ap.add_argument("--summary", type=Path, required=True)
-    ap.add_argument("--gpus", type=int, default=0)
+    ap.add_argument("--gpus", type=int, default=0, help="GPUs of the whole job (0: CPU)")
+    ap.add_argument("--world", type=int, default=None, help="ranks the launch must have (default: max(1, gpus))")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--mlflow-uri", default=None, help="tracking URI (MLFLOW_TRACKING_URI overrides)")
     ap.add_argument("--experiment", default="loongrl")
@@ -430,7 +551,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics_path=args.metrics,
         summary_path=args.summary,
         gpu=pick_device(args.gpus) == "cuda",
-        world_size=max(1, args.gpus),
+        world_size=args.world or max(1, args.gpus),
         seed=args.seed,
         tracking=tracking,
         eval_path=args.eval_data,

@@ -72,12 +72,17 @@ class HackMonitor:
             self.rewarded += 1
             self.suspect += suspect(completion, answers, reward)
 
+    def pop_counts(self) -> tuple[int, int]:
+        """(suspect, rewarded) since the last pop, and reset (summed over ranks by the trainer's callback)."""
+        out = (self.suspect, self.rewarded)
+        self.rewarded = self.suspect = 0
+        return out
+
     def pop(self) -> tuple[float | None, int]:
         """(suspect share, rewarded count) since the last pop, and reset; the share is None when nothing was
         rewarded."""
-        out = (self.suspect / self.rewarded if self.rewarded else None, self.rewarded)
-        self.rewarded = self.suspect = 0
-        return out
+        suspect_n, rewarded = self.pop_counts()
+        return (suspect_n / rewarded if rewarded else None), rewarded
 
 
 def make_reward_fn(rules: RewardRules = DEFAULT_RULES):

@@ -8,17 +8,26 @@ def train_init_model(wildcards):
     return model_dir("policy") if init == "base" else f"results/train/{init}/model"
 
 
-def train_launcher(gpus, nodes=1):
-    """How a GRPO stage starts, from the GPUs per node and the node count Snakemake grants it.
+def train_launcher(cpus_per_task=None):
+    """How a GRPO stage starts, from train.gpus (per node) and train.nodes, never from the job's ``gpu`` resource
+    (a multi-node job asks for its GPUs as a per-node GRES instead, so ``gpu`` is 0 there).
 
     ``python`` for CPU / one GPU; ``accelerate launch`` with DeepSpeed ZeRO-3 over one node's GPUs; for several
     nodes, ``srun`` starts workflow/scripts/accelerate_node.sh once per node, which reads its rank and the head
-    node from SLURM's variables (an mpi=srun job, which the SLURM jobstep does not wrap in srun).
+    node from SLURM's variables (an mpi=srun job, which the SLURM jobstep does not wrap in srun). The jobstep
+    strips SLURM_CPUS_PER_TASK and the like before the job's shell runs, so the inner srun states its CPUs and
+    GPUs itself; otherwise each node's task may be bound to a single core.
     """
+    gpus, nodes = TRAIN["gpus"], TRAIN["nodes"]
     cfg = Path(workflow.basedir) / "workflow/accelerate/zero3.yaml"
     if nodes > 1:
         script = Path(workflow.basedir) / "workflow/scripts/accelerate_node.sh"
-        return f"srun --nodes {nodes} --ntasks {nodes} --ntasks-per-node 1 bash {script} {cfg} {gpus}"
+        step = f"srun --nodes {nodes} --ntasks {nodes} --ntasks-per-node 1 --kill-on-bad-exit=1"
+        if cpus_per_task:
+            step += f" --cpus-per-task {cpus_per_task}"
+        if gpus:
+            step += f" --gres=gpu:{gpus}"
+        return f"{step} bash {script} {cfg} {max(gpus, 1)}"
     if gpus <= 1:
         return "python"
     return (
@@ -26,8 +35,33 @@ def train_launcher(gpus, nodes=1):
     )
 
 
-def train_nodes():
-    return TRAIN["nodes"]
+def train_resources():
+    """The SLURM shape of a GRPO job, per node, from the train section (runtime and memory come from the profile).
+
+    One node: ``gpu`` (+ ``gpu_model``) -> ``--gpus=[type:]N``. Several: ``--nodes=N``, ``--gres=gpu[:type]:G``
+    per node, ``--ntasks=N`` (one task per node: SLURM gives every node at least one) and the node's CPUs per
+    task. The executor plugin would turn ``tasks`` on a GPU job into ``--ntasks-per-gpu`` unless
+    ``tasks_per_gpu`` is 0, and ``gpu_model`` with ``gpu=0`` into ``--gpus=type:0``
+    (snakemake_executor_plugin_slurm/submit_string.py:159-168, utils.py:385-406).
+    """
+    gpus, nodes, kind = TRAIN["gpus"], TRAIN["nodes"], TRAIN["gpu_type"]
+    out = {"runtime": TRAIN["job_runtime"]}
+    if nodes == 1:
+        out["gpu"] = gpus
+        if kind and gpus:
+            out["gpu_model"] = kind
+        return out
+    out.update(
+        gpu=0,
+        nodes=nodes,
+        tasks=nodes,
+        tasks_per_gpu=0,
+        mpi="srun",
+        cpus_per_task=max(gpus, 1) * TRAIN["cpus_per_gpu"],
+    )
+    if gpus:
+        out["gres"] = f"gpu:{kind}:{gpus}" if kind else f"gpu:{gpus}"
+    return out
 
 
 def train_data(wildcards):
