@@ -112,3 +112,30 @@ def test_local_source_too_small_fails_at_config_load(paper, monkeypatch):
     cfg["math"]["dapo"]["local_file"] = "nowhere.parquet"
     with pytest.raises(ConfigError, match=r"config key 'math\.dapo\.local_file': nowhere\.parquet does not exist"):
         validate_config(cfg)
+
+
+def test_conda_envs_pin_what_pyproject_pins():
+    """envs/*.yaml (--sdm conda) and pyproject.toml (the pip route) install the same versions: every pip entry of an
+    env equals pyproject's requirement for that package, the `vllm` extra's (the GPU stack) over the base one's."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def by_name(specs):
+        return {Requirement(s).name.lower().replace("_", "-"): Requirement(s) for s in specs}
+
+    base = by_name(project["dependencies"])
+    gpu = {**base, **by_name(project["optional-dependencies"]["vllm"])}
+    envs = sorted((ROOT / "envs").glob("*.yaml"))
+    assert {e.name for e in envs} == {"data.yaml", "filter.yaml", "train.yaml"}
+    for env in envs:
+        pins = base if env.name == "data.yaml" else gpu  # the GPU jobs' envs take the `vllm` extra's pins
+        deps = yaml.safe_load(env.read_text())["dependencies"]
+        pip = next(d["pip"] for d in deps if isinstance(d, dict))
+        for spec in pip:
+            req = Requirement(spec)
+            want = pins.get(req.name.lower().replace("_", "-"))
+            assert want is not None, f"{env.name}: {req.name} is not a dependency in pyproject.toml"
+            assert (req.specifier, req.extras) == (want.specifier, want.extras), f"{env.name}: {spec} != {want}"

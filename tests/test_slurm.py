@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import ROOT
 from slurm_cluster import Cluster, missing_requirements
 from test_workflow import copy_project
@@ -231,7 +232,8 @@ def test_more_gpus_than_exist_fails_fast(cluster, tmp_path):
 
 
 def test_two_node_training_submission_line(cancelled_then_completed, cluster, tmp_path):
-    """The sbatch line of a 2-node GRPO stage, captured by an sbatch shim (one node exists, so nothing is queued).
+    """The sbatch line of the 7B preset's 2-node GRPO stage, captured by an sbatch shim (one node exists, so nothing
+    is queued), with no resource overrides: the shape comes from train.gpus / nodes / gpu_type / cpus_per_gpu.
 
     It reuses the finished SLURM run's folder, so the warm-up training job is the first (and only) submission.
     """
@@ -241,22 +243,23 @@ def test_two_node_training_submission_line(cancelled_then_completed, cluster, tm
     record = tmp_path / "sbatch.args"
     (shim / "sbatch").write_text(f'#!/bin/sh\necho "$@" >> {record}\necho "sbatch: error: recorded only" >&2\nexit 1\n')
     (shim / "sbatch").chmod(0o755)
+    preset = yaml.safe_load((ROOT / "presets/qwen7b-16xa100.yaml").read_text())["train"]
+    overlay = tmp_path / "two_nodes.yaml"
+    shape = {k: preset[k] for k in ("gpus", "nodes", "gpu_type")}
+    overlay.write_text(yaml.safe_dump({"train": shape}))
     env = {**run_env(cluster), "PATH": f"{shim}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}"}
     res = subprocess.run(
         [
             str(BIN / "snakemake"),
             *PROFILES,
+            "--configfile",
+            "config.yaml",
+            "profiles/local/config.tiny.yaml",
+            "tests/slurm/config.yaml",
+            str(overlay),
             "results/train/warmup/summary.json",
             "--rerun-triggers",
             "mtime",
-            "--set-resources",
-            "train_stage:gpu=0",
-            "train_stage:nodes=2",
-            "train_stage:tasks=2",
-            "train_stage:tasks_per_gpu=0",
-            "train_stage:gres=gpu:8",
-            "train_stage:mpi=srun",
-            "train_stage:cpus_per_task=96",
         ],
         cwd=work,
         env=env,
@@ -266,6 +269,17 @@ def test_two_node_training_submission_line(cancelled_then_completed, cluster, tm
     )
     assert res.returncode != 0
     (call,) = record.read_text().splitlines()
+    args = call.split()
     assert "--comment rule_train_stage_wildcards_warmup" in call, call
-    assert "--nodes=2" in call and "--ntasks=2" in call and "--gres=gpu:8" in call, call
-    assert "--cpus-per-task=96" in call and "--gpus" not in call, call
+    assert shape == {"gpus": 8, "nodes": 2, "gpu_type": "a100"}
+    # one node's GPUs per node, one task per node with the node's CPUs, and no job-wide GPU count beside the GRES
+    assert {"--nodes=2", "--gres=gpu:a100:8", "--ntasks=2", "--cpus-per-task=64"} <= set(args), call
+    assert not [a for a in args if a.startswith(("--gpus", "--ntasks-per-gpu", "--cpus-per-gpu"))], call
+    # inside the job, srun starts one launcher per node with that node's CPUs and GPUs, for 16 ranks in all
+    out = res.stdout + res.stderr
+    assert re.search(
+        r"srun --nodes 2 --ntasks 2 --ntasks-per-node 1 --kill-on-bad-exit=1 --cpus-per-task 64 --gres=gpu:8 bash "
+        r"\S+accelerate_node\.sh \S+zero3\.yaml 8 -m loongrl\.train\.grpo",
+        out,
+    ), out[-3000:]
+    assert "--gpus 16 --world 16" in out
