@@ -8,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install vllm-env demo demo-real test test-main test-vllm lint unit bench bench-learning bench-engines gpu-check dryrun-slurm report clean
+.PHONY: install vllm-env demo demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory gpu-check dryrun-slurm report clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench: install
 
 bench-learning: install
 	python benchmarks/learning.py
+
+# the memory preflight's per-token terms against a measured GRPO step (peak RSS at 1K / 3K / 5K-token prompts)
+bench-memory: install
+	python benchmarks/memory_check.py
 
 # vLLM vs transformers generation on the same prompts, on CPU (the vLLM environment holds both engines)
 bench-engines: vllm-env

@@ -50,7 +50,8 @@ def test_paper_presets_fit_with_shipped_settings(overlays, model):
     assert prompt >= 20_500 and train["max_completion_length"] == 4096  # ~20.5K-token prompts + 4K of reasoning
     est, problems = check(ModelShape.from_config(model), train, prompt_tokens=prompt)
     assert problems == [], problems
-    assert est["total"] <= train["gpu_memory_gib"] and est["activations"] > 0 and est["logits"] > 0
+    assert est["total"] <= train["gpu_memory_gib"] and est["activations"] > 0 and est["lm_head_tiles"] > 0
+    assert est["reference"] > 0  # beta = 0.001: TRL keeps a ZeRO-3-sharded reference model
 
 
 def test_settings_that_cannot_fit_fail_naming_the_key():
@@ -72,9 +73,25 @@ def test_estimate_follows_zero_stage_and_batch():
     z0 = estimate(shape, per_device_batch=1, zero_stage=0, **kw)
     assert z0["optimizer"] == pytest.approx(16 * z3["optimizer"]) and z0["weights"] > 14  # 7.6B x 2 bytes unsharded
     two = estimate(shape, per_device_batch=2, zero_stage=3, **kw)
-    assert two["activations"] == pytest.approx(2 * z3["activations"]) and two["logits"] == pytest.approx(
-        2 * z3["logits"]
-    )
+    assert two["activations"] == pytest.approx(2 * z3["activations"])
+    assert z3["lm_head_grad"] == pytest.approx(4 * shape.embedding / 2**30)  # the head's fp32 gradient, gathered
+
+
+def test_terms_follow_trl_and_the_qwen_layer():
+    """What the first estimate got wrong: no full logits (TRL's chunked LM head: one 4,096 x 32,768 tile), a
+    SwiGLU layer of I = 5.3 h with fp32 RMSNorm costs more than the 34·h of a 4h-MLP layer, sdpa adds its padding
+    mask, and beta = 0 drops the reference model."""
+    from loongrl.train.memory import GIB, checkpoint_gib, recomputed_layer_bytes
+
+    shape = ModelShape.from_config(QWEN25_7B)
+    kw = {"prompt_tokens": 22_528, "completion_tokens": 4096, "per_device_batch": 2, "world_size": 16}
+    flash = estimate(shape, **kw)
+    assert flash["lm_head_tiles"] * GIB == pytest.approx(2 * 4096 * 32768 + 4 * 2 * 4096 * shape.hidden)
+    assert recomputed_layer_bytes(shape) > 2.5 * 34 * shape.hidden
+    sdpa = estimate(shape, **kw, attention="sdpa")
+    assert sdpa["attention"] * GIB == 2 * 26_624**2 and flash["attention"] == 0
+    assert estimate(shape, **kw, reference_model=False)["reference"] == 0
+    assert 100 < checkpoint_gib(shape) < 125  # ~7.6B x 16 bytes: bf16 shards + fp32 master and moments + 16-bit model
 
 
 def test_cli_writes_a_report_or_fails(tmp_path, tiny_model_dir):
@@ -92,7 +109,11 @@ def test_cli_writes_a_report_or_fails(tmp_path, tiny_model_dir):
             str(out),
         ]
     )
-    assert json.loads(out.read_text())["estimate_gib"]["total"] < 10
+    report = json.loads(out.read_text())
+    assert report["estimate_gib"]["total"] < 10
+    assert report["checkpoints_on_disk_gib"] == pytest.approx(
+        report["checkpoint_gib"] * (train["save_total_limit"] + 1)
+    )
     (tmp_path / "big").mkdir()
     (tmp_path / "big/config.json").write_text(json.dumps(QWEN25_7B))
     with pytest.raises(SystemExit, match=r"train\.per_device_batch"):

@@ -252,14 +252,14 @@ def test_two_node_training_submission_line(cancelled_then_completed, cluster, tm
         [
             str(BIN / "snakemake"),
             *PROFILES,
-            "--configfile",
+            "results/train/warmup/summary.json",
+            "--rerun-triggers",
+            "mtime",
+            "--configfile",  # the test profile's config files, then the preset's shape
             "config.yaml",
             "profiles/local/config.tiny.yaml",
             "tests/slurm/config.yaml",
             str(overlay),
-            "results/train/warmup/summary.json",
-            "--rerun-triggers",
-            "mtime",
         ],
         cwd=work,
         env=env,

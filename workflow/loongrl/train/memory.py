@@ -1,19 +1,28 @@
 """Memory preflight for a GPU training stage: will one device hold it?
 
 GRPO at LoongRL's lengths (a ~20K-token prompt plus 4K of completion per sequence) runs out of memory in ways that
-show only after the job has waited for its GPUs: TRL #4585 is an OOM at 20K tokens from the logits tensor. This
-estimate adds up, per device:
+show only after the job has waited for its GPUs. The estimate adds up, per device, what TRL 1.16 on DeepSpeed
+ZeRO-3 (bf16, fp32 master weights) holds at the peak of a training micro-step:
 
-* weights, gradients and AdamW state (fp32 master + two moments), divided over the ranks by the ZeRO stage;
-* ZeRO-3's working set: the largest layer gathered whole (the embedding, and the LM head when untied);
+* weights, gradients (bf16) and AdamW state (fp32 master + two moments), divided over the ranks by the ZeRO stage;
+  the reference model's bf16 shards when ``beta > 0`` (TRL prepares it with the same ZeRO-3 config);
+* ZeRO-3's gathered working set: the embedding and the LM head whole while in use, and the LM head's full fp32
+  gradient, which TRL's chunked LM-head backward accumulates before ZeRO reduce-scatters it
+  (trl/kernels/chunked_logprob.py:405-412);
+* the LM head's log-prob tiles: TRL never materialises the logits (trl/trainer/utils.py:1640-1655 projects
+  4,096 tokens x 32,768 vocabulary entries at a time, completion positions only), plus the fp32 gradient of the
+  completion positions' hidden states;
 * activations: with gradient checkpointing, every layer's bf16 input (2·s·h bytes per layer) plus one layer
-  recomputed in full (~34·s·h bytes, Korthikanti et al. 2022, attention scores excluded as flash attention does);
-  without it, every layer in full;
-* the logits of the completion positions in fp32 and their log-softmax (TRL keeps only those positions);
+  recomputed in full, counted from what its ops save for backward (``recomputed_layer_bytes``: the SwiGLU MLP's four
+  s·I tensors, attention's q/k/v and output, RMSNorm's fp32 upcast) and the backward's transient gradients; without
+  it, every layer in full;
+* attention beyond that: none for flash attention; sdpa's boolean padding mask (b·s² bytes); eager's scores for the
+  layer being recomputed (b·heads·s² in fp32 + bf16);
 * vLLM's colocated share (``vllm_gpu_memory_utilization`` of the device) and a fixed framework overhead.
 
 It is an estimate, meant to catch settings that cannot fit (8 sequences of 26K tokens per device), not to shave
 the last GiB; the failure message names the key to change and the largest micro-batch that fits.
+``benchmarks/memory_check.py`` compares the per-token terms with a measured GRPO step.
 """
 
 from __future__ import annotations
@@ -71,6 +80,28 @@ class ModelShape:
         return self.embedding * (1 if self.tied else 2) + self.layers * per_layer + self.hidden
 
 
+LOGPROB_TOKEN_CHUNK = 4096  # trl/kernels/chunked_logprob.py:31 (TOKEN_CHUNK_SIZE)
+LOGPROB_VOCAB_CHUNK = 32768  # trl/trainer/utils.py:1506 (_CHUNKED_LOGPROB_CHUNK_SIZE)
+
+
+def recomputed_layer_bytes(shape: ModelShape) -> int:
+    """Bytes per token one decoder layer keeps for backward (bf16 activations, fp32 RMSNorm), plus the backward's
+    transient gradients of its widest tensors.
+
+    Attention: its input, q, k, v, rotated q/k and output (bf16), the softmax statistics (fp32 per head). MLP: the
+    input, gate and up projections, silu(gate) and the product fed to down_proj (4 x I, bf16). Two RMSNorms,
+    each upcasting to fp32 (input and normalised output, 8·h). Backward: the MLP's gradients live at once (the
+    product's, silu(gate)'s and up's: 3 x I) and those of the layer input and residual (2 x h), bf16.
+    """
+    h, i = shape.hidden, shape.intermediate
+    kv = shape.kv_heads * (h // shape.heads)
+    attention = 2 * (4 * h + 3 * kv) + 4 * shape.heads
+    mlp = 2 * (h + 4 * i)
+    norms = 2 * 8 * h
+    backward = 2 * (3 * i + 2 * h)
+    return attention + mlp + norms + backward
+
+
 def estimate(
     shape: ModelShape,
     *,
@@ -82,23 +113,42 @@ def estimate(
     gradient_checkpointing: bool = True,
     vllm_fraction: float = 0.0,
     gpu_gib: float = 80.0,
+    reference_model: bool = True,
+    attention: str = "flash_attention_2",
 ) -> dict[str, float]:
     """GiB per device for each part, and ``total``."""
     p, s, b, h = shape.params, prompt_tokens + completion_tokens, per_device_batch, shape.hidden
     shard = max(world_size, 1)
+    heads = shape.heads
+    head_matrices = 1 if shape.tied else 2
+    layer = recomputed_layer_bytes(shape)
     parts = {
         "weights": 2 * p / (shard if zero_stage >= 3 else 1),
         "gradients": 2 * p / (shard if zero_stage >= 2 else 1),
         "optimizer": 12 * p / (shard if zero_stage >= 1 else 1),
-        "zero3_gathered": 2 * shape.embedding * (1 if shape.tied else 2) if zero_stage >= 3 else 0,
-        "activations": b * s * h * (2 * shape.layers + 34 if gradient_checkpointing else 34 * shape.layers),
-        "logits": b * completion_tokens * shape.vocab * 4 * 2,
+        "reference": (2 * p / (shard if zero_stage >= 3 else 1)) if reference_model else 0,
+        "zero3_gathered": 2 * shape.embedding * head_matrices if zero_stage >= 3 else 0,
+        "lm_head_grad": 4 * shape.embedding,
+        "activations": b * s * (2 * h * shape.layers + layer if gradient_checkpointing else layer * shape.layers),
+        "lm_head_tiles": 2 * min(b * completion_tokens, LOGPROB_TOKEN_CHUNK) * min(shape.vocab, LOGPROB_VOCAB_CHUNK)
+        + 4 * b * completion_tokens * h,
+        "attention": {
+            "flash_attention_2": 0,
+            "sdpa": b * s * s,
+            "eager": b * heads * s * s * 6,
+        }[attention],
     }
     out = {k: v / GIB for k, v in parts.items()}
     out["vllm"] = vllm_fraction * gpu_gib
     out["overhead"] = OVERHEAD_GIB
     out["total"] = sum(out.values())
     return out
+
+
+def checkpoint_gib(shape: ModelShape) -> float:
+    """One resumable ZeRO-3 checkpoint on disk: bf16 weight shards, fp32 master weights and two Adam moments
+    (DeepSpeed's global_stepN), and the consolidated bf16 model (zero3_save_16bit_model)."""
+    return (2 + 12 + 2) * shape.params / GIB
 
 
 def largest_batch(shape: ModelShape, gpu_gib: float, *, divides: int | None = None, **kwargs: Any) -> int:
@@ -129,6 +179,8 @@ def check(
         "vllm_fraction": train["vllm_gpu_memory_utilization"]
         if train["generation"] == "vllm" and train["vllm_mode"] == "colocate"
         else 0.0,
+        "reference_model": train["beta"] > 0,
+        "attention": train["attn_implementation"],
     }
     est = estimate(shape, per_device_batch=train["per_device_batch"], gpu_gib=gpu_gib, **kwargs)
     problems = []
@@ -160,13 +212,22 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     shape = ModelShape.from_config(json.loads((args.model / "config.json").read_text()))
     est, problems = check(shape, json.loads(args.params), prompt_tokens=args.prompt_tokens)
-    report = {"model": str(args.model), "shape": asdict(shape), "params": shape.params, "estimate_gib": est}
+    train = json.loads(args.params)
+    ckpt = checkpoint_gib(shape)
+    report = {
+        "model": str(args.model),
+        "shape": asdict(shape),
+        "params": shape.params,
+        "estimate_gib": est,
+        "checkpoint_gib": ckpt,
+        # save_total_limit rotated checkpoints, plus the best one when a stage keeps it beyond them
+        "checkpoints_on_disk_gib": ckpt * (train["save_total_limit"] + 1),
+    }
     if problems:
         raise SystemExit("memory preflight failed:\n  " + "\n  ".join(problems))
     write_json(report, args.output)
-    log.info(
-        "memory preflight: ~%.1f GiB per GPU of %s: %s", est["total"], json.loads(args.params)["gpu_memory_gib"], est
-    )
+    log.info("memory preflight: ~%.1f GiB per GPU of %s: %s", est["total"], train["gpu_memory_gib"], est)
+    log.info("one resumable checkpoint ~%.0f GiB; up to %d on disk", ckpt, train["save_total_limit"] + 1)
 
 
 if __name__ == "__main__":
