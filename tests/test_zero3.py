@@ -255,4 +255,5 @@ def test_two_nodes_join_one_world(deepspeed_ok, tiny_model_dir, tmp_path):
     assert [r["step"] for r in _rows(tmp_path / "out/metrics.jsonl")] == [1, 2]  # one writer, each step once
     summary = json.loads((tmp_path / "out/summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 2
+    assert summary["vllm_importance_sampling_correction"] is False and summary["use_bias_correction_kl"] is False
     assert (tmp_path / "work/FINGERPRINT").exists() and (tmp_path / "work/checkpoint-2/trainer_state.json").exists()

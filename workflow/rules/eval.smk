@@ -111,9 +111,11 @@ rule eval_validation:
         cfg=eval_task_params("longbench"),
         src=lambda wc, input: input_dir(input.data[0]),
         seed=config["seed"],
+        # generated inside the training job: its prompts get the training prompts' cap, not LongBench's 120K
+        cap=config["mixture"]["max_prompt_tokens"],
     shell:
         "python -m loongrl.eval.tasks validation --input {params.src} --tokenizer {input.tokenizer} "
-        "--params {params.cfg:q} --seed {params.seed} --output {output} > {log} 2>&1"
+        "--params {params.cfg:q} --seed {params.seed} --max-input-tokens {params.cap} --output {output} > {log} 2>&1"
 
 
 rule evaluate:

@@ -39,13 +39,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=1, help="worker processes for builders that spread examples")
     ap.add_argument("--output", type=Path, required=True)
+    ap.add_argument(
+        "--max-input-tokens", type=int, default=None, help="validation: prompt cap (the training prompts' limit)"
+    )
     args = ap.parse_args(argv)
     setup_logging()
     p = json.loads(args.params)
     tok = load_tokenizer(args.tokenizer)
     system = system_prompt(p["system_prompt"])
     if args.benchmark == "validation":
-        rows = validation_slice(args.input[0], tok, p, system)
+        rows = validation_slice(args.input[0], tok, p, system, max_input_tokens=args.max_input_tokens)
         write_parquet(rows, args.output, MIXTURE_SCHEMA)
         log.info("validation slice: %d rows -> %s", len(rows), args.output)
         return
@@ -64,12 +67,19 @@ def main(argv: list[str] | None = None) -> None:
     log.info("%s: %d task rows -> %s", args.benchmark, len(rows), args.output)
 
 
-def validation_slice(folder: Path, tokenizer, p: dict[str, Any], system: str | None) -> list[dict[str, Any]]:
-    """The first LongBench rows of ``eval.validation.tasks`` in the mixture schema (stage I's best checkpoint)."""
+def validation_slice(
+    folder: Path, tokenizer, p: dict[str, Any], system: str | None, *, max_input_tokens: int | None = None
+) -> list[dict[str, Any]]:
+    """The first LongBench rows of ``eval.validation.tasks`` in the mixture schema (stage I's best checkpoint).
+
+    ``max_input_tokens`` caps the prompts below LongBench's own limit: the slice is generated inside the training
+    job, whose memory was sized (and preflighted) for ``mixture.max_prompt_tokens``, not for 120K-token prompts.
+    """
     data = longbench.load_dir(folder, p["validation"]["tasks"])
     ids = longbench.validation_ids(data, p["validation"])
+    cap = p["longbench"]["max_input_tokens"]
     return longbench.validation_rows(
-        data, ids, tokenizer, max_input_tokens=p["longbench"]["max_input_tokens"], system=system
+        data, ids, tokenizer, max_input_tokens=min(cap, max_input_tokens or cap), system=system
     )
 
 
