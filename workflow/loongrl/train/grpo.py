@@ -488,9 +488,19 @@ def run_stage(
         "vllm_importance_sampling_correction": args.vllm_importance_sampling_correction,
         "use_bias_correction_kl": args.use_bias_correction_kl,
         "dist_timeout_minutes": train["dist_timeout_minutes"],
+        "peak_gpu_reserved_gib": peak_gpu_reserved_gib(),
     }
     write_json(summary, summary_path)
     return summary
+
+
+def peak_gpu_reserved_gib() -> float | None:
+    """This process's peak of PyTorch-reserved GPU memory (vLLM colocated in it included), or None on the CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return round(torch.cuda.max_memory_reserved() / 2**30, 2)
 
 
 MODEL_FILES = ("config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json")
