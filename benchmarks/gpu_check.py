@@ -85,6 +85,18 @@ class PeakMemory:
         self._thread.join()
 
 
+def grpo_command(*, model: Path, data: Path, train: dict[str, Any], tdir: Path, gpus: int, steps: int) -> list[str]:
+    """One GRPO stage as the train rule starts it on one node: accelerate + workflow/accelerate/zero3.yaml."""
+    zero3 = str(ROOT / "workflow/accelerate/zero3.yaml")
+    launch = ["accelerate", "launch", "--config_file", zero3, "--num_processes", str(gpus), "--num_machines", "1"]
+    return [
+        *launch,
+        *("-m", "loongrl.train.grpo", "--model", str(model), "--data", str(data), "--params", json.dumps(train)),
+        *("--steps", str(steps), "--work-dir", str(tdir / "work"), "--output", str(tdir / "model")),
+        *("--metrics", str(tdir / "metrics.jsonl"), "--summary", str(tdir / "summary.json"), "--gpus", str(gpus)),
+    ]
+
+
 # Qwen2.5-7B-Instruct's public config.json: the paper's 7B policy, built with random weights (no download)
 QWEN25_7B = {
     "architectures": ["Qwen2ForCausalLM"],
@@ -140,36 +152,7 @@ def paper_step(out: Path, gpus: int, *, prompt_tokens: int, completion_tokens: i
     tdir = out / "paper_train"
     stage = run_stage(
         "grpo (paper shape)",
-        [
-            "accelerate",
-            "launch",
-            "--config_file",
-            str(ROOT / "workflow/accelerate/zero3.yaml"),
-            "--num_processes",
-            str(gpus),
-            "--num_machines",
-            "1",
-            "-m",
-            "loongrl.train.grpo",
-            "--model",
-            str(model),
-            "--data",
-            str(data["mixture"]),
-            "--params",
-            json.dumps(train),
-            "--steps",
-            "1",
-            "--work-dir",
-            str(tdir / "work"),
-            "--output",
-            str(tdir / "model"),
-            "--metrics",
-            str(tdir / "metrics.jsonl"),
-            "--summary",
-            str(tdir / "summary.json"),
-            "--gpus",
-            str(gpus),
-        ],
+        grpo_command(model=model, data=data["mixture"], train=train, tdir=tdir, gpus=gpus, steps=1),
         out / "grpo_paper.log",
     )
     metrics = [json.loads(x) for x in (tdir / "metrics.jsonl").read_text().splitlines() if x]
@@ -331,36 +314,7 @@ def main() -> None:
     tdir = out / "train"
     stage = run_stage(
         "grpo",
-        [
-            "accelerate",
-            "launch",
-            "--config_file",
-            str(ROOT / "workflow/accelerate/zero3.yaml"),
-            "--num_processes",
-            str(gpus),
-            "--num_machines",
-            "1",
-            "-m",
-            "loongrl.train.grpo",
-            "--model",
-            str(model),
-            "--data",
-            str(data["mixture"]),
-            "--params",
-            json.dumps(train),
-            "--steps",
-            str(args.steps),
-            "--work-dir",
-            str(tdir / "work"),
-            "--output",
-            str(tdir / "model"),
-            "--metrics",
-            str(tdir / "metrics.jsonl"),
-            "--summary",
-            str(tdir / "summary.json"),
-            "--gpus",
-            str(gpus),
-        ],
+        grpo_command(model=model, data=data["mixture"], train=train, tdir=tdir, gpus=gpus, steps=args.steps),
         out / "grpo.log",
     )
     metrics = [json.loads(x) for x in (tdir / "metrics.jsonl").read_text().splitlines() if x]
