@@ -256,8 +256,12 @@ def test_paper_presets_dry_run(tmp_path):
         cwd=work,
     )
     text = out.stdout + out.stderr
-    assert "srun --nodes 2 --ntasks 2 --ntasks-per-node 1 bash" in text and "accelerate_node.sh" in text
-    assert "--gpus 16 " in text  # world size: 2 nodes x 8 GPUs
+    assert (
+        "srun --nodes 2 --ntasks 2 --ntasks-per-node 1 --kill-on-bad-exit=1 --cpus-per-task 64 --gres=gpu:8 bash"
+        in text
+    )
+    assert "accelerate_node.sh" in text
+    assert "--gpus 16 --world 16 " in text  # world size: 2 nodes x 8 GPUs
     out = snakemake(
         "-n",
         "--profile",
