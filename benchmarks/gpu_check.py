@@ -352,7 +352,7 @@ def main() -> None:
         "gpu_memory_utilization": 0.8,
         "enforce_eager": False,
         "batch_size": 8,
-        "yarn": {"factor": 2.0, "native_context": 8192},
+        "yarn": {"factor": 2.0, "native_context": 8192, "min_length": 16384},
     }
     dec = {"greedy": False, "n": 4, "temperature": 0.6, "top_p": 0.95, "max_new_tokens": 256}
     samples, summary = out / "eval.samples.parquet", out / "eval.summary.json"
@@ -390,8 +390,7 @@ def main() -> None:
     report["eval_cell"] = stage
 
     # 4. clean generation throughput: the eval prompts through VLLMBackend in this process (engine start excluded)
-    from loongrl.eval.evaluate import yarn_scaling
-    from loongrl.inference import SamplingParams, make_backend
+    from loongrl.inference import SamplingParams, make_backend, model_rope_parameters
 
     rows = read_parquet(tasks)
     window = max(r["prompt_tokens"] for r in rows) + 256
@@ -401,7 +400,7 @@ def main() -> None:
         gpu_memory_utilization=0.8,
         max_model_len=window,
         seed=0,
-        rope_scaling=yarn_scaling(erun["yarn"], window),
+        rope_parameters=model_rope_parameters(model, factor=2.0, native_context=8192),
     )
     params = SamplingParams(n=8, temperature=0.6, top_p=0.95, max_new_tokens=256, seed=0)
     t0 = time.perf_counter()

@@ -83,12 +83,54 @@ def test_evaluate_and_summarize_report_caps_and_buckets():
     assert set(summ["by_task_bucket"]) == {"narrativeqa@16-32K", "qasper@0-16K"}
 
 
-def test_yarn_scaling():
-    y = {"factor": 4.0, "native_context": 32768}
-    assert evaluate.yarn_scaling(y, 30000) is None
-    assert evaluate.yarn_scaling(y, 100000)["factor"] == 4.0
-    assert evaluate.yarn_scaling(y, 131072 + 8192)["factor"] == 4.25
-    assert evaluate.yarn_scaling(None, 10**6) is None
+def test_yarn_per_cell_label_at_the_papers_factor():
+    """YaRN x4 for the 64K / 128K cells only, decided by the cell's length label, never raised past 4; unlabelled
+    cells (LongBench) by prompt + generation against the native window."""
+    y = {"factor": 4.0, "native_context": 32768, "min_length": 65536}
+
+    def rows(*lengths, prompt=1000):
+        return [{"length": n, "prompt_tokens": prompt} for n in lengths]
+
+    assert evaluate.cell_yarn(y, rows(32768, prompt=32000), 8192) is None  # 32K RULER cell: native, as the paper
+    assert evaluate.cell_yarn(y, rows(65536), 8192) == {"factor": 4.0, "native_context": 32768}
+    assert evaluate.cell_yarn(y, rows(131072, prompt=131000), 8192)["factor"] == 4.0  # not 4.25
+    assert evaluate.cell_yarn(y, rows(0, prompt=30000), 10000) is not None  # LongBench prompt past 32K
+    assert evaluate.cell_yarn(y, rows(0, prompt=10000), 10000) is None
+    assert evaluate.cell_yarn(None, rows(131072), 8192) is None
+
+
+def test_yarn_override_keeps_rope_theta():
+    """The issue's snippet: rope_scaling on a transformers 5 config loses rope_theta; our override keeps it."""
+    from loongrl.inference import yarn_rope_parameters
+    from transformers import Qwen2Config
+
+    lost = Qwen2Config(rope_theta=1e6)
+    lost.rope_scaling = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
+    assert lost.rope_parameters.get("rope_theta") is None  # what the old override did to every 64K/128K cell
+    c = Qwen2Config(rope_theta=1e6)
+    override = yarn_rope_parameters(c.to_dict(), factor=4, native_context=32768)
+    c.update({"rope_parameters": override})  # as vLLM applies hf_overrides
+    assert c.rope_parameters == {
+        "rope_theta": 1e6,
+        "rope_type": "yarn",
+        "factor": 4.0,
+        "original_max_position_embeddings": 32768,
+    }
+    legacy = {"rope_theta": 10000.0, "max_position_embeddings": 4096}  # a config.json of the older layout
+    assert yarn_rope_parameters(legacy, factor=2, native_context=4096)["rope_theta"] == 10000.0
+    with pytest.raises(ValueError, match="no rope_theta"):
+        yarn_rope_parameters({}, factor=2, native_context=4096)
+
+
+def test_transformers_backend_applies_yarn(tiny_model_dir):
+    """The transformers engine applies the override (it used to drop it silently) and reports what it runs."""
+    from loongrl.inference import make_backend, model_rope_parameters
+
+    rope = model_rope_parameters(tiny_model_dir, factor=4, native_context=1024)
+    b = make_backend("transformers", tiny_model_dir, device="cpu", rope_parameters=rope)
+    assert b.rope == {k: rope[k] for k in ("rope_type", "factor", "original_max_position_embeddings", "rope_theta")}
+    assert b.model.config.rope_parameters["rope_theta"] == rope["rope_theta"] is not None
+    assert make_backend("transformers", tiny_model_dir, device="cpu").rope is None
 
 
 def test_contamination_finds_exact_and_ngram_overlap():

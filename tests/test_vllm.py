@@ -199,7 +199,9 @@ def test_eval_cell_with_vllm(smollm2_dir, tmp_path):
         "--output",
         str(tasks),
     )
-    run = {"backend": "vllm", "gpu_memory_utilization": 0.2, "enforce_eager": True, "batch_size": 4, "yarn": None}
+    # YaRN on this 1K cell (min_length 1024) so the engine's own config can be checked: rope_theta kept
+    yarn = {"factor": 2.0, "native_context": 8192, "min_length": 1024}
+    run = {"backend": "vllm", "gpu_memory_utilization": 0.2, "enforce_eager": True, "batch_size": 4, "yarn": yarn}
     decoding = {"greedy": False, "n": 2, "temperature": 0.6, "top_p": 0.95, "max_new_tokens": 24}
     samples, summary = tmp_path / "samples.parquet", tmp_path / "summary.json"
     _run(
@@ -225,6 +227,14 @@ def test_eval_cell_with_vllm(smollm2_dir, tmp_path):
     info = json.loads(summary.read_text())
     assert info["decoding"]["n"] == 2 and info["overall"] is not None
     assert Path(info["tasks_file"]) == tasks
+    native = json.loads((smollm2_dir / "config.json").read_text())
+    theta = (native.get("rope_parameters") or {}).get("rope_theta", native.get("rope_theta"))
+    assert info["yarn"] == {
+        "rope_type": "yarn",
+        "factor": 2.0,
+        "original_max_position_embeddings": 8192,
+        "rope_theta": theta,
+    } and theta is not None  # read back from the running engine's model config
 
 
 def test_trl_importance_ratio_decays_with_length(smollm2_dir, tmp_path):

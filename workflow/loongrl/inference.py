@@ -7,6 +7,7 @@ One interface, two engines: ``transformers`` (CPU or GPU; what the laptop profil
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,12 +100,60 @@ def render_prompts(tokenizer, prompts: Sequence[Messages]) -> list[str]:
     return [tokenizer.apply_chat_template(list(m), tokenize=False, add_generation_prompt=True) for m in prompts]
 
 
+def yarn_rope_parameters(model_config: dict, *, factor: float, native_context: int) -> dict:
+    """The model's own rope parameters with YaRN on top, ``rope_theta`` kept.
+
+    transformers 5 keeps ``rope_theta`` inside ``rope_parameters``: setting ``rope_scaling`` (what Qwen's model card
+    and older vLLM docs say) replaces that dict and leaves ``rope_theta: None``
+    (transformers/configuration_utils.py:726 warns it is deprecated), so every position past the native window
+    would be rotated with a lost base. The override is the whole ``rope_parameters`` dict instead.
+    """
+    base = dict(model_config.get("rope_parameters") or {})
+    theta = base.get("rope_theta", model_config.get("rope_theta"))
+    if theta is None:
+        raise ValueError(
+            "the model's config.json has no rope_theta (nor rope_parameters.rope_theta): cannot apply YaRN"
+        )
+    return {
+        **base,
+        "rope_type": "yarn",
+        "factor": float(factor),
+        "original_max_position_embeddings": int(native_context),
+        "rope_theta": theta,
+    }
+
+
+def model_rope_parameters(model_path: str | Path, *, factor: float, native_context: int) -> dict:
+    """``yarn_rope_parameters`` for a local HF folder (its config.json)."""
+    cfg = json.loads((Path(model_path) / "config.json").read_text())
+    try:
+        return yarn_rope_parameters(cfg, factor=factor, native_context=native_context)
+    except ValueError as exc:
+        raise ValueError(f"{model_path}/config.json: {exc}") from exc
+
+
+def check_rope(effective: dict | None, wanted: dict, engine: str) -> dict:
+    """The engine's effective rope parameters must be the ones asked for; returns them (for the summary)."""
+    got = dict(effective or {})
+    keys = ("rope_type", "factor", "original_max_position_embeddings", "rope_theta")
+    if any(got.get(k) != wanted[k] for k in keys):
+        raise RuntimeError(f"{engine} did not apply the YaRN override: asked {wanted}, its model config has {got}")
+    return {k: got[k] for k in keys}
+
+
 class TransformersBackend(_TextsMixin):
     """``model.generate`` with per-prompt seeding, so results do not depend on batch composition."""
 
-    def __init__(self, model_path: str | Path, device: str | None = None, batch_size: int = 8, dtype: str = "auto"):
+    def __init__(
+        self,
+        model_path: str | Path,
+        device: str | None = None,
+        batch_size: int = 8,
+        dtype: str = "auto",
+        rope_parameters: dict | None = None,
+    ):
         import torch
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoConfig, AutoModelForCausalLM
 
         from loongrl.models import load_tokenizer
 
@@ -115,8 +164,20 @@ class TransformersBackend(_TextsMixin):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         torch_dtype = {"auto": torch.bfloat16 if self.device == "cuda" else torch.float32}.get(dtype, dtype)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype, local_files_only=True)
+        config = AutoConfig.from_pretrained(model_path, local_files_only=True)
+        if rope_parameters:
+            config.rope_parameters = dict(rope_parameters)
+            config.max_position_embeddings = max(
+                config.max_position_embeddings,
+                int(rope_parameters["factor"] * rope_parameters["original_max_position_embeddings"]),
+            )
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model_path, config=config, dtype=torch_dtype, local_files_only=True
+        )
         self.model.to(self.device).eval()
+        self.rope = (
+            check_rope(self.model.config.rope_parameters, rope_parameters, "transformers") if rope_parameters else None
+        )
         self.batch_size = batch_size
 
     def generate_detailed(
@@ -172,7 +233,7 @@ class VLLMBackend(_TextsMixin):
         max_model_len: int | None = None,
         seed: int = 0,
         enforce_eager: bool = False,
-        rope_scaling: dict | None = None,
+        rope_parameters: dict | None = None,
     ):
         try:
             from vllm import LLM
@@ -196,9 +257,15 @@ class VLLMBackend(_TextsMixin):
             max_model_len=max_model_len,
             seed=seed,
             enforce_eager=enforce_eager,
-            # YaRN beyond the native window [P §4.1: Qwen2.5 with YaRN for 64K/128K], as Qwen's model card does it.
-            hf_overrides={"rope_scaling": rope_scaling} if rope_scaling else None,
+            # YaRN beyond the native window [P §4.1: Qwen2.5 with YaRN for 64K/128K]: the whole rope_parameters
+            # dict, rope_theta included (see yarn_rope_parameters), checked against the engine's config below.
+            hf_overrides={"rope_parameters": rope_parameters} if rope_parameters else None,
             **cpu_only,
+        )
+        self.rope = (
+            check_rope(self.llm.llm_engine.model_config.hf_config.rope_parameters, rope_parameters, "vLLM")
+            if rope_parameters
+            else None
         )
 
     def generate_detailed(
@@ -226,7 +293,7 @@ class VLLMBackend(_TextsMixin):
 def make_backend(name: str, model_path: str | Path, **kwargs) -> InferenceBackend:
     """Build an engine by name (``transformers`` or ``vllm``); unknown keyword arguments are dropped per engine."""
     if name == "transformers":
-        keep = {k: v for k, v in kwargs.items() if k in ("device", "batch_size", "dtype")}
+        keep = {k: v for k, v in kwargs.items() if k in ("device", "batch_size", "dtype", "rope_parameters")}
         return TransformersBackend(model_path, **keep)
     if name == "vllm":
         keep = {
@@ -239,7 +306,7 @@ def make_backend(name: str, model_path: str | Path, **kwargs) -> InferenceBacken
                 "max_model_len",
                 "seed",
                 "enforce_eager",
-                "rope_scaling",
+                "rope_parameters",
             )
         }
         return VLLMBackend(model_path, **keep)

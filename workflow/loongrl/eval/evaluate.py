@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import statistics
 import tempfile
@@ -25,7 +24,14 @@ import pyarrow as pa
 from loongrl.books import load_books, strip_gutenberg
 from loongrl.cli import setup_logging
 from loongrl.eval.metrics import METRICS, score_one
-from loongrl.inference import Completion, InferenceBackend, SamplingParams, make_backend, pick_device
+from loongrl.inference import (
+    Completion,
+    InferenceBackend,
+    SamplingParams,
+    make_backend,
+    model_rope_parameters,
+    pick_device,
+)
 from loongrl.io import read_parquet, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -171,16 +177,23 @@ def evaluate(
     return out
 
 
-def yarn_scaling(yarn: dict[str, Any] | None, window: int) -> dict[str, Any] | None:
-    """YaRN rope scaling for a cell whose prompt + generation need ``window`` positions, or None if native fits.
+def cell_yarn(yarn: dict[str, Any] | None, rows: list[dict[str, Any]], max_new_tokens: int) -> dict[str, Any] | None:
+    """Whether a cell runs under YaRN, and at which factor: ``{factor, native_context}`` or None.
 
-    The configured factor (4 for Qwen2.5 [P §4.1]) is raised in steps of 0.25 when it is not enough (a 128K
-    prompt plus 8K of reasoning); the summary records the factor used.
+    The paper's rule [P §4.1; Qwen2.5's model card]: YaRN with factor 4 over the 32K native window for the 64K and
+    128K cells only, so a cell's *length label* decides (``eval.yarn.min_length``), never the prompts inside it,
+    and the factor is the configured one (a 128K prompt plus its generation may run a few thousand positions past
+    factor x native; the summary records it). Cells without a length label (LongBench) get YaRN when their longest
+    prompt plus the generation cap exceeds the native window.
     """
-    if not yarn or window <= yarn["native_context"]:
+    if not yarn:
         return None
-    factor = max(yarn["factor"], math.ceil(4 * window / yarn["native_context"]) / 4)
-    return {"rope_type": "yarn", "factor": factor, "original_max_position_embeddings": yarn["native_context"]}
+    labels = [r["length"] for r in rows if r["length"]]
+    if labels:
+        needed = max(labels) >= yarn["min_length"]
+    else:
+        needed = max(r["prompt_tokens"] for r in rows) + max_new_tokens > yarn["native_context"]
+    return {"factor": yarn["factor"], "native_context": yarn["native_context"]} if needed else None
 
 
 def _stats(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -248,7 +261,13 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
     )
     longest = max(r["prompt_tokens"] for r in rows)
-    rope = yarn_scaling(p["yarn"], longest + params.max_new_tokens)
+    window = longest + params.max_new_tokens
+    yarn = cell_yarn(p["yarn"], rows, params.max_new_tokens)
+    rope = model_rope_parameters(args.model, **yarn) if yarn else None
+    if rope and window > rope["factor"] * rope["original_max_position_embeddings"]:
+        # vLLM refuses a max_model_len past the scaled window unless told; YaRN's rotation is defined beyond it
+        log.warning("prompt + generation = %d positions, past YaRN's %.0fx window", window, rope["factor"])
+        os.environ["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"
     backend = make_backend(
         p["backend"],
         args.model,
@@ -257,8 +276,8 @@ def main(argv: list[str] | None = None) -> None:
         tensor_parallel_size=max(1, args.gpus),
         gpu_memory_utilization=p["gpu_memory_utilization"],
         enforce_eager=p["enforce_eager"],
-        max_model_len=longest + params.max_new_tokens,
-        rope_scaling=rope,
+        max_model_len=window,
+        rope_parameters=rope,
         batch_size=p["batch_size"],
     )
     with tempfile.TemporaryDirectory(prefix="loongrl-nltk-") as work:
@@ -278,7 +297,11 @@ def main(argv: list[str] | None = None) -> None:
             "max_new_tokens": params.max_new_tokens,
         },
         "backend": p["backend"],
-        "yarn": rope,
+        # the rope parameters the engine reports after it started (rope_theta included), None without YaRN
+        "yarn": getattr(backend, "rope", None),
+        "positions_past_yarn_window": max(0, window - int(rope["factor"] * rope["original_max_position_embeddings"]))
+        if rope
+        else 0,
     }
     summary = summarize(samples, info)
     write_json(summary, args.summary)
