@@ -191,15 +191,16 @@ def test_report_tables_and_figures(tmp_path):
                 tmp_path, model, "longbench", "all", {"2wikimqa": 0.5, "qasper": 0.25}, extra={"by_task_bucket": {}}
             )
         )
-        paths.append(
+        paths += [  # one cell per length; the heatmap merges them
             _summary(
                 tmp_path,
                 model,
                 "niah",
-                "all",
-                extra={"by_length_depth": {f"{n}@{d}": {"score": 1.0} for n in (1024, 2048) for d in (0, 50)}},
+                f"L{n}",
+                extra={"by_length_depth": {f"{n}@{d}": {"score": 1.0} for d in (0, 50)}},
             )
-        )
+            for n in (1024, 2048)
+        ]
         paths += [_summary(tmp_path, model, "ruler", f"L{n}", overall=0.9) for n in (16384, 32768)]
         paths += [_summary(tmp_path, model, b, "all") for b in ("mmlu", "math500", "ifeval")]
     metrics = tmp_path / "train/stage1/metrics.jsonl"

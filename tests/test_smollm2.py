@@ -98,7 +98,7 @@ def test_smollm2_policy_small_dag(tmp_path, smollm2_dir):
         "eval: {models: [base], niah: {lengths: [1024], depths: [50], max_new_tokens: 24}}\n"
     )
     targets = ["results/keychain/hotpotqa.L2048.parquet", "results/train/warmup/summary.json"]
-    targets.append("results/eval/base/niah.all.summary.json")
+    targets.append("results/eval/base/niah.L1024.summary.json")
     snakemake("--profile", "profiles/local-real", *targets, "--configfile", *overlay, "small.yaml", cwd=work)
     import pyarrow.parquet as pq
 
@@ -111,5 +111,5 @@ def test_smollm2_policy_small_dag(tmp_path, smollm2_dir):
     assert all(r["prompt_tokens"] == count_prompt_tokens(tok, r["prompt"]) for r in mix)
     summary = json.loads((work / "results/train/warmup/summary.json").read_text())
     assert summary["steps"] == 1 and (work / "results/train/warmup/model/model.safetensors").exists()
-    niah = json.loads((work / "results/eval/base/niah.all.summary.json").read_text())
+    niah = json.loads((work / "results/eval/base/niah.L1024.summary.json").read_text())
     assert niah["overall"]["samples"] == 1 and niah["decoding"]["n"] == 1  # greedy: SmolLM2 is not a long-CoT model

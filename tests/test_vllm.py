@@ -229,12 +229,16 @@ def test_eval_cell_with_vllm(smollm2_dir, tmp_path):
     assert Path(info["tasks_file"]) == tasks
     native = json.loads((smollm2_dir / "config.json").read_text())
     theta = (native.get("rope_parameters") or {}).get("rope_theta", native.get("rope_theta"))
-    assert info["yarn"] == {
-        "rope_type": "yarn",
-        "factor": 2.0,
-        "original_max_position_embeddings": 8192,
-        "rope_theta": theta,
-    } and theta is not None  # read back from the running engine's model config
+    assert (
+        info["yarn"]
+        == {
+            "rope_type": "yarn",
+            "factor": 2.0,
+            "original_max_position_embeddings": 8192,
+            "rope_theta": theta,
+        }
+        and theta is not None
+    )  # read back from the running engine's model config
 
 
 def test_trl_importance_ratio_decays_with_length(smollm2_dir, tmp_path):

@@ -86,10 +86,10 @@ def test_slurm_profile_dry_run_paper_scale(tmp_path):
     assert counts["download_model"] == 2  # policy (7B) and filter (32B)
     assert counts["build_mixture"] == 2 and counts["preflight"] == 1
     assert counts["train_stage"] == 3 and counts["stage2_rollouts"] == 4 and counts["select_stage2"] == 1
-    # the eval matrix: 4 models (base + 3 stages) x (LongBench, LongBench v2 x 3 length buckets, NIAH,
+    # the eval matrix: 4 models (base + 3 stages) x (LongBench, NIAH x 8 lengths, LongBench v2 x 3 length buckets,
     # RULER x 6 lengths, MMLU, MATH-500, IFEval)
-    assert counts["evaluate"] == 4 * (2 + 3 + 6 + 3)
-    assert counts["eval_tasks"] == 2 + 3 + 6 + 3 and counts["eval_validation"] == 1
+    assert counts["evaluate"] == 4 * (1 + 8 + 3 + 6 + 3)
+    assert counts["eval_tasks"] == 1 + 8 + 3 + 6 + 3 and counts["eval_validation"] == 1
     for model in ("base", "warmup", "stage1", "stage2"):
         for bucket in ("short", "medium", "long"):
             assert f"results/eval/{model}/longbench_v2.{bucket}.summary.json" in text
@@ -106,7 +106,7 @@ def test_local_profile_dry_run(tmp_path):
     counts = job_counts(snakemake("-n", "--profile", "profiles/local", cwd=work).stdout)
     assert counts["build_tiny_model"] == 1 and "download_model" not in counts
     assert counts["fill_context"] == 3 * 2 * 2 and counts["filter_source"] == 3 * 2 and counts["gather_filter"] == 3
-    assert counts["evaluate"] == 2 * (2 + 2 + 2 + 3) and "download_longbench" not in counts
+    assert counts["evaluate"] == 2 * (1 + 2 + 2 + 2 + 3) and "download_longbench" not in counts
 
 
 DATA_DIRS = ("raw_qa", "filter", "split", "fill", "keychain", "retrieval", "math")
@@ -173,7 +173,8 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
             "longbench.all",
             "longbench_v2.short",
             "longbench_v2.medium",
-            "niah.all",
+            "niah.L1024",
+            "niah.L2048",
             "ruler.L1024",
             "ruler.L2048",
             "mmlu.all",
@@ -273,5 +274,5 @@ def test_paper_presets_dry_run(tmp_path):
         cwd=work,
     )
     counts = job_counts(out.stdout + out.stderr)
-    assert counts["train_stage"] == 2 and counts["evaluate"] == 3 * 14  # + LongBench v2 x 3 buckets
+    assert counts["train_stage"] == 2 and counts["evaluate"] == 3 * 21  # NIAH x 8 lengths, LongBench v2 x 3 buckets
     assert "results/train/warmup" not in out.stdout + out.stderr

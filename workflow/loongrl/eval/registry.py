@@ -86,7 +86,9 @@ def _longbench(req: BuildRequest) -> list[dict[str, Any]]:
 
 
 def _niah(req: BuildRequest) -> list[dict[str, Any]]:
-    return synthetic.build_niah(req.inputs, req.tokenizer, req.settings["niah"], system=req.system, seed=req.seed)
+    # one cell per length, so each runs under its own YaRN decision (64K/128K only) and engine window
+    p = {**req.settings["niah"], "lengths": [req.length]}
+    return synthetic.build_niah(req.inputs, req.tokenizer, p, system=req.system, seed=req.seed)
 
 
 def _ruler(req: BuildRequest) -> list[dict[str, Any]]:
@@ -136,7 +138,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             cells=lambda ev: list(ev["longbench_v2"]["buckets"]),
             decoding=longbench_v2_decoding,
         ),
-        Benchmark("niah", ("niah",), "books", _niah, ("niah",), decoding=own_cap("niah")),
+        Benchmark("niah", ("niah",), "books", _niah, ("niah",), cells=length_cells("niah"), decoding=own_cap("niah")),
         Benchmark(
             "ruler",
             ("ruler",),

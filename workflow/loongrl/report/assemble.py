@@ -40,6 +40,12 @@ from loongrl.verifiers import SUSPECT_METRIC as SUSPECT
 log = logging.getLogger(__name__)
 
 
+def merged_niah(cells: dict[str, Any]) -> dict[str, Any] | None:
+    """One NIAH grid from the per-length cells (``niah.L<n>``; an older single ``niah.all`` cell works too)."""
+    grid = {k: v for cell, s in cells.items() if cell.startswith("niah.") for k, v in s["by_length_depth"].items()}
+    return {"by_length_depth": grid} if grid else None
+
+
 def build_report(
     *,
     summaries: list[Path],
@@ -127,9 +133,10 @@ def build_report(
     md.append("## Figures\n")
     label = f"{policy} · config {config_hash} · {date}"
     for m in order:
-        if "niah.all" in by_model[m]:
+        niah = merged_niah(by_model[m])
+        if niah:
             p = fig_dir / f"niah_{m}.png"
-            niah_heatmap(m, by_model[m]["niah.all"], p, label)
+            niah_heatmap(m, niah, p, label)
             written[f"niah_{m}"] = p
     p = fig_dir / "ruler_vs_length.png"
     ruler_plot({m: ruler_lengths(by_model[m]) for m in order}, paper["table7"], p, label)
