@@ -16,6 +16,7 @@ from loongrl.io import DataError
 from loongrl.prompts import LOONGRL_SYSTEM_PROMPT
 
 BOOKS = [SAMPLES / "gutenberg"]
+QA2_SAMPLE = SAMPLES / "hotpotqa/hotpot_dev_distractor_v1.sample.json"
 
 
 def test_longbench_loader_reads_shipped_rows_and_truncates_in_the_middle(qwen_tokenizer):
@@ -146,3 +147,53 @@ def test_validation_prompts_get_the_training_cap(qwen_tokenizer):
         return count_tokens_batch(qwen_tokenizer, [r["prompt"][-1]["content"] for r in rows])
 
     assert max(tokens(wide)) > 1024 >= max(tokens(capped))
+
+
+@pytest.mark.parametrize("length", [65536, 131072])
+def test_long_cells_fill_their_label(qwen_tokenizer, tiny_model_dir, tmp_path, length):
+    """At 64K and 128K every NIAH and RULER row built from the shipped books is within 3 % of its label (one
+    book is shorter than that: the haystack continues into the next books), checked by the builder CLI itself;
+    a source too small for the cell (the shipped HotpotQA sample for qa_2) is a build error naming the row."""
+    from loongrl.eval.tasks import main
+    from loongrl.io import read_parquet
+
+    tasks = [t for t in bench_synthetic.RULER_TASKS if not t.startswith("qa")]
+    settings = {
+        "system_prompt": "loongrl",
+        "niah": {"lengths": [length], "depths": [0, 50, 100], "reserve": 0},
+        "ruler": {"tasks": tasks, "samples": 1, "qa_files": {}},
+    }
+
+    def build(bench, params, out):
+        cmd = [bench, "--input", str(BOOKS[0]), "--tokenizer", str(tiny_model_dir), "--params", json.dumps(params)]
+        main([*cmd, "--length", str(length), "--cell", f"L{length}", "--output", str(out)])
+        return read_parquet(out)
+
+    rows = build("niah", settings, tmp_path / "niah.parquet") + build("ruler", settings, tmp_path / "ruler.parquet")
+    assert len(rows) == 3 + len(tasks)
+    assert all(abs(r["prompt_tokens"] - length) <= 0.03 * length for r in rows), [
+        (r["id"], r["prompt_tokens"]) for r in rows
+    ]
+    qa = {**settings, "ruler": {"tasks": ["qa_2"], "samples": 1, "qa_files": {"qa_2": str(QA2_SAMPLE)}}}
+    with pytest.raises(
+        DataError, match=r"ruler cell L\d+: row ruler-qa_2-\S+: field 'prompt_tokens': .* tokens for a \d+-token cell"
+    ):
+        build("ruler", qa, tmp_path / "qa.parquet")
+    assert not (tmp_path / "qa.parquet").exists()
+
+
+def test_haystack_continues_past_a_short_book(qwen_tokenizer):
+    """One short book and a budget twice its size: the stretch wraps into the collection again and meets the
+    budget (it used to stop at the book's end), ending in a cut paragraph rather than leaving the room empty."""
+    import random
+
+    from loongrl.books import Haystack
+
+    book = "\n\n".join(f"Paragraph {i} of a short book, with a few more words in it." for i in range(50))
+    hay = Haystack({"short": book}, qwen_tokenizer)
+    size = sum(hay.tokens["short"]) + hay.sep * 50
+    _, paras = hay.stretch(random.Random(0), 2 * size)
+    got = len(qwen_tokenizer("\n\n".join(paras), add_special_tokens=False)["input_ids"])
+    # counts are per paragraph plus a separator; joined, ".\n\n" is one token, so the text is ~1 token a paragraph
+    # shorter than its count (here 16-17-token paragraphs: ~6 %; book paragraphs at 64K+: well under 1 %)
+    assert 0.93 * 2 * size <= got <= 2 * size and len(paras) > 50

@@ -42,14 +42,41 @@ class Haystack:
     """Paragraphs of several books with their token counts (computed once)."""
 
     def __init__(self, books: dict[str, str], tokenizer):
+        self.tokenizer = tokenizer
         self.books = {name: paragraphs(strip_gutenberg(text)) for name, text in sorted(books.items())}
         self.tokens = {name: count_tokens_batch(tokenizer, ps) for name, ps in self.books.items()}
         self.sep = count_tokens_batch(tokenizer, ["\n\n"])[0]
 
     def stretch(self, rng, budget: int) -> tuple[str, list[str]]:
-        """A contiguous run of paragraphs of one random book within ``budget`` tokens (wrapping around)."""
-        name, _, out = self.span(rng, budget)
-        return name, out
+        """Paragraphs filling ``budget`` tokens: from a random paragraph of a random book to its end, then the next
+        books in turn, the whole collection again if it is still short (the eval haystacks).
+
+        One book is often shorter than a 64K/128K cell (Alice in Wonderland, The Time Machine: 25-40K words), and
+        the official generators never cut the haystack short: Kamradt's NIAH concatenates files until the length
+        is met, RULER repeats its essays as many times as needed (scripts/data/synthetic/niah.py). Returns the first
+        book's name.
+        """
+        names = sorted(self.books)
+        first = rng.choice(names)
+        b, i = names.index(first), rng.randrange(len(self.books[first]))
+        out, total, taken = [], 0, 0
+        total_paragraphs = sum(len(self.books[n]) for n in names)
+        while True:
+            name = names[b % len(names)]
+            ps, ts = self.books[name], self.tokens[name]
+            for j in range(i, len(ps)):
+                if total + ts[j] + self.sep > budget:
+                    room = budget - total - self.sep
+                    if room > 0:  # the next paragraph cut to what is left, so the haystack meets its budget
+                        ids = self.tokenizer(ps[j], add_special_tokens=False)["input_ids"][:room]
+                        out.append(self.tokenizer.decode(ids))
+                    return first, out
+                out.append(ps[j])
+                total += ts[j] + self.sep
+                taken += 1
+            b, i = b + 1, 0
+            if taken == 0 and b > 2 * len(names) + total_paragraphs:  # every paragraph exceeds the budget
+                return first, out
 
     def span(self, rng, budget: int) -> tuple[str, int, list[str]]:
         """``stretch`` plus the index of its first paragraph (paragraph ``(start + k) % len(book)`` is the k-th)."""

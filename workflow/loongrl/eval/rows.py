@@ -69,6 +69,30 @@ def finish(rows: list[dict[str, Any]], tokenizer) -> list[dict[str, Any]]:
     return rows
 
 
+def check_lengths(rows: list[dict[str, Any]], *, reserve: int = 0, tolerance: float = 0.03, source: str) -> None:
+    """Every row with a length label must fill it: ``prompt_tokens`` within ``tolerance`` of ``length - reserve``
+    (or 128 tokens on short cells, where one RULER noise sentence is already a few percent).
+
+    A 128K cell built from a haystack of 40K tokens still looks like a 128K cell in every table, which is how short
+    books went unnoticed; here it is a build error that names the row.
+    """
+    from loongrl.io import DataError
+
+    for r in rows:
+        if not r["length"]:
+            continue
+        target = r["length"] - reserve
+        if abs(r["prompt_tokens"] - target) > max(tolerance * r["length"], 128):
+            raise DataError(
+                source,
+                r["id"],
+                "prompt_tokens",
+                f"{r['prompt_tokens']} tokens for a {r['length']}-token cell (target {target}, tolerance "
+                f"{tolerance:.0%}): the source is too small for this length (more books, or the official RULER QA "
+                "files: eval.ruler.qa_source: download)",
+            )
+
+
 def truncate_middle(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
     """LongBench ``pred.py``: keep the first and last ``max_tokens // 2`` tokens of an over-long prompt."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]

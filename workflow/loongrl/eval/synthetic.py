@@ -131,6 +131,12 @@ class Ruler:
     def ntok(self, text: str) -> int:
         return count_tokens_batch(self.tok, [text])[0]
 
+    def noise(self, room: int) -> str:
+        """RULER's noise haystack: the noise sentences repeated as often as ``room`` tokens hold (counted on the
+        joined text: one sentence's count times n overestimates the join by ~4 %, leaving cells short)."""
+        per = max(1, self.ntok(NOISE + " "))
+        return fit(lambda n: " ".join([NOISE] * n), room, self.ntok, 2 * room // per + 1, low=1)
+
     # -- keys and values ---------------------------------------------------------------------------------
     def make(self, kind: str, rng) -> str:
         if kind == "numbers":
@@ -163,7 +169,7 @@ class Ruler:
         answers = [v for vs in values[:n_query] for v in vs]
         room = self.budget("niah", query) - sum(self.ntok(" " + n) for n in needles)
         if haystack == "noise":
-            context = insert_needles([" ".join([NOISE] * max(1, room // self.ntok(NOISE + " ")))], needles, rng)
+            context = insert_needles([self.noise(room)], needles, rng)
         elif haystack == "essay":
             context = insert_needles(self.hay.stretch(rng, room)[1], needles, rng)
         else:  # a haystack made of other needles with distinct keys
@@ -192,11 +198,12 @@ class Ruler:
         value = str(rng.randrange(10_000, 100_000))
         stmts = [f"VAR {names[0]} = {value}."] + [f"VAR {b} = VAR {a}." for a, b in itertools.pairwise(names)]
         room = self.budget("vt", value) - sum(self.ntok(" " + s) for s in stmts)
-        context = insert_needles([" ".join([NOISE] * max(1, room // self.ntok(NOISE + " ")))], stmts, rng)
+        context = insert_needles([self.noise(room)], stmts, rng)
         return TEMPLATES["vt"].format(context=context, query=value), names, "ruler_all"
 
     def cwe(self, rng) -> tuple[str, list[str], str]:
-        words = rng.sample(self.words, min(len(self.words), 5000))
+        # 10 common + enough rare words to fill the cell (3 entries of ~5 tokens each): 5,000 up to 30K, more beyond
+        words = rng.sample(self.words, min(len(self.words), max(5000, self.length // 6)))
         common, rare = words[:10], words[10:]
         room = self.budget("cwe", "")
         # RULER: 10 common words x 30 and rare words x 3; short contexts cannot hold 300 common entries, so the

@@ -18,7 +18,7 @@ from typing import Any
 from loongrl.cli import setup_logging
 from loongrl.eval import longbench
 from loongrl.eval.registry import BENCHMARKS, BuildRequest
-from loongrl.eval.rows import EVAL_SCHEMA, finish
+from loongrl.eval.rows import EVAL_SCHEMA, check_lengths, finish
 from loongrl.io import write_parquet
 from loongrl.prompts import system_prompt
 from loongrl.schemas import MIXTURE_SCHEMA
@@ -62,8 +62,11 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         threads=args.threads,
     )
-    rows = BENCHMARKS[args.benchmark].build(req)
-    write_parquet(finish(rows, tok), args.output, EVAL_SCHEMA)
+    rows = finish(BENCHMARKS[args.benchmark].build(req), tok)
+    if args.benchmark in ("niah", "ruler"):
+        reserve = p["niah"]["reserve"] if args.benchmark == "niah" else 0
+        check_lengths(rows, reserve=reserve, source=f"{args.benchmark} cell {args.cell}")
+    write_parquet(rows, args.output, EVAL_SCHEMA)
     log.info("%s: %d task rows -> %s", args.benchmark, len(rows), args.output)
 
 
