@@ -37,6 +37,13 @@ def test_score_one_every_metric():
     assert pred == "Ozalj, Croatia" and s["sub_em"] == 1.0 and s["exact_match"] == 0.0
     assert s["qa_f1"] == pytest.approx(2 / 3)
     assert score_one(lb, "Ozalj")[1]["sub_em"] == 0.0  # no box: no answer
+    # a multi-answer NarrativeQA-style row: the headline scores against the first gold (QwenLong-L1's scripts),
+    # a hit on any gold stays visible as sub_em_any
+    nqa = row("longbench_qa", ["a young lawyer", "Saltram's friend"], task="narrativeqa")
+    _, s = score_one(nqa, "<think>...</think> \\boxed{Saltram's friend}")
+    assert s["sub_em"] == 0.0 and s["sub_em_any"] == 1.0
+    _, s = score_one(nqa, "<think>...</think> \\boxed{A young lawyer}")
+    assert s["sub_em"] == 1.0 and s["sub_em_any"] == 1.0
     assert score_one(row("ruler_all", ["12", "34"]), "<think>12 34</think>12")[1]["string_match_all"] == 0.5
     assert score_one(row("ruler_part", ["x y"]), "X Y")[1]["string_match_part"] == 1.0
     assert score_one(row("choice", ["C"]), "\\boxed{C}")[1]["accuracy"] == 1.0

@@ -89,7 +89,10 @@ def test_official_templates_and_truncation(qwen_tokenizer):
         ("<think>The correct answer is (A)? no...</think>The correct answer is (C)", "C"),
         ("<think>hmm</think> so \\boxed{B}", "B"),
         ("<think>hmm</think> \\boxed{(D) Cologne}", "D"),
-        ("The correct answer is (A) or (B)", None),  # several letters: no answer
+        ("The correct answer is (A) or (B)", "A"),  # pred.py: the first match
+        ("The correct answer is B. A cat sat on the mat.", "B"),  # not {B, A}
+        ("The correct answer is (C). The correct answer is (D).", "C"),
+        ("the correct answer is (B)", None),  # pred.py's pattern is case-sensitive
         ("\\boxed{A, C}", None),
         ("I cannot tell from the text.", None),
         ("<think>The correct answer is (A)</think> I am not sure.", None),  # reasoning is never scored

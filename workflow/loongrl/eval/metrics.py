@@ -120,10 +120,14 @@ class Metric:
 
 
 def _longbench_qa(row: dict[str, Any], text: str, _: Any) -> Scored:
+    """The headline sub-EM scores against the first gold answer, as QwenLong-L1's eval scripts (which the paper
+    follows) do; NarrativeQA and QASPER rows carry 2-3 answers, and a hit on any of them (``sub_em_any``, a
+    secondary row of the scorer table) reads higher."""
     pred = extract_boxed(text) or ""
     answers = row["answers"]
     return pred, {
-        "sub_em": sub_em(pred, answers),
+        "sub_em": sub_em(pred, answers[:1]),
+        "sub_em_any": sub_em(pred, answers),
         "word_em": word_em(pred, answers),
         "qa_f1": longbench_qa_f1(pred, answers),
         "exact_match": exact_match(pred, answers),
@@ -164,29 +168,30 @@ def _ifeval(row: dict[str, Any], text: str, ifeval: Any) -> Scored:
     }
 
 
-_STATED = re.compile(r"The correct answer is", re.IGNORECASE)
+# LongBench v2 pred.py ``extract_answer``: after removing "*", the first "The correct answer is (X)", else the
+# first "The correct answer is X" (case as written there)
+_STATED_PAREN = re.compile(r"The correct answer is \(([A-D])\)")
+_STATED_BARE = re.compile(r"The correct answer is ([A-D])")
 _PAREN_LETTER = re.compile(r"\(([A-D])\)")
 _LETTER = re.compile(r"(?<![A-Za-z])([A-D])(?![A-Za-z])")
 
 
 def extract_choice(text: str) -> str | None:
-    """The letter a completion answers, or None when it states none or several.
+    """The letter a completion answers, or None when it states none.
 
-    The answer region is the text after the final ``</think>``; the answer is the last ``\\boxed{...}``, else the
-    text after the last "The correct answer is" (``pred.py``'s pattern, ``*`` removed). Several distinct letters
-    there (``(A) or (B)``) are no answer. Parenthesised letters win over bare ones, so ``(B) A cat`` answers B.
+    The answer region is the text after the final ``</think>`` (a reasoning trace is never scored). In it, a
+    ``\\boxed{...}`` answer (the reasoning prompt's format) is the last box, and must name exactly one letter;
+    otherwise the official rule applies: the first ``The correct answer is (X)``, else the first
+    ``The correct answer is X``, so "The correct answer is B. A cat ..." answers B.
     """
     region = answer_region(text).replace("*", "")
     spans = boxed_spans(region)
     if spans:
         stated = spans[-1][2]
-    else:
-        found = list(_STATED.finditer(region))
-        if not found:
-            return None
-        stated = region[found[-1].end() :].split("\n", 1)[0]
-    letters = set(_PAREN_LETTER.findall(stated)) or set(_LETTER.findall(stated))
-    return letters.pop() if len(letters) == 1 else None
+        letters = set(_PAREN_LETTER.findall(stated)) or set(_LETTER.findall(stated))
+        return letters.pop() if len(letters) == 1 else None
+    found = _STATED_PAREN.search(region) or _STATED_BARE.search(region)
+    return found.group(1) if found else None
 
 
 def _longbench_v2(row: dict[str, Any], text: str, _: Any) -> Scored:
