@@ -121,11 +121,11 @@ class ScriptedBackend:
         return [script[i] for i in range(len(prompts))]
 
 
-def _task_rows(tokenizer, cot):
+def _task_rows(tokenizer, cot, system=None):
     rows = longbench_v2.load(DATA)
     out = []
     for bucket in ("short", "medium"):
-        out += longbench_v2.build(rows, tokenizer, bucket=bucket, max_input_tokens=4096, system=None, cot=cot)
+        out += longbench_v2.build(rows, tokenizer, bucket=bucket, max_input_tokens=4096, system=system, cot=cot)
     return out
 
 
@@ -167,7 +167,8 @@ def test_avg_at_n_and_every_breakdown_by_hand(qwen_tokenizer):
 
 
 def test_cot_setting_makes_a_second_answer_call(qwen_tokenizer):
-    rows = _task_rows(qwen_tokenizer, cot=True)[:2]  # rows 1 and 2 (gold B, C)
+    rows = _task_rows(qwen_tokenizer, cot=True, system="a system prompt")[:2]  # rows 1 and 2 (gold B, C)
+    assert rows[0]["prompt"][0]["role"] == "system"  # the CoT call has it; the answer call must not
     cot = [[Completion("The report says Strasbourg hosted it.", 8, False)], [Completion("Bridges...", 3, True)]]
     answers = [[Completion("The correct answer is (B)", 6, False)], [Completion("The correct answer is (A)", 6, False)]]
     backend = ScriptedBackend(cot, answers)
@@ -177,6 +178,7 @@ def test_cot_setting_makes_a_second_answer_call(qwen_tokenizer):
     second_prompts, second_params = backend.calls[1]
     assert "Let’s think step by step: The report says Strasbourg hosted it.\n\n" in second_prompts[0][-1]["content"]
     assert "<text>" not in second_prompts[0][-1]["content"]  # the answer call does not see the text again
+    assert [[m["role"] for m in p] for p in second_prompts] == [["user"], ["user"]]  # pred.py: no system prompt
     assert second_params.max_new_tokens == 128 and second_params.temperature == 0.1
     assert samples[0]["completion"].endswith("[answer call]\nThe correct answer is (B)")
     assert samples[1]["hit_cap"] and samples[1]["completion_tokens"] == 3 + 6
@@ -191,4 +193,5 @@ def test_decoding_per_model_kind():
     assert reasoning["followup_max_new_tokens"] == 128
     baseline = longbench_v2_decoding({**ev, "decoding": {**ev["decoding"], "greedy": True}})
     assert (baseline["n"], baseline["temperature"], baseline["greedy"]) == (5, 0.1, False)  # CoT at T=0.1
+    assert baseline["max_new_tokens"] == 1024 and reasoning["max_new_tokens"] == 10000  # pred.py's CoT cap
     assert BENCHMARKS["longbench_v2"].cells(ev) == ["short", "medium", "long"]

@@ -116,17 +116,16 @@ def followups(
     """The second call of a two-pass (CoT) prompt: for every completion of a row whose ``meta.followup`` template
     has ``$COT$``, one more generation that sees that chain of thought (LongBench v2's 0-shot CoT setting).
 
-    Rows without a follow-up get None per completion. The follow-up keeps the row's system prompt and sampling
-    temperature, with ``max_new_tokens`` new tokens (the cell's ``followup_max_new_tokens``).
+    Rows without a follow-up get None per completion. The follow-up is the user message alone, as ``pred.py``
+    sends it (no system prompt), at the sampling temperature, with ``max_new_tokens`` new tokens (the cell's
+    ``followup_max_new_tokens``).
     """
     prompts, where = [], []
     for i, (row, comps) in enumerate(zip(rows, completions, strict=True)):
         template = json.loads(row["meta"]).get("followup")
         if template:
-            system = [m for m in row["prompt"] if m["role"] == "system"]
             for k, c in enumerate(comps):
-                user = template.replace("$COT$", c.text.strip())
-                prompts.append([*system, {"role": "user", "content": user}])
+                prompts.append([{"role": "user", "content": template.replace("$COT$", c.text.strip())}])
                 where.append((i, k))
     out: list[list[Completion | None]] = [[None] * len(c) for c in completions]
     if prompts:

@@ -63,9 +63,10 @@ def own_cap(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
 
 def longbench_v2_decoding(ev: dict[str, Any]) -> dict[str, Any]:
     """Avg@5 [spec §4]: reasoning models sample at T=0.6; non-reasoning baselines (``eval.decoding.greedy``) use
-    the official CoT setting, sampled at T=0.1."""
+    the official CoT setting, sampled at T=0.1 with pred.py's 1,024-token CoT cap."""
     lb2 = ev["longbench_v2"]
-    dec = {**ev["decoding"], "n": lb2["n"], "max_new_tokens": lb2["max_new_tokens"], "greedy": False}
+    cap = lb2["cot_max_new_tokens"] if ev["decoding"]["greedy"] else lb2["max_new_tokens"]
+    dec = {**ev["decoding"], "n": lb2["n"], "max_new_tokens": cap, "greedy": False}
     dec["followup_max_new_tokens"] = lb2["answer_max_new_tokens"]
     dec["temperature"] = lb2["cot_temperature"] if ev["decoding"]["greedy"] else lb2["temperature"]
     return dec
