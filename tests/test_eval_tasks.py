@@ -197,3 +197,32 @@ def test_haystack_continues_past_a_short_book(qwen_tokenizer):
     # counts are per paragraph plus a separator; joined, ".\n\n" is one token, so the text is ~1 token a paragraph
     # shorter than its count (here 16-17-token paragraphs: ~6 %; book paragraphs at 64K+: well under 1 %)
     assert 0.93 * 2 * size <= got <= 2 * size and len(paras) > 50
+
+
+def test_longbench_full_set_with_the_validation_rows_marked(qwen_tokenizer):
+    """The paper-comparable headline is the full set; the validation slice's rows stay in and are marked, so the
+    report can show the held-out subset beside it (they used to be removed from the test set)."""
+    from loongrl.eval.registry import BENCHMARKS, BuildRequest
+
+    settings = {
+        "longbench": {"tasks": ["2wikimqa", "qasper"], "max_input_tokens": 4096, "max_rows": None},
+        "validation": {"tasks": ["2wikimqa"], "rows_per_task": 1, "holdout": True},
+    }
+    req = BuildRequest(
+        inputs=[SAMPLES / "longbench"], tokenizer=qwen_tokenizer, settings=settings, system=None, length=0
+    )
+    rows = BENCHMARKS["longbench"].build(req)
+    data = bench_longbench.load_dir(SAMPLES / "longbench", ["2wikimqa", "qasper"])
+    assert len(rows) == sum(len(v) for v in data.values())  # nothing removed
+    marks = [json.loads(r["meta"])["groups"]["task_heldout"] for r in rows]
+    assert marks.count("2wikimqa@validation") == 1 and "qasper@validation" not in marks
+    off = BENCHMARKS["longbench"].build(
+        BuildRequest(
+            inputs=[SAMPLES / "longbench"],
+            tokenizer=qwen_tokenizer,
+            settings={**settings, "validation": {**settings["validation"], "holdout": False}},
+            system=None,
+            length=0,
+        )
+    )
+    assert len(off) == len(rows) and all("groups" not in json.loads(r["meta"]) for r in off)

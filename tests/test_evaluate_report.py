@@ -193,9 +193,18 @@ def test_report_tables_and_figures(tmp_path):
 
     paths = []
     for model in ("base", "stage2"):
+        heldout = {"2wikimqa@test": 0.4, "2wikimqa@validation": 1.0, "qasper@test": 0.25}
         paths.append(
             _summary(
-                tmp_path, model, "longbench", "all", {"2wikimqa": 0.5, "qasper": 0.25}, extra={"by_task_bucket": {}}
+                tmp_path,
+                model,
+                "longbench",
+                "all",
+                {"2wikimqa": 0.5, "qasper": 0.25},
+                extra={
+                    "by_task_bucket": {},
+                    "by_task_heldout": {k: {"score": v, "hit_cap_share": 0.0} for k, v in heldout.items()},
+                },
             )
         )
         paths += [  # one cell per length; the heatmap merges them
@@ -240,6 +249,8 @@ def test_report_tables_and_figures(tmp_path):
     md = out["report"].read_text()
     assert "| **ours: stage2** | – | – | 50.0 (cap 25%) | – | – | 25.0 (cap 25%) | 50.0 (cap 25%) |" in md
     assert "| paper: LoongRL-7B | 72.4 | 83.1 | 91.1 |" in md
+    # beside the full set: the same completions without the validation slice's rows, labelled
+    assert "| **ours: stage2 [held-out subset]** | – | – | 40.0 | – | – | 25.0 |" in md
     assert "| paper: LoongRL-7B | 69.8 | 47.4 | 57.2 | 93.4 | 91.4 |\n" in md  # Table 3: only the lengths we ran
     assert "| **ours: base** | 90.0 (cap 25%) | 90.0 (cap 25%) | 90.0 (cap 25%) |" in md  # Table 7 + average
     for key in (

@@ -66,12 +66,19 @@ def build(
     max_input_tokens: int,
     system: str | None,
     exclude: set[str],
+    validation: set[str] | frozenset[str] = frozenset(),
     max_rows: int | None = None,
 ) -> list[dict[str, Any]]:
+    """Task rows of every configured task. Rows whose id is in ``validation`` (the slice stage I's checkpoints were
+    ranked on) stay in, as in the paper's full-set numbers, and are marked (``meta.groups.task_heldout``:
+    ``<task>@validation`` / ``<task>@test``) so the report can show the held-out subset beside the full set."""
     rows = []
     for task, items in data.items():
         kept = [r for r in items if r["_id"] not in exclude][: max_rows or None]
         for r in kept:
+            meta = {"longbench_length": r["length"], "_id": r["_id"], "question": r["input"]}
+            if validation:
+                meta["groups"] = {"task_heldout": f"{task}@{'validation' if r['_id'] in validation else 'test'}"}
             user, cut = user_prompt(tokenizer, r, max_input_tokens, system)
             rows.append(
                 task_row(
@@ -83,7 +90,7 @@ def build(
                     metric="longbench_qa",
                     system=system,
                     truncated=cut,
-                    meta={"longbench_length": r["length"], "_id": r["_id"], "question": r["input"]},
+                    meta=meta,
                 )
             )
     return rows

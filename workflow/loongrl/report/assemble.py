@@ -26,6 +26,7 @@ from loongrl.report.tables import (
     T6_COLUMNS,
     contamination_md,
     csv_table,
+    heldout_summaries,
     load_summaries,
     markdown_table,
     ruler_lengths,
@@ -74,7 +75,15 @@ def build_report(
         "table2": (
             "Table 2: LongBench v1 QA (two-way substring EM) and short-context",
             t2_cols,
-            {m: table2(by_model[m]) for m in order},
+            {
+                **{m: table2(by_model[m]) for m in order},
+                # the same completions without the validation slice's rows (stage I's checkpoint was chosen on them)
+                **{
+                    f"{m} [held-out subset]": table2(h)
+                    for m in order
+                    if (h := heldout_summaries(by_model[m])) is not None
+                },
+            },
             paper["table2"],
         ),
         "table3": (

@@ -60,6 +60,16 @@ def _get(stats: dict[str, Any] | None, metric: str | None = None) -> Cell:
     return Cell(value, stats["hit_cap_share"])
 
 
+def heldout_summaries(s: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]] | None:
+    """The LongBench cell restricted to the rows outside the validation slice (``by_task_heldout``'s
+    ``<task>@test`` groups), shaped as table2 reads it; None when the cell marks no slice."""
+    groups = s.get("longbench.all", {}).get("by_task_heldout")
+    if not groups:
+        return None
+    by_task = {k.split("@")[0]: v for k, v in groups.items() if k.endswith("@test")}
+    return {**s, "longbench.all": {"by_task": by_task}}
+
+
 def table2(s: dict[str, dict[str, Any]], metric: str | None = None) -> dict[str, Cell]:
     lb = s.get("longbench.all", {}).get("by_task", {})
     row = {t: _get(lb.get(t), metric) for t in LB_TASKS}
