@@ -160,6 +160,11 @@ def test_checkpoint_discovery_and_metric_truncation(tmp_path):
     for n in (2, 4):
         (tmp_path / f"checkpoint-{n}" / "trainer_state.json").write_text("{}")
     assert last_checkpoint(tmp_path).name == "checkpoint-4"  # checkpoint-6 is incomplete
+    # two ranks: checkpoint-4 lacks rank 1's RNG state (a kill right after rank 0 wrote trainer_state.json)
+    for n in (2, 4):
+        (tmp_path / f"checkpoint-{n}" / "rng_state_0.pth").write_bytes(b"x")
+    (tmp_path / "checkpoint-2" / "rng_state_1.pth").write_bytes(b"x")
+    assert last_checkpoint(tmp_path, 2).name == "checkpoint-2"
     m = tmp_path / "m.jsonl"
     m.write_text("".join(json.dumps({"step": s}) + "\n" for s in range(1, 7)))
     truncate_metrics(m, 4)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, write_choice_mixture
+from loongrl.train.grpo import last_checkpoint
 
 pytestmark = pytest.mark.slow
 ZERO3 = ROOT / "workflow/accelerate/zero3.yaml"
@@ -169,7 +170,7 @@ def test_zero3_sigkill_then_resume_matches_an_unkilled_run(deepspeed_ok, tiny_mo
     killed = _launch(args("run"), tmp_path / "run1.log")
     deadline = time.time() + 600
     while time.time() < deadline and killed.poll() is None:
-        if (tmp_path / "work-run/checkpoint-2/trainer_state.json").exists():
+        if last_checkpoint(tmp_path / "work-run", 2) is not None:  # both ranks' RNG states written
             break
         time.sleep(0.2)
     assert killed.poll() is None, "the run ended before a checkpoint: " + (tmp_path / "run1.log").read_text()[-2000:]

@@ -147,6 +147,7 @@ class TransformersBackend(_TextsMixin):
     def __init__(
         self,
         model_path: str | Path,
+        *,
         device: str | None = None,
         batch_size: int = 8,
         dtype: str = "auto",

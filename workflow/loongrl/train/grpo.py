@@ -167,12 +167,19 @@ def grpo_config(*args: Any, **kwargs: Any):
     return GRPOConfig(**grpo_kwargs(*args, **kwargs))
 
 
-def last_checkpoint(work_dir: Path) -> Path | None:
-    """The highest complete ``checkpoint-N`` folder (one with trainer_state.json), or None."""
+def last_checkpoint(work_dir: Path, world_size: int = 1) -> Path | None:
+    """The highest complete ``checkpoint-N`` folder, or None.
+
+    Complete means trainer_state.json (the main process writes it last) and, with several ranks, every rank's
+    ``rng_state_<rank>.pth``: each rank writes its own RNG state without waiting for the others
+    (transformers/trainer.py:3403-3417), so a job killed just after rank 0 finished can leave another rank's
+    missing, and resuming from it would sample different completions on that rank.
+    """
     found = []
     for p in work_dir.glob("checkpoint-*"):
         m = CHECKPOINT.match(p.name)
-        if m and (p / "trainer_state.json").exists():
+        ranks_done = world_size <= 1 or all((p / f"rng_state_{r}.pth").exists() for r in range(world_size))
+        if m and (p / "trainer_state.json").exists() and ranks_done:
             found.append((int(m.group(1)), p))
     return max(found)[1] if found else None
 
@@ -411,7 +418,7 @@ def run_stage(
     if main_process:
         prepare_work_dir(work_dir, fingerprint)
     barrier()
-    resume = last_checkpoint(work_dir)
+    resume = last_checkpoint(work_dir, world)
     if main_process:
         if resume is not None:
             step = int(CHECKPOINT.match(resume.name).group(1))
