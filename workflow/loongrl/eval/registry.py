@@ -90,8 +90,9 @@ def _longbench(req: BuildRequest) -> list[dict[str, Any]]:
 
 
 def _niah(req: BuildRequest) -> list[dict[str, Any]]:
-    # one cell per length, so each runs under its own YaRN decision (64K/128K only) and engine window
-    p = {**req.settings["niah"], "lengths": [req.length]}
+    # one cell per length, so each runs under its own YaRN decision (64K/128K only) and engine window; the CLI
+    # without --length builds every configured length into one file
+    p = {**req.settings["niah"], "lengths": [req.length]} if req.length else req.settings["niah"]
     return synthetic.build_niah(req.inputs, req.tokenizer, p, system=req.system, seed=req.seed)
 
 
