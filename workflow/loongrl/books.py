@@ -59,9 +59,8 @@ class Haystack:
         names = sorted(self.books)
         first = rng.choice(names)
         b, i = names.index(first), rng.randrange(len(self.books[first]))
-        out, total, taken = [], 0, 0
-        total_paragraphs = sum(len(self.books[n]) for n in names)
-        while True:
+        out, total = [], 0
+        while True:  # ends at the first paragraph that does not fit: every paragraph holds a token
             name = names[b % len(names)]
             ps, ts = self.books[name], self.tokens[name]
             for j in range(i, len(ps)):
@@ -73,10 +72,7 @@ class Haystack:
                     return first, out
                 out.append(ps[j])
                 total += ts[j] + self.sep
-                taken += 1
             b, i = b + 1, 0
-            if taken == 0 and b > 2 * len(names) + total_paragraphs:  # every paragraph exceeds the budget
-                return first, out
 
     def span(self, rng, budget: int) -> tuple[str, int, list[str]]:
         """``stretch`` plus the index of its first paragraph (paragraph ``(start + k) % len(book)`` is the k-th)."""

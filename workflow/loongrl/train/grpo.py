@@ -253,13 +253,19 @@ def metrics_callback(path: Path, monitor: HackMonitor | None = None):
     return JsonlMetrics()
 
 
+def joined_world() -> int:
+    """Ranks of the process group this process joined (1 when it joined none)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def sum_over_ranks(counts: tuple[int, int]) -> tuple[float | None, int]:
     """(suspect share, rewarded count) of the hack monitor over every rank's completions of the step."""
     suspect, rewarded = counts
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if joined_world() > 1:
         import torch
+        import torch.distributed as dist
 
         device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
         t = torch.tensor([suspect, rewarded], dtype=torch.float64, device=device)
@@ -291,9 +297,7 @@ def init_ranks(timeout_minutes: float) -> bool:
 def check_world(expected: int) -> int:
     """The world this process joined; it must be ``train.gpus x train.nodes`` ranks (what the accumulation and the
     ZeRO-3 shards were sized for), or the stage stops before it trains."""
-    import torch.distributed as dist
-
-    actual = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    actual = joined_world()
     if actual != expected:
         raise RuntimeError(
             f"this GRPO stage joined a world of {actual} rank(s), but config keys 'train.gpus' x 'train.nodes' ask "
@@ -323,9 +327,9 @@ def time_save_callback(minutes: float | None):
             if minutes is None or control.should_save:
                 return control
             due = time.monotonic() - self.last >= minutes * 60
-            import torch.distributed as dist
+            if joined_world() > 1:
+                import torch.distributed as dist
 
-            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
                 flag = [due]
                 dist.broadcast_object_list(flag, src=0)
                 due = flag[0]
@@ -338,9 +342,9 @@ def time_save_callback(minutes: float | None):
 
 def barrier() -> None:
     """Wait for every rank (a no-op in a single process)."""
-    import torch.distributed as dist
+    if joined_world() > 1:
+        import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
 
