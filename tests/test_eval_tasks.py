@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 
@@ -10,6 +11,7 @@ from conftest import SAMPLES
 from loongrl.eval import longbench as bench_longbench
 from loongrl.eval import short as bench_short
 from loongrl.eval import synthetic as bench_synthetic
+from loongrl.eval.kinds import KINDS
 from loongrl.eval.metrics import score_one
 from loongrl.eval.rows import finish, truncate_middle
 from loongrl.io import DataError
@@ -111,17 +113,112 @@ def test_ruler_tasks_fit_and_hold_their_answers(qwen_tokenizer, length):
         if r["task"].startswith("niah"):
             assert all(a in ctx for a in r["answers"])
             # a gold completion scores 1, a wrong one 0: the answers really are the queried values
-            assert score_one(r, " ".join(r["answers"]))[1]["string_match_all"] == 1.0
+            assert score_one(r, " ".join(r["answers"]), kind=KINDS["instruct"])[1]["string_match_all"] == 1.0
         if r["task"] == "vt":
-            assert len(r["answers"]) == 5 and all(f"VAR {a} =" in ctx for a in r["answers"])
+            # RULER's one-shot example (3-letter names, with its answer) before the question (5-letter names)
+            shot, question = ctx.split("\n\nMemorize and track", 1)
+            assert shot.startswith("Memorize and track") and "variables are assgined the value" in shot
+            assert re.search(r"VAR [A-Z]{3} = \d{5}", shot) and len(r["answers"]) == 5
+            # statements without a period, between noise blocks: "VAR B = VAR A " [variable_tracking.py]
+            assert re.search(rf"VAR {r['answers'][0]} = \d{{5}} ", question)
+            assert all(f"VAR {b} = VAR {a} " in question for a, b in itertools.pairwise(r["answers"]))
         if r["task"] == "cwe":
-            counts = {w: len(re.findall(rf"^\d+\. {w}$", ctx, flags=re.M)) for w in r["answers"]}
-            others = re.findall(r"^\d+\. (\S+)$", ctx, flags=re.M)
-            rare_max = max((others.count(w) for w in set(others) - set(r["answers"])), default=0)
-            assert min(counts.values()) > rare_max
+            # space-joined "1. w 2. w ..." after a one-shot example and its answer [common_words_extraction.py]
+            shot, question = ctx.split("\nBelow is a numbered list", 1)
+            assert "Answer: The top 10 words that appear most often in the list are: 1. " in shot
+            words = re.findall(r"\d+\. (\S+)", question.split("\n")[1])
+            common = {w: words.count(w) for w in r["answers"]}
+            assert set(common.values()) == {6 if length < 4096 else 30}
+            assert {words.count(w) for w in set(words) - set(r["answers"])} == {1 if length < 4096 else 3}
         if r["task"] == "fwe":
-            words = ctx.replace("....", " ").split()
-            assert all(words.count(r["answers"][i]) > words.count(r["answers"][i + 1]) for i in range(2))
+            # length // 50 six-letter words, the top rank is "..." noise, Zipf counts, answer = ranks 2-4
+            words = ctx.split("coded words. ", 1)[1].split("\nQuestion:")[0].split()
+            counts = {w: words.count(w) for w in set(words)}
+            assert max(counts, key=counts.get) == "..." and all(len(w) == 6 for w in counts if w != "...")
+            assert [counts[a] for a in r["answers"]] == sorted((counts[a] for a in r["answers"]), reverse=True)
+            assert all(
+                counts[a] > c for a in r["answers"] for w, c in counts.items() if w not in {*r["answers"], "..."}
+            )
+            assert len(counts) <= length // 50
+
+
+def test_ruler_single_needle_wording_and_answer_prefixes(qwen_tokenizer):
+    """RULER's singular wording for the 6 NIAH tasks that ask for one value, and the instruct kind's answer prefix
+    (an assistant prefill the chat template continues) and per-task caps [constants.py; lm-eval gen_prefix]."""
+    p = {"tasks": ["niah_single_2", "niah_multivalue", "vt", "cwe", "fwe"], "samples": 1, "qa_files": {}}
+    plain = bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, p, length=2048, system=None, seed=3)
+    rows = {
+        r["task"]: r
+        for r in finish(
+            bench_synthetic.build_ruler(BOOKS, qwen_tokenizer, p, length=2048, system=None, seed=3, prefix=True),
+            qwen_tokenizer,
+        )
+    }
+    single = rows["niah_single_2"]["prompt"][0]["content"]
+    assert single.startswith("A special magic number is hidden within the following text.")
+    assert "I will quiz you about the number afterwards." in single and "What is the special magic number for" in single
+    assert rows["niah_multivalue"]["prompt"][0]["content"].startswith("Some special magic numbers are hidden")
+    assert all(len(r["prompt"]) == 1 for r in plain)  # the reasoning kind: no prefill
+    prefill = {t: r["prompt"][-1] for t, r in rows.items()}
+    assert all(m["role"] == "assistant" for m in prefill.values())
+    assert re.fullmatch(
+        r"The special magic number for \S+ mentioned in the provided text is", prefill["niah_single_2"]["content"]
+    )
+    assert prefill["niah_multivalue"]["content"].endswith("mentioned in the provided text are")
+    assert re.fullmatch(
+        r"Answer: According to the chain\(s\) of variable assignment in the text above, 5 variables are assgined "
+        r"the value \d{5}, they are:",
+        prefill["vt"]["content"],
+    )
+    caps = {t: json.loads(r["meta"])["max_new_tokens"] for t, r in rows.items()}
+    assert caps == {"niah_single_2": 128, "niah_multivalue": 128, "vt": 30, "cwe": 120, "fwe": 50}
+    # the prefill is continued, not closed: the rendered prompt ends in it
+    from loongrl.inference import render_prompts
+
+    text = render_prompts(qwen_tokenizer, [rows["cwe"]["prompt"]])[0]
+    assert text.endswith("Answer: The top 10 words that appear most often in the list are:")
+    assert abs(rows["cwe"]["prompt_tokens"] - 2048) <= 0.03 * 2048
+
+
+def test_ruler_qa_takes_the_questions_own_documents_first(tmp_path):
+    """[RULER qa.py] HotpotQA: all of a question's paragraphs (hard distractors too) are its documents; SQuAD:
+    its paragraph, then the same article's paragraphs; the pool is de-duplicated."""
+    hot = [
+        {
+            "_id": "a",
+            "question": "q1",
+            "answer": "x",
+            "supporting_facts": [["T1", 0]],
+            "context": [["T1", ["one."]], ["T2", ["two."]], ["T3", ["three."]]],
+        },
+        {
+            "_id": "b",
+            "question": "q2",
+            "answer": "y",
+            "supporting_facts": [["T2", 0]],
+            "context": [["T2", ["two."]], ["T4", ["four."]]],
+        },
+    ]
+    (tmp_path / "hot.json").write_text(json.dumps(hot))
+    qas, pool = bench_synthetic.load_hotpot(tmp_path / "hot.json")
+    assert pool == sorted({"T1\none.", "T2\ntwo.", "T3\nthree.", "T4\nfour."})
+    assert [pool[i] for i in qas[0]["docs"]] == ["T1\none."]  # supporting: always in
+    assert sorted(pool[i] for i in qas[0]["more"]) == ["T2\ntwo.", "T3\nthree."]  # its distractors: next
+    squad = {
+        "data": [
+            {
+                "paragraphs": [
+                    {"context": "P1", "qas": [{"question": "s1", "answers": [{"text": "a"}]}]},
+                    {"context": "P2", "qas": [{"question": "s2", "answers": [{"text": "b"}], "is_impossible": False}]},
+                ]
+            },
+            {"paragraphs": [{"context": "P3", "qas": [{"question": "s3", "answers": [], "is_impossible": True}]}]},
+        ]
+    }
+    (tmp_path / "squad.json").write_text(json.dumps(squad))
+    qas, pool = bench_synthetic.load_squad(tmp_path / "squad.json")
+    assert pool == ["P1", "P2", "P3"] and len(qas) == 2
+    assert [pool[i] for i in qas[0]["docs"]] == ["P1"] and [pool[i] for i in qas[0]["more"]] == ["P2"]
 
 
 def test_ruler_is_deterministic_and_needs_qa_files(qwen_tokenizer):
@@ -153,7 +250,7 @@ def test_validation_prompts_get_the_training_cap(qwen_tokenizer):
 def test_long_cells_fill_their_label(qwen_tokenizer, tiny_model_dir, tmp_path, length):
     """At 64K and 128K every NIAH and RULER row built from the shipped books is within 3 % of its label (one
     book is shorter than that: the haystack continues into the next books), checked by the builder CLI itself;
-    a source too small for the cell (the shipped HotpotQA sample for qa_2) is a build error naming the row."""
+    a source too small for the cell (two HotpotQA questions for qa_2) is a build error naming the row."""
     from loongrl.eval.tasks import main
     from loongrl.io import read_parquet
 
@@ -174,7 +271,9 @@ def test_long_cells_fill_their_label(qwen_tokenizer, tiny_model_dir, tmp_path, l
     assert all(abs(r["prompt_tokens"] - length) <= 0.03 * length for r in rows), [
         (r["id"], r["prompt_tokens"]) for r in rows
     ]
-    qa = {**settings, "ruler": {"tasks": ["qa_2"], "samples": 1, "qa_files": {"qa_2": str(QA2_SAMPLE)}}}
+    small = tmp_path / "hotpot_small.json"  # two questions: far too few paragraphs for a 64K cell
+    small.write_text(json.dumps(json.loads(QA2_SAMPLE.read_text())[:2]))
+    qa = {**settings, "ruler": {"tasks": ["qa_2"], "samples": 1, "qa_files": {"qa_2": str(small)}}}
     with pytest.raises(
         DataError, match=r"ruler cell L\d+: row ruler-qa_2-\S+: field 'prompt_tokens': .* tokens for a \d+-token cell"
     ):

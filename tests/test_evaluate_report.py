@@ -7,8 +7,10 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from conftest import ROOT
 from loongrl.eval import contamination, evaluate
+from loongrl.eval.kinds import KINDS, read_completion
 from loongrl.eval.metrics import score_one
 from loongrl.eval.rows import task_row
 from loongrl.inference import Completion
@@ -45,10 +47,42 @@ def test_score_one_every_metric():
     _, s = score_one(nqa, "<think>...</think> \\boxed{A young lawyer}")
     assert s["sub_em"] == 1.0 and s["sub_em_any"] == 1.0
     assert score_one(row("ruler_all", ["12", "34"]), "<think>12 34</think>12")[1]["string_match_all"] == 0.5
-    assert score_one(row("ruler_part", ["x y"]), "X Y")[1]["string_match_part"] == 1.0
-    assert score_one(row("choice", ["C"]), "\\boxed{C}")[1]["accuracy"] == 1.0
-    assert score_one(row("math", ["\\frac{1}{2}"]), "\\boxed{0.5}")[1]["accuracy"] == 1.0
-    assert score_one(row("niah", ["sit in Dolores Park"]), "Sit in Dolores Park.")[1]["needle_recall"] == 1.0
+    assert score_one(row("ruler_part", ["x y"]), "</think>X Y")[1]["string_match_part"] == 1.0
+    assert score_one(row("choice", ["C"]), "</think>\\boxed{C}")[1]["accuracy"] == 1.0
+    assert score_one(row("math", ["\\frac{1}{2}"]), "</think>\\boxed{0.5}")[1]["accuracy"] == 1.0
+    assert score_one(row("niah", ["sit in Dolores Park"]), "</think>Sit in Dolores Park.")[1]["needle_recall"] == 1.0
+
+
+def test_reasoning_completion_without_think_end_has_no_answer():
+    """Item 6 of the eval-fidelity issue: a capped trace that quotes the needle scores 0 in reasoning mode (the
+    old fallback scored the whole text), and the sample is flagged so the summary reports the share."""
+    trace = "<think>The text says the best thing is to eat a sandwich and sit in Dolores Park on a sunny day"
+    niah = row("niah", ["eat a sandwich and sit in Dolores Park on a sunny day"])
+    assert score_one(niah, trace)[1]["needle_recall"] == 0.0
+    assert (
+        score_one(niah, trace + "</think>eat a sandwich and sit in Dolores Park on a sunny day")[1]["needle_recall"]
+        == 1.0
+    )
+    ruler = row("ruler_all", ["1234567"])
+    assert score_one(ruler, "<think>the number 1234567 is hidden")[1]["string_match_all"] == 0.0
+    assert read_completion("<think>1234567", KINDS["reasoning"]).no_think
+    # the instruct kind reads the whole completion: no reasoning to close
+    assert score_one(ruler, "1234567", kind=KINDS["instruct"])[1]["string_match_all"] == 1.0
+    assert not read_completion("1234567", KINDS["instruct"]).no_think
+
+
+def test_instruct_kind_reads_box_then_stated_answer_then_whole_text():
+    lb = row("longbench_qa", ["Ozalj"])
+    inst = KINDS["instruct"]
+    # the official filter prompt's form: the text after "the answer is"
+    pred, s = score_one(lb, "Step 1: ... So the answer is Ozalj.", kind=inst)
+    assert pred == "Ozalj." and s["sub_em"] == 1.0
+    assert score_one(lb, "blah \\boxed{Ozalj} and the answer is Zagreb", kind=inst)[0] == "Ozalj"  # a box wins
+    assert score_one(lb, "Ozalj", kind=inst)[1]["sub_em"] == 1.0  # nothing stated: the whole reply
+    assert score_one(row("choice", ["C"]), "C", kind=inst)[1]["accuracy"] == 1.0
+    assert score_one(row("choice", ["C"]), "The answer is (B)", kind=inst)[1]["accuracy"] == 0.0
+    # the same completion under the reasoning kind: no </think>, no answer
+    assert score_one(lb, "So the answer is Ozalj.")[1]["sub_em"] == 0.0
 
 
 def test_ifeval_uses_the_maintained_checkers(tmp_path):
@@ -61,9 +95,9 @@ def test_ifeval_uses_the_maintained_checkers(tmp_path):
         "kwargs": [{}, {"relation": "less than", "num_sentences": 3}],
     }
     r = row("ifeval", [], meta=meta)
-    _, ok = score_one(r, "Mr. Smith went home. He slept.", scorer)
+    _, ok = score_one(r, "Mr. Smith went home. He slept.", scorer, kind=KINDS["instruct"])
     assert ok["prompt_level_strict_acc"] == 1.0  # "Mr." is not a sentence end for the trained Punkt model
-    _, bad = score_one(r, "One, two. Three. Four. Five.", scorer)
+    _, bad = score_one(r, "One, two. Three. Four. Five.", scorer, kind=KINDS["instruct"])
     assert bad["prompt_level_strict_acc"] == 0.0 and bad["inst_level_strict_acc"] == 0.0
 
 
@@ -81,11 +115,12 @@ def test_evaluate_and_summarize_report_caps_and_buckets():
         row("longbench_qa", ["Bern"], id="2", benchmark="longbench", task="qasper", meta={"question": "q"}),
     ]
     rows[0]["prompt_tokens"], rows[1]["prompt_tokens"] = 20000, 100
-    backend = FakeBackend([[Completion("\\boxed{Oslo}", 5, False), Completion("long", 16, True)]])
+    backend = FakeBackend([[Completion("ok</think>\\boxed{Oslo}", 5, False), Completion("<think>Oslo", 16, True)]])
     samples = evaluate.evaluate(rows, backend, evaluate.SamplingParams(n=2))
     assert [s["score"] for s in samples] == [1.0, 0.0, 0.0, 0.0]
     summ = evaluate.summarize(samples, {"model": "m"})
     assert summ["overall"]["hit_cap_share"] == 0.5 and summ["overall"]["samples"] == 4
+    assert summ["overall"]["no_think_share"] == 0.5  # the capped trace never closed its reasoning
     assert summ["by_task"]["narrativeqa"]["score"] == 0.5
     assert set(summ["by_task_bucket"]) == {"narrativeqa@16-32K", "qasper@0-16K"}
 
@@ -253,6 +288,10 @@ def test_report_tables_and_figures(tmp_path):
     assert "| **ours: stage2 [held-out subset]** | – | – | 40.0 | – | – | 25.0 |" in md
     assert "| paper: LoongRL-7B | 69.8 | 47.4 | 57.2 | 93.4 | 91.4 |\n" in md  # Table 3: only the lengths we ran
     assert "| **ours: base** | 90.0 (cap 25%) | 90.0 (cap 25%) | 90.0 (cap 25%) |" in md  # Table 7 + average
+    # each table says what still differs from the paper's setting
+    t7 = md.split("### Table 7")[1].split("###")[0]
+    assert "Settings that still differ from the paper's:" in t7 and "Project Gutenberg books" in t7
+    assert "no-`</think>` share" in md
     for key in (
         "table2",
         "table3",
@@ -292,3 +331,36 @@ def test_report_cli_passes_ablations(tmp_path):
     rows = (out / "tables/table4.csv").read_text().splitlines()
     assert rows[0].startswith("row,") and rows[1].startswith("ours:LoongRL w/o KeyChain (base),")
     assert "### Table 4: KeyChain ablation" in (out / "report.md").read_text()
+
+
+def test_rows_with_their_own_cap_are_generated_under_it():
+    """RULER's per-task caps for the instruct kind (meta.max_new_tokens) lower the cell's cap, never raise it."""
+    calls = []
+
+    class Recording:
+        def generate_detailed(self, prompts, params, seeds=None):
+            calls.append((len(prompts), params.max_new_tokens))
+            return [[Completion(f"</think>{p[-1]['content']}", 1, False)] for p in prompts]
+
+    rows = [
+        row("ruler_all", ["a"], id="1", meta={"max_new_tokens": 30}),
+        row("ruler_all", ["b"], id="2"),
+        row("ruler_all", ["c"], id="3", meta={"max_new_tokens": 30}),
+        row("ruler_all", ["d"], id="4", meta={"max_new_tokens": 9000}),
+    ]
+    out = evaluate.generate_rows(rows, Recording(), evaluate.SamplingParams(n=1, max_new_tokens=128))
+    assert sorted(calls) == [(2, 30), (2, 128)]
+    assert [c[0].text for c in out] == [f"</think>{r['prompt'][-1]['content']}" for r in rows]  # row order kept
+
+
+def test_eval_kinds_config_errors():
+    from loongrl.eval.kinds import kinds_in_use, model_kind
+    from loongrl.eval.registry import config_errors
+
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    ev = cfg["eval"]
+    assert model_kind(ev, "base").name == "instruct" and model_kind(ev, "stage2").name == "reasoning"
+    assert kinds_in_use(ev) == ["reasoning", "instruct"]
+    assert kinds_in_use({**ev, "models": ["stage1"]}) == ["reasoning"]
+    bad = {**cfg, "eval": {**ev, "kinds": {"nobody": "instruct"}}}
+    assert any("eval.kinds.nobody" in m for m in config_errors(bad))

@@ -11,6 +11,7 @@ import json
 import pytest
 from conftest import ROOT, SAMPLES
 from loongrl.eval import evaluate, longbench_v2
+from loongrl.eval.kinds import KINDS, model_kind
 from loongrl.eval.metrics import extract_choice, score_one
 from loongrl.eval.registry import BENCHMARKS, longbench_v2_decoding
 from loongrl.inference import Completion, SamplingParams
@@ -104,9 +105,15 @@ def test_answer_parser(text, letter):
 
 def test_accuracy_and_compensated():
     row = {"id": "x", "metric": "longbench_v2", "answers": ["B"], "meta": "{}"}
-    assert score_one(row, "The correct answer is (B)")[1] == {"accuracy": 1.0, "accuracy_compensated": 1.0}
-    assert score_one(row, "The correct answer is (A)")[1] == {"accuracy": 0.0, "accuracy_compensated": 0.0}
-    assert score_one(row, "no idea")[1] == {"accuracy": 0.0, "accuracy_compensated": 0.25}
+    assert score_one(row, "The correct answer is (B)", kind=KINDS["instruct"])[1] == {
+        "accuracy": 1.0,
+        "accuracy_compensated": 1.0,
+    }
+    assert score_one(row, "The correct answer is (A)", kind=KINDS["instruct"])[1] == {
+        "accuracy": 0.0,
+        "accuracy_compensated": 0.0,
+    }
+    assert score_one(row, "no idea", kind=KINDS["instruct"])[1] == {"accuracy": 0.0, "accuracy_compensated": 0.25}
 
 
 class ScriptedBackend:
@@ -173,7 +180,7 @@ def test_cot_setting_makes_a_second_answer_call(qwen_tokenizer):
     answers = [[Completion("The correct answer is (B)", 6, False)], [Completion("The correct answer is (A)", 6, False)]]
     backend = ScriptedBackend(cot, answers)
     params = SamplingParams(n=1, temperature=0.1, max_new_tokens=99, seed=3)
-    samples = evaluate.evaluate(rows, backend, params, followup_max_new_tokens=128)
+    samples = evaluate.evaluate(rows, backend, params, kind=KINDS["instruct"], followup_max_new_tokens=128)
     assert [s["score"] for s in samples] == [1.0, 0.0]
     second_prompts, second_params = backend.calls[1]
     assert "Let’s think step by step: The report says Strasbourg hosted it.\n\n" in second_prompts[0][-1]["content"]
@@ -188,10 +195,10 @@ def test_decoding_per_model_kind():
     import yaml
 
     ev = yaml.safe_load((ROOT / "config.yaml").read_text())["eval"]
-    reasoning = longbench_v2_decoding(ev)
+    reasoning = longbench_v2_decoding(ev, model_kind(ev, "stage1"))
     assert (reasoning["n"], reasoning["temperature"], reasoning["greedy"]) == (5, 0.6, False)  # Avg@5 at T=0.6
     assert reasoning["followup_max_new_tokens"] == 128
-    baseline = longbench_v2_decoding({**ev, "decoding": {**ev["decoding"], "greedy": True}})
+    baseline = longbench_v2_decoding(ev, model_kind(ev, "base"))  # config.yaml: the base model is instruct
     assert (baseline["n"], baseline["temperature"], baseline["greedy"]) == (5, 0.1, False)  # CoT at T=0.1
     assert baseline["max_new_tokens"] == 1024 and reasoning["max_new_tokens"] == 10000  # pred.py's CoT cap
     assert BENCHMARKS["longbench_v2"].cells(ev) == ["short", "medium", "long"]

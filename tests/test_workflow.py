@@ -89,7 +89,12 @@ def test_slurm_profile_dry_run_paper_scale(tmp_path):
     # the eval matrix: 4 models (base + 3 stages) x (LongBench, NIAH x 8 lengths, LongBench v2 x 3 length buckets,
     # RULER x 6 lengths, MMLU, MATH-500, IFEval)
     assert counts["evaluate"] == 4 * (1 + 8 + 3 + 6 + 3)
-    assert counts["eval_tasks"] == 1 + 8 + 3 + 6 + 3 and counts["eval_validation"] == 1
+    # task files per cell and model kind: the base model (Qwen2.5-Instruct) runs as the paper ran it, the stages as
+    # reasoning models (eval.kinds)
+    assert counts["eval_tasks"] == 2 * (1 + 8 + 3 + 6 + 3) and counts["eval_validation"] == 1
+    assert "results/eval/tasks/ruler.L131072.instruct.parquet" in text
+    assert "results/eval/tasks/ruler.L131072.reasoning.parquet" in text
+    assert "--kind instruct" in text and "--kind reasoning" in text
     for model in ("base", "warmup", "stage1", "stage2"):
         for bucket in ("short", "medium", "long"):
             assert f"results/eval/{model}/longbench_v2.{bucket}.summary.json" in text

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from loongrl.prompts import chat_text
+
 log = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
@@ -96,8 +98,8 @@ def pick_device(gpus: int) -> str:
 
 
 def render_prompts(tokenizer, prompts: Sequence[Messages]) -> list[str]:
-    """Chat-template each conversation as text ending in the assistant turn header."""
-    return [tokenizer.apply_chat_template(list(m), tokenize=False, add_generation_prompt=True) for m in prompts]
+    """Chat-template each conversation as text ending in the assistant turn header (or inside a prefill)."""
+    return [chat_text(tokenizer, m) for m in prompts]
 
 
 def yarn_rope_parameters(model_config: dict, *, factor: float, native_context: int) -> dict:

@@ -18,6 +18,14 @@ LOONGRL_SYSTEM_PROMPT = (
 )
 
 PLAIN_QA_TEMPLATE = "The following are given passages.\n{context}\n\nQuestion: {question}"
+# [KC filter_question] the difficulty filter's prompt for a non-reasoning model (Qwen2.5-32B-Instruct), answered in
+# "The answer is ..." form; the eval's instruct kind gets it on LongBench v1 QA (loongrl.eval.kinds)
+FILTER_QA_TEMPLATE = (
+    "The following are given passages.\n{context}\n\n"
+    "Answer the question based on the given passages. Please think step by step before answering. "
+    "After thinking, output the final answer in the format of 'The answer is <your answer here>'\n\n"
+    "Question: {question}"
+)
 
 KEYCHAIN_TEMPLATE = (
     "Please read the following text.\n{context}\n\n"
@@ -33,10 +41,23 @@ def system_prompt(name: str) -> str | None:
     return {"loongrl": LOONGRL_SYSTEM_PROMPT, "none": None}[name]
 
 
-def messages(user: str, system: str | None) -> list[dict[str, str]]:
-    """TRL's conversational prompt format: a list of role/content turns."""
+def messages(user: str, system: str | None, prefill: str | None = None) -> list[dict[str, str]]:
+    """TRL's conversational prompt format: a list of role/content turns; ``prefill`` starts the assistant's reply
+    (RULER's answer prefix for non-reasoning models), which the model continues."""
     turns = [{"role": "system", "content": system}] if system else []
-    return [*turns, {"role": "user", "content": user}]
+    reply = [{"role": "assistant", "content": prefill}] if prefill else []
+    return [*turns, {"role": "user", "content": user}, *reply]
+
+
+def chat_text(tokenizer, msgs) -> str:
+    """A conversation as the model sees it: ending in the assistant header, or inside a prefilled assistant turn
+    (``continue_final_message``: no end-of-turn token after the prefill)."""
+    msgs = list(msgs)
+    if msgs and msgs[-1]["role"] == "assistant":
+        return tokenizer.apply_chat_template(
+            msgs, tokenize=False, add_generation_prompt=False, continue_final_message=True
+        )
+    return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
 
 def plain_messages(question: str, context: str, system: str | None) -> list[dict[str, str]]:
@@ -69,8 +90,7 @@ def token_stats(counts: list[int]) -> dict[str, int | None]:
 
 def chat_token_counts(tokenizer, conversations: list[list[dict[str, str]]]) -> list[int]:
     """Exact token counts of many chat prompts (with the assistant header) in one batched call."""
-    texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in conversations]
-    return count_tokens_batch(tokenizer, texts)
+    return count_tokens_batch(tokenizer, [chat_text(tokenizer, m) for m in conversations])
 
 
 def count_tokens_batch(tokenizer, texts: list[str]) -> list[int]:

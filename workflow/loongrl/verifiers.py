@@ -163,7 +163,11 @@ def retrieval_reward(completion: str, values: Sequence[str], *, require_all: boo
 
 def choice_reward(completion: str, gold_letter: str) -> float:
     """The option letter in the box: ``B``, ``(B)``, ``B)`` or ``B. text``; listing several options scores 0."""
-    pred = extract_boxed(completion)
+    return choice_score(extract_boxed(completion), gold_letter)
+
+
+def choice_score(pred: str | None, gold_letter: str) -> float:
+    """``choice_reward`` on an already extracted answer (the eval reads it as the model's kind asks)."""
     if pred is None:
         return 0.0
     letters = re.findall(r"(?<![A-Za-z])\(?([A-E])\)?(?![A-Za-z])", pred.strip())
@@ -175,9 +179,13 @@ def choice_reward(completion: str, gold_letter: str) -> float:
 
 def math_reward(completion: str, gold: str) -> float:
     """Equivalence of the boxed answer and the gold through math-verify (LaTeX and plain expressions)."""
+    return math_score(extract_boxed(completion), gold)
+
+
+def math_score(pred: str | None, gold: str) -> float:
+    """``math_reward`` on an already extracted answer."""
     from math_verify import parse, verify
 
-    pred = extract_boxed(completion)
     if pred is None or not pred.strip():
         return 0.0
     gold_parsed = parse(f"\\boxed{{{gold}}}")

@@ -8,6 +8,7 @@ sys.path.insert(0, _PKG)
 
 from loongrl.config import config_hash  # noqa: E402
 from loongrl.eval.registry import BENCHMARKS, SHORT, eval_cells  # noqa: E402
+from loongrl.eval.kinds import KINDS, kinds_in_use, model_kind  # noqa: E402
 from loongrl.models import TINY_MODEL, WHEEL_MODELS, model_slug  # noqa: E402
 from loongrl.pipeline import validate_config  # noqa: E402
 
@@ -50,6 +51,7 @@ wildcard_constraints:
     model="|".join(["base", *TRAIN_STAGES, *EXTRA_MODELS]),
     bench="|".join(BENCHMARKS),
     cell=r"all|L\d+|short|medium|long",
+    kind="|".join(KINDS),
     sbench="|".join(SHORT),
     qa="qa_1|qa_2",
     shard=r"\d+",

@@ -77,9 +77,9 @@ rule eval_tasks:
         data=eval_task_inputs,
         tokenizer=model_dir("policy"),
     output:
-        "results/eval/tasks/{bench}.{cell}.parquet",
+        "results/eval/tasks/{bench}.{cell}.{kind}.parquet",
     log:
-        "logs/eval/tasks/{bench}.{cell}.log",
+        "logs/eval/tasks/{bench}.{cell}.{kind}.log",
     conda:
         "../../envs/data.yaml"
     threads: 8
@@ -93,8 +93,8 @@ rule eval_tasks:
         seed=config["seed"],
     shell:
         "python -m loongrl.eval.tasks {wildcards.bench} --input {params.src} --tokenizer {input.tokenizer} "
-        "--params {params.cfg:q} --length {params.length} --cell {wildcards.cell} --seed {params.seed} "
-        "--threads {threads} --output {output} > {log} 2>&1"
+        "--params {params.cfg:q} --length {params.length} --cell {wildcards.cell} --kind {wildcards.kind} "
+        "--seed {params.seed} --threads {threads} --output {output} > {log} 2>&1"
 
 
 rule eval_validation:
@@ -122,7 +122,7 @@ rule evaluate:
     input:
         model=eval_model_dir,
         checked=ancient("results/check_inputs.json"),  # order only: no GPU job before the inputs suffice
-        tasks="results/eval/tasks/{bench}.{cell}.parquet",
+        tasks=eval_task_file,
         books=eval_books_dir(),
     output:
         samples="results/eval/{model}/{bench}.{cell}.parquet",
@@ -141,17 +141,19 @@ rule evaluate:
     params:
         cfg=eval_run_params(),
         decoding=eval_decoding,
+        kind=lambda wc: model_kind(EVAL, wc.model).name,
         seed=config["seed"],
     shell:
         "python -m loongrl.eval.evaluate --model {input.model} --model-name {wildcards.model} --tasks {input.tasks} "
-        "--params {params.cfg:q} --decoding {params.decoding:q} --books {input.books} --gpus {resources.gpu} "
+        "--params {params.cfg:q} --decoding {params.decoding:q} --kind {params.kind} --books {input.books} "
+        "--gpus {resources.gpu} "
         "--seed {params.seed} --samples {output.samples} --summary {output.summary} > {log} 2>&1"
 
 
 rule contamination:
     input:
         train=expand("results/raw_qa/{dataset}.parquet", dataset=DATASETS),
-        longbench="results/eval/tasks/longbench.all.parquet",
+        longbench=f"results/eval/tasks/longbench.all.{kinds_in_use(EVAL)[0]}.parquet",
     output:
         "results/eval/contamination.json",
     log:

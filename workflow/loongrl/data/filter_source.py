@@ -26,16 +26,12 @@ from loongrl.answers import contains_match, extract_answer_is
 from loongrl.cli import setup_logging
 from loongrl.inference import InferenceBackend, SamplingParams, make_backend, pick_device
 from loongrl.io import gather_shards, read_parquet, shard_rows, write_parquet
+from loongrl.prompts import FILTER_QA_TEMPLATE
 from loongrl.rng import prompt_seed
 
 log = logging.getLogger(__name__)
 
-FILTER_PROMPT = (
-    "The following are given passages.\n{context}\n\n"
-    "Answer the question based on the given passages. Please think step by step before answering. "
-    "After thinking, output the final answer in the format of 'The answer is <your answer here>'\n\n"
-    "Question: {question}"
-)
+FILTER_PROMPT = FILTER_QA_TEMPLATE
 
 PASS_SCHEMA = pa.schema(
     [

@@ -23,7 +23,8 @@ import pyarrow as pa
 
 from loongrl.books import load_books, strip_gutenberg
 from loongrl.cli import setup_logging
-from loongrl.eval.metrics import METRICS, score_one
+from loongrl.eval.kinds import KINDS, ModelKind, read_completion
+from loongrl.eval.metrics import METRICS, score_reading
 from loongrl.inference import (
     Completion,
     InferenceBackend,
@@ -49,6 +50,7 @@ SAMPLE_SCHEMA = pa.schema(
         ("completion", pa.string()),
         ("completion_tokens", pa.int64()),
         ("hit_cap", pa.bool_()),
+        ("no_think", pa.bool_()),  # reasoning kind: no </think>, so no answer
         ("extracted", pa.string()),
         ("score", pa.float64()),  # the benchmark's primary metric for this sample
         ("scores", pa.list_(SCORE)),  # every metric computed for it
@@ -141,20 +143,43 @@ def followups(
     return out
 
 
+def generate_rows(
+    rows: list[dict[str, Any]], backend: InferenceBackend, params: SamplingParams
+) -> list[list[Completion]]:
+    """Completions of every row, in row order; a row's own ``meta.max_new_tokens`` (RULER's per-task caps for the
+    instruct kind) lowers the cell's cap, so rows are generated in one call per distinct cap."""
+    caps = [
+        min(params.max_new_tokens, json.loads(r["meta"]).get("max_new_tokens") or params.max_new_tokens) for r in rows
+    ]
+    out: list[list[Completion] | None] = [None] * len(rows)
+    for cap in sorted(set(caps)):
+        idx = [i for i, c in enumerate(caps) if c == cap]
+        p = SamplingParams(
+            n=params.n, temperature=params.temperature, top_p=params.top_p, max_new_tokens=cap, seed=params.seed
+        )
+        for i, comps in zip(idx, backend.generate_detailed([rows[i]["prompt"] for i in idx], p), strict=True):
+            out[i] = comps
+    return out  # type: ignore[return-value]
+
+
 def evaluate(
     rows: list[dict[str, Any]],
     backend: InferenceBackend,
     params: SamplingParams,
     *,
+    kind: ModelKind = KINDS["reasoning"],
     ifeval=None,
     followup_max_new_tokens: int = 0,
 ) -> list[dict[str, Any]]:
-    completions: list[list[Completion]] = backend.generate_detailed([r["prompt"] for r in rows], params)
+    """Generate and score every row; completions are read as the model's ``kind`` reads them (reasoning: the
+    answer after ``</think>``, none without it)."""
+    completions = generate_rows(rows, backend, params)
     answers = followups(rows, completions, backend, params, max_new_tokens=followup_max_new_tokens)
     out = []
     for row, comps, answer_calls in zip(rows, completions, answers, strict=True):
         for k, (c, a) in enumerate(zip(comps, answer_calls, strict=True)):
-            pred, scores = score_one(row, c.text if a is None else a.text, ifeval)
+            reading = read_completion(c.text if a is None else a.text, kind)
+            pred, scores = score_reading(row, reading, ifeval)
             out.append(
                 {
                     "id": row["id"],
@@ -167,6 +192,7 @@ def evaluate(
                     "completion": c.text if a is None else c.text + FOLLOWUP_MARK + a.text,
                     "completion_tokens": c.tokens + (a.tokens if a else 0),
                     "hit_cap": c.hit_cap,
+                    "no_think": reading.no_think,
                     "extracted": pred,
                     "score": scores[METRICS[row["metric"]].primary],
                     "scores": [{"name": n, "value": v} for n, v in sorted(scores.items())],
@@ -206,6 +232,8 @@ def _stats(samples: list[dict[str, Any]]) -> dict[str, Any]:
             n: statistics.fmean(s["value"] for x in samples for s in x["scores"] if s["name"] == n) for n in names
         },
         "hit_cap_share": statistics.fmean(float(x["hit_cap"]) for x in samples),
+        # reasoning kind: completions that never closed their reasoning (scored 0; most also hit the cap)
+        "no_think_share": statistics.fmean(float(x["no_think"]) for x in samples),
         "input_truncated_share": statistics.fmean(float(x["input_truncated"]) for x in samples),
         "completion_tokens_mean": statistics.fmean(x["completion_tokens"] for x in samples),
         "prompt_tokens_mean": statistics.fmean(x["prompt_tokens"] for x in samples),
@@ -240,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tasks", type=Path, required=True, help="task parquet from loongrl.eval.tasks")
     ap.add_argument("--params", required=True, help="JSON of the run settings (backend, batch size, YaRN)")
     ap.add_argument("--decoding", required=True, help="JSON of the cell's decoding (eval.registry: Benchmark.decoding)")
+    ap.add_argument("--kind", choices=list(KINDS), default="reasoning", help="how the model is read (eval.kinds)")
     ap.add_argument("--books", type=Path, nargs="*", default=[], help="book folders (IFEval's Punkt model)")
     ap.add_argument("--gpus", type=int, default=0)
     ap.add_argument("--seed", type=int, default=42)
@@ -282,12 +311,18 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="loongrl-nltk-") as work:
         ifeval = ifeval_scorer(args.books, Path(work)) if any(r["metric"] == "ifeval" for r in rows) else None
         samples = evaluate(
-            rows, backend, params, ifeval=ifeval, followup_max_new_tokens=dec.get("followup_max_new_tokens", 0)
+            rows,
+            backend,
+            params,
+            kind=KINDS[args.kind],
+            ifeval=ifeval,
+            followup_max_new_tokens=dec.get("followup_max_new_tokens", 0),
         )
     write_parquet(samples, args.samples, SAMPLE_SCHEMA)
     info = {
         "model": args.model_name,
         "model_path": str(args.model),
+        "kind": args.kind,
         "tasks_file": str(args.tasks),
         "decoding": {
             "n": params.n,

@@ -52,9 +52,11 @@ def validation_ids(data: dict[str, list[dict[str, Any]]], val: dict[str, Any]) -
     return {r["_id"] for t in val["tasks"] for r in data.get(t, [])[: val["rows_per_task"]]}
 
 
-def user_prompt(tokenizer, row: dict[str, Any], max_input_tokens: int, system: str | None) -> tuple[str, bool]:
+def user_prompt(
+    tokenizer, row: dict[str, Any], max_input_tokens: int, system: str | None, template: str = PLAIN_QA_TEMPLATE
+) -> tuple[str, bool]:
     """The user message, cut in the middle so that the whole chat prompt fits ``max_input_tokens``."""
-    user = PLAIN_QA_TEMPLATE.format(context=row["context"], question=row["input"])
+    user = template.format(context=row["context"], question=row["input"])
     overhead = count_prompt_tokens(tokenizer, messages("", system))
     return truncate_middle(tokenizer, user, max_input_tokens - overhead)
 
@@ -68,9 +70,12 @@ def build(
     exclude: set[str],
     validation: set[str] | frozenset[str] = frozenset(),
     max_rows: int | None = None,
+    template: str = PLAIN_QA_TEMPLATE,
 ) -> list[dict[str, Any]]:
-    """Task rows of every configured task. Rows whose id is in ``validation`` (the slice stage I's checkpoints were
-    ranked on) stay in, as in the paper's full-set numbers, and are marked (``meta.groups.task_heldout``:
+    """Task rows of every configured task, with ``template`` as the user prompt (the plain-QA prompt the training
+    rows have for reasoning models; the instruct kind gets the official filter prompt's "The answer is" form).
+    Rows whose id is in ``validation`` (the slice stage I's checkpoints were ranked on) stay in, as in the paper's
+    full-set numbers, and are marked (``meta.groups.task_heldout``:
     ``<task>@validation`` / ``<task>@test``) so the report can show the held-out subset beside the full set."""
     rows = []
     for task, items in data.items():
@@ -79,7 +84,7 @@ def build(
             meta = {"longbench_length": r["length"], "_id": r["_id"], "question": r["input"]}
             if validation:
                 meta["groups"] = {"task_heldout": f"{task}@{'validation' if r['_id'] in validation else 'test'}"}
-            user, cut = user_prompt(tokenizer, r, max_input_tokens, system)
+            user, cut = user_prompt(tokenizer, r, max_input_tokens, system, template)
             rows.append(
                 task_row(
                     id=f"longbench-{task}-{r['_id']}",

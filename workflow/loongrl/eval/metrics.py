@@ -23,15 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from loongrl.answers import contains_match, normalize_answer
-from loongrl.verifiers import (
-    STRICT_RULES,
-    answer_region,
-    answer_score,
-    boxed_spans,
-    choice_reward,
-    extract_boxed,
-    math_reward,
-)
+from loongrl.eval.kinds import KINDS, ModelKind, Reading, read_completion
+from loongrl.verifiers import STRICT_RULES, answer_region, answer_score, boxed_spans, choice_score, math_score
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
@@ -113,17 +106,18 @@ Scored = tuple[str, dict[str, float]]  # (extracted answer, {score name: value})
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric family: ``score(row, completion, ifeval)`` gives every score; ``primary`` is the headline one."""
+    """A metric family: ``score(row, reading, ifeval)`` gives every score of a completion as its model's kind reads
+    it (``loongrl.eval.kinds.read_completion``); ``primary`` is the headline one."""
 
     primary: str
-    score: Callable[[dict[str, Any], str, Any], Scored]
+    score: Callable[[dict[str, Any], Reading, Any], Scored]
 
 
-def _longbench_qa(row: dict[str, Any], text: str, _: Any) -> Scored:
+def _longbench_qa(row: dict[str, Any], reading: Reading, _: Any) -> Scored:
     """The headline sub-EM scores against the first gold answer, as QwenLong-L1's eval scripts (which the paper
     follows) do; NarrativeQA and QASPER rows carry 2-3 answers, and a hit on any of them (``sub_em_any``, a
     secondary row of the scorer table) reads higher."""
-    pred = extract_boxed(text) or ""
+    pred = reading.stated or ""
     answers = row["answers"]
     return pred, {
         "sub_em": sub_em(pred, answers[:1]),
@@ -134,31 +128,32 @@ def _longbench_qa(row: dict[str, Any], text: str, _: Any) -> Scored:
     }
 
 
-def _on_region(name: str, fn: Callable[[str, Sequence[str]], float]) -> Callable[[dict[str, Any], str, Any], Scored]:
-    """A score of the answer region (the text after ``</think>``) against the row's answers."""
+def _on_region(
+    name: str, fn: Callable[[str, Sequence[str]], float]
+) -> Callable[[dict[str, Any], Reading, Any], Scored]:
+    """A score of the answer region (reasoning: the text after ``</think>``) against the row's answers."""
 
-    def scorer(row: dict[str, Any], text: str, _: Any) -> Scored:
-        region = answer_region(text)
-        return region, {name: fn(region, row["answers"])}
-
-    return scorer
-
-
-def _on_box(fn: Callable[[str, str], float]) -> Callable[[dict[str, Any], str, Any], Scored]:
-    """A verifier of the last box against the single gold answer, reported as accuracy."""
-
-    def scorer(row: dict[str, Any], text: str, _: Any) -> Scored:
-        return extract_boxed(text) or "", {"accuracy": fn(text, row["answers"][0])}
+    def scorer(row: dict[str, Any], reading: Reading, _: Any) -> Scored:
+        return reading.region, {name: fn(reading.region, row["answers"])}
 
     return scorer
 
 
-def _ifeval(row: dict[str, Any], text: str, ifeval: Any) -> Scored:
+def _on_stated(fn: Callable[[str | None, str], float]) -> Callable[[dict[str, Any], Reading, Any], Scored]:
+    """A verifier of the stated answer (reasoning: the last box) against the single gold answer, as accuracy."""
+
+    def scorer(row: dict[str, Any], reading: Reading, _: Any) -> Scored:
+        return reading.stated or "", {"accuracy": fn(reading.stated, row["answers"][0])}
+
+    return scorer
+
+
+def _ifeval(row: dict[str, Any], reading: Reading, ifeval: Any) -> Scored:
     """lm-evaluation-harness's IFEval checks (``ifeval`` is its ``process_results``; see evaluate.ifeval_scorer)."""
     if ifeval is None:
         raise ValueError(f"task row {row['id']}: IFEval scoring needs the lm-eval checker")
-    region = answer_region(text)
-    doc = {**json.loads(row["meta"]), "prompt": row["prompt"][-1]["content"]}
+    region = reading.region
+    doc = {**json.loads(row["meta"]), "prompt": next(m["content"] for m in row["prompt"] if m["role"] == "user")}
     res = ifeval(doc, [region])
     return region, {
         "prompt_level_strict_acc": float(res["prompt_level_strict_acc"]),
@@ -194,9 +189,9 @@ def extract_choice(text: str) -> str | None:
     return found.group(1) if found else None
 
 
-def _longbench_v2(row: dict[str, Any], text: str, _: Any) -> Scored:
+def _longbench_v2(row: dict[str, Any], reading: Reading, _: Any) -> Scored:
     """LongBench v2 accuracy [``result.py``], and the ``compensated`` variant (an unparsable answer counts 0.25)."""
-    letter = extract_choice(text)
+    letter = extract_choice(reading.region)
     acc = float(letter == row["answers"][0])
     return letter or "", {"accuracy": acc, "accuracy_compensated": 0.25 if letter is None else acc}
 
@@ -206,17 +201,21 @@ METRICS: dict[str, Metric] = {
     "niah": Metric("needle_recall", _on_region("needle_recall", needle_recall)),
     "ruler_all": Metric("string_match_all", _on_region("string_match_all", string_match_all)),
     "ruler_part": Metric("string_match_part", _on_region("string_match_part", string_match_part)),
-    "choice": Metric("accuracy", _on_box(choice_reward)),
-    "math": Metric("accuracy", _on_box(math_reward)),
+    "choice": Metric("accuracy", _on_stated(choice_score)),
+    "math": Metric("accuracy", _on_stated(math_score)),
     "ifeval": Metric("prompt_level_strict_acc", _ifeval),
     "longbench_v2": Metric("accuracy", _longbench_v2),
     "longbench_v2_compensated": Metric("accuracy_compensated", _longbench_v2),
 }
 
 
-def score_one(row: dict[str, Any], text: str, ifeval: Any = None) -> Scored:
-    """(extracted answer, {metric: value}) for one completion of one task row."""
+def score_one(row: dict[str, Any], text: str, ifeval: Any = None, kind: ModelKind = KINDS["reasoning"]) -> Scored:
+    """(extracted answer, {metric: value}) for one completion of one task row, read as ``kind`` reads it."""
+    return score_reading(row, read_completion(text, kind), ifeval)
+
+
+def score_reading(row: dict[str, Any], reading: Reading, ifeval: Any = None) -> Scored:
     metric = METRICS.get(row["metric"])
     if metric is None:
         raise ValueError(f"task row {row['id']}: unknown metric {row['metric']!r}")
-    return metric.score(row, text, ifeval)
+    return metric.score(row, reading, ifeval)

@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from loongrl.eval import longbench, longbench_v2, short, synthetic
+from loongrl.eval.kinds import KINDS, ModelKind, kind_decoding
+from loongrl.prompts import FILTER_QA_TEMPLATE, PLAIN_QA_TEMPLATE
 
 
 @dataclass(frozen=True)
 class BuildRequest:
     """What a builder gets: its input files or folders, the tokenizer, its settings, the system prompt, the cell's
-    context length (0 for benchmarks without length cells), the cell's name, the seed and the CPU threads it may use."""
+    context length (0 for benchmarks without length cells), the cell's name, the seed, the CPU threads it may use
+    and the kind of model the rows are for (``loongrl.eval.kinds``)."""
 
     inputs: list[Path]
     tokenizer: Any
@@ -30,14 +33,15 @@ class BuildRequest:
     cell: str = "all"
     seed: int = 42
     threads: int = 1
+    kind: ModelKind = KINDS["reasoning"]
 
 
 def one_cell(ev: dict[str, Any]) -> list[str]:
     return ["all"]
 
 
-def shared_decoding(ev: dict[str, Any]) -> dict[str, Any]:
-    return dict(ev["decoding"])
+def shared_decoding(ev: dict[str, Any], kind: ModelKind) -> dict[str, Any]:
+    return kind_decoding(ev["decoding"], kind)
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class Benchmark:
     build: Callable[[BuildRequest], list[dict[str, Any]]]
     metrics: tuple[str, ...]
     cells: Callable[[dict[str, Any]], list[str]] = one_cell
-    decoding: Callable[[dict[str, Any]], dict[str, Any]] = shared_decoding
+    decoding: Callable[[dict[str, Any], ModelKind], dict[str, Any]] = shared_decoding
 
 
 def length_cells(name: str) -> Callable[[dict[str, Any]], list[str]]:
@@ -56,19 +60,21 @@ def length_cells(name: str) -> Callable[[dict[str, Any]], list[str]]:
     return lambda ev: [f"L{n}" for n in ev[name]["lengths"]]
 
 
-def own_cap(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """The shared decoding with the benchmark's own generation cap (NIAH, RULER: 8,192 new tokens [spec §4])."""
-    return lambda ev: {**ev["decoding"], "max_new_tokens": ev[name]["max_new_tokens"]}
+def own_cap(name: str) -> Callable[[dict[str, Any], ModelKind], dict[str, Any]]:
+    """The shared decoding with the benchmark's own generation cap (NIAH, RULER: 8,192 new tokens [spec §4]).
+    Rows may carry a smaller cap of their own (``meta.max_new_tokens``: RULER's per-task caps for the instruct
+    kind), which ``evaluate`` honours."""
+    return lambda ev, kind: {**shared_decoding(ev, kind), "max_new_tokens": ev[name]["max_new_tokens"]}
 
 
-def longbench_v2_decoding(ev: dict[str, Any]) -> dict[str, Any]:
-    """Avg@5 [spec §4]: reasoning models sample at T=0.6; non-reasoning baselines (``eval.decoding.greedy``) use
-    the official CoT setting, sampled at T=0.1 with pred.py's 1,024-token CoT cap."""
+def longbench_v2_decoding(ev: dict[str, Any], kind: ModelKind) -> dict[str, Any]:
+    """Avg@5 [spec §4]: reasoning models sample at T=0.6; non-reasoning models (``explicit_cot`` kinds) use the
+    official CoT setting, sampled at T=0.1 with pred.py's 1,024-token CoT cap."""
     lb2 = ev["longbench_v2"]
-    cap = lb2["cot_max_new_tokens"] if ev["decoding"]["greedy"] else lb2["max_new_tokens"]
+    cap = lb2["cot_max_new_tokens"] if kind.explicit_cot else lb2["max_new_tokens"]
     dec = {**ev["decoding"], "n": lb2["n"], "max_new_tokens": cap, "greedy": False}
     dec["followup_max_new_tokens"] = lb2["answer_max_new_tokens"]
-    dec["temperature"] = lb2["cot_temperature"] if ev["decoding"]["greedy"] else lb2["temperature"]
+    dec["temperature"] = lb2["cot_temperature"] if kind.explicit_cot else lb2["temperature"]
     return dec
 
 
@@ -86,6 +92,7 @@ def _longbench(req: BuildRequest) -> list[dict[str, Any]]:
         exclude=set(),
         validation=held,
         max_rows=lb["max_rows"],
+        template=FILTER_QA_TEMPLATE if req.kind.explicit_cot else PLAIN_QA_TEMPLATE,
     )
 
 
@@ -105,6 +112,7 @@ def _ruler(req: BuildRequest) -> list[dict[str, Any]]:
         system=req.system,
         seed=req.seed,
         threads=req.threads,
+        prefix=req.kind.answer_prefix,
     )
 
 
@@ -117,7 +125,7 @@ def _longbench_v2(req: BuildRequest) -> list[dict[str, Any]]:
         bucket=req.cell,
         max_input_tokens=lb2["max_input_tokens"],
         system=req.system,
-        cot=req.settings["decoding"]["greedy"],
+        cot=req.kind.explicit_cot,
         compensated=lb2["compensated"],
         max_rows=lb2["max_rows"],
     )
@@ -136,7 +144,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("longbench", ("longbench", "validation"), "longbench", _longbench, ("longbench_qa",)),
         Benchmark(
             "longbench_v2",
-            ("longbench_v2", "decoding"),
+            ("longbench_v2",),
             "longbench_v2",
             _longbench_v2,
             ("longbench_v2", "longbench_v2_compensated"),
@@ -181,6 +189,11 @@ def config_errors(config: dict[str, Any]) -> list[str]:
     for name in extra:
         if name in known:
             msgs.append(f"config key 'eval.extra_models.{name}': clashes with a model of eval.models")
+    for label, kind in (ev.get("kinds") or {}).items():
+        if label not in {*ev["models"], *extra}:
+            msgs.append(f"config key 'eval.kinds.{label}': '{label}' is not in eval.models or eval.extra_models")
+        if kind not in KINDS:
+            msgs.append(f"config key 'eval.kinds.{label}': '{kind}' is not one of {sorted(KINDS)}")
     for table, rows in (ev["ablations"] or {}).items():
         for label, model in rows.items():
             if model not in {*ev["models"], *extra}:

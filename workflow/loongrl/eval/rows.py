@@ -44,8 +44,10 @@ def task_row(
     length: int = 0,
     truncated: bool = False,
     meta: dict[str, Any] | None = None,
+    prefill: str | None = None,
 ) -> dict[str, Any]:
-    """One task row (``prompt_tokens`` is filled in by ``finish`` in one batched tokenizer call)."""
+    """One task row (``prompt_tokens`` is filled in by ``finish`` in one batched tokenizer call); ``prefill`` starts
+    the assistant's reply (RULER's answer prefix for the instruct kind)."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; known: {sorted(METRICS)}")
     return {
@@ -53,7 +55,7 @@ def task_row(
         "benchmark": benchmark,
         "task": task,
         "length": length,
-        "prompt": messages(user, system),
+        "prompt": messages(user, system, prefill),
         "answers": list(answers),
         "metric": metric,
         "prompt_tokens": 0,

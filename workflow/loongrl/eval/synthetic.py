@@ -3,12 +3,14 @@
 * NIAH [gkamradt/LLMTest_NeedleInAHaystack]: Kamradt's San Francisco needle placed at each depth (0-100 %) of a
   book stretch at each context length, backed up to a sentence end as the original does; scored deterministically
   (``eval_metrics.needle_recall``) instead of by a GPT judge.
-* RULER [NVIDIA/RULER ``scripts/data/synthetic``]: the 13 tasks (NIAH single/multi-key/multi-value/multi-query,
+* RULER [NVIDIA/RULER ``scripts/data/synthetic``; the facts checked against lm-evaluation-harness's port,
+  ``lm_eval/tasks/ruler/*_utils.py``]: the 13 tasks (NIAH single/multi-key/multi-value/multi-query,
   variable tracking, common and frequent words, QA) with RULER's templates and answers. Differences, all forced by
   running offline: the essay haystack is Project Gutenberg books instead of Paul Graham essays, word keys and the
   common-words vocabulary come from those books instead of the ``wonderwords`` lists, and QA reads the official
-  SQuAD / HotpotQA dev files given in the config. Reasoning-model setting [spec §4]: no answer-prefix suffix; the
-  answer is read after ``</think>``.
+  SQuAD / HotpotQA dev files given in the config. Reasoning models [spec §4]: no answer-prefix suffix (the answer
+  is read after ``</think>``); the instruct kind (``prefix``) gets RULER's answer prefix as an assistant prefill
+  and RULER's per-task generation caps.
 
 Every example has its own RNG derived from (seed, task, length, index), so any cell rebuilds byte-identically.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import multiprocessing
 import re
 import string
@@ -114,28 +117,76 @@ def build_niah(folders: list[Path], tokenizer, p: dict[str, Any], *, system: str
     return rows
 
 
-class Ruler:
-    """Builds RULER examples of one context length."""
+# RULER ``scripts/eval/synthetic/constants.py``: the completion suffix non-reasoning models get (here an assistant
+# prefill; lm-evaluation-harness's port passes the same text as ``gen_prefix``, lm_eval/tasks/ruler/*_utils.py) and
+# the generation cap per task family ("assgined" as the official text spells it).
+ANSWER_PREFIX = {
+    "niah": "The special magic {type_v} for {query} mentioned in the provided text {verb}",
+    "vt": "Answer: According to the chain(s) of variable assignment in the text above, {num_v} variables are "
+    "assgined the value {query}, they are:",
+    "cwe": "Answer: The top 10 words that appear most often in the list are:",
+    "fwe": "Answer: According to the coded text above, the three most frequently appeared words are:",
+    "qa": "Answer:",
+}
+GEN_TOKENS = {"niah": 128, "vt": 30, "cwe": 120, "fwe": 50, "qa": 32}
+VT_HOPS = 4  # [RULER synthetic.yaml] variable_tracking: 1 chain, 4 hops
+ICL_TOKENS = 500  # [RULER variable_tracking.py] the one-shot example is built for a 500-token context
 
-    def __init__(self, books: dict[str, str], tokenizer, *, length: int, system: str | None, seed: int, qa: dict):
+
+def niah_template(single: bool) -> str:
+    """RULER's NIAH question, in the singular when one value is asked for (``niah.py``: "Some" -> "A", "are all" ->
+    "is", "are" -> "is", "answers" -> "answer", value type without its "s"); 6 of the 8 NIAH tasks ask for one."""
+    t = TEMPLATES["niah"]
+    if single:
+        for a, b in (("Some", "A"), ("are all", "is"), ("are", "is"), ("answers", "answer")):
+            t = t.replace(a, b)
+    return t
+
+
+def insert_lines(lines: list[str], items: list[str], rng) -> list[str]:
+    """RULER's line haystacks: each item inserted before a distinct random line (last index first)."""
+    out = list(lines)
+    for at, item in zip(sorted(rng.sample(range(len(out)), len(items)), reverse=True), items, strict=True):
+        out.insert(at, item)
+    return out
+
+
+class Ruler:
+    """Builds RULER examples of one context length; ``prefix`` adds RULER's answer prefix as an assistant prefill
+    and RULER's per-task generation cap (the instruct kind, ``loongrl.eval.kinds``)."""
+
+    def __init__(
+        self,
+        books: dict[str, str],
+        tokenizer,
+        *,
+        length: int,
+        system: str | None,
+        seed: int,
+        qa: dict,
+        prefix: bool = False,
+    ):
         self.tok, self.length, self.system, self.seed, self.qa_files = tokenizer, length, system, seed, qa
+        self.prefix = prefix
         self.hay = Haystack(books, tokenizer)
         self.words = vocabulary(books)
-        self._qa_cache: dict[str, list[dict[str, Any]]] = {}
+        self._qa_cache: dict[str, tuple[list[dict[str, Any]], list[str]]] = {}
 
-    def budget(self, kind: str, query: str, reserve: int = 0) -> int:
-        """Context tokens left once the chat-templated question is paid for."""
+    def budget(self, kind: str, query: str, prefill: str | None = None, reserve: int = 0) -> int:
+        """Context tokens left once the chat-templated question (and any prefill) is paid for."""
         shell = TEMPLATES[kind].format(type_v="numbers", context="", query=query)
-        return self.length - count_prompt_tokens(self.tok, messages(shell, self.system)) - reserve
+        msgs = messages(shell, self.system, prefill if self.prefix else None)
+        return self.length - count_prompt_tokens(self.tok, msgs) - reserve
 
     def ntok(self, text: str) -> int:
         return count_tokens_batch(self.tok, [text])[0]
 
-    def noise(self, room: int) -> str:
-        """RULER's noise haystack: the noise sentences repeated as often as ``room`` tokens hold (counted on the
-        joined text: one sentence's count times n overestimates the join by ~4 %, leaving cells short)."""
-        per = max(1, self.ntok(NOISE + " "))
-        return fit(lambda n: " ".join([NOISE] * n), room, self.ntok, 2 * room // per + 1, low=1)
+    def noise(self, room: int, *, sep: str = " ", unit: str = NOISE) -> list[str]:
+        """RULER's noise haystack: ``unit`` repeated as often as ``room`` tokens hold once joined with ``sep``
+        (counted on the joined text: one unit's count times n overestimates the join by ~4 %, leaving cells short)."""
+        per = max(1, self.ntok(unit + sep))
+        n = len(fit(lambda k: sep.join([unit] * k), room, self.ntok, 2 * room // per + 1, low=1).split(unit)) - 1
+        return [unit] * max(1, n)
 
     # -- keys and values ---------------------------------------------------------------------------------
     def make(self, kind: str, rng) -> str:
@@ -155,8 +206,8 @@ class Ruler:
                 out.append(v)
         return out
 
-    # -- tasks ---------------------------------------------------------------------------------------------
-    def niah(self, task: str, rng) -> tuple[str, list[str], str]:
+    # -- tasks: each returns (user, answers, metric, prefill) ------------------------------------------------
+    def niah(self, task: str, rng) -> tuple[str, list[str], str, str]:
         haystack, key_t, val_t, n_keys, n_vals, n_query = NIAH_TASKS[task]
         keys = self.distinct(key_t, rng, n_keys)
         values = [self.distinct(val_t, rng, n_vals) for _ in keys]
@@ -167,9 +218,13 @@ class Ruler:
         qkeys = keys[:n_query]
         query = qkeys[0] if n_query == 1 else ", ".join(qkeys[:-1]) + ", and " + qkeys[-1]
         answers = [v for vs in values[:n_query] for v in vs]
-        room = self.budget("niah", query) - sum(self.ntok(" " + n) for n in needles)
-        if haystack == "noise":
-            context = insert_needles([self.noise(room)], needles, rng)
+        single = n_query * n_vals == 1
+        type_v = val_t[:-1] if single else val_t
+        prefill = ANSWER_PREFIX["niah"].format(type_v=type_v, query=query, verb="is" if single else "are")
+        room = self.budget("niah", query, prefill) - sum(self.ntok(" " + n) for n in needles)
+        if haystack == "noise":  # RULER "repeat": the noise sentences one per line, needles as lines of their own
+            lines = self.noise(room, sep="\n")
+            context = "\n".join(insert_lines(lines, needles, rng))
         elif haystack == "essay":
             context = insert_needles(self.hay.stretch(rng, room)[1], needles, rng)
         else:  # a haystack made of other needles with distinct keys
@@ -187,74 +242,144 @@ class Ruler:
                 return "\n".join(lines)
 
             context = fit(render, room + self.ntok(needles[0]), self.ntok, cap)
-        return TEMPLATES["niah"].format(type_v=val_t, context=context, query=query), answers, "ruler_all"
+        user = niah_template(single).format(type_v=type_v, context=context, query=query)
+        return user, answers, "ruler_all", prefill
 
-    def vt(self, rng) -> tuple[str, list[str], str]:
-        names = []
-        while len(names) < 5:  # RULER: one chain, 4 hops, 5-letter upper-case names
-            n = "".join(rng.choice(string.ascii_uppercase) for _ in range(5))
+    def vt_chain(self, rng, letters: int) -> tuple[list[str], str]:
+        """A chain's variable names (``letters`` upper-case letters, 4 hops) and its value [RULER]."""
+        names: list[str] = []
+        while len(names) < VT_HOPS + 1:
+            n = "".join(rng.choice(string.ascii_uppercase) for _ in range(letters))
             if n not in names:
                 names.append(n)
-        value = str(rng.randrange(10_000, 100_000))
-        stmts = [f"VAR {names[0]} = {value}."] + [f"VAR {b} = VAR {a}." for a, b in itertools.pairwise(names)]
-        room = self.budget("vt", value) - sum(self.ntok(" " + s) for s in stmts)
-        context = insert_needles([self.noise(room)], stmts, rng)
-        return TEMPLATES["vt"].format(context=context, query=value), names, "ruler_all"
+        return names, str(rng.randrange(10_000, 99_999))
 
-    def cwe(self, rng) -> tuple[str, list[str], str]:
-        # 10 common + enough rare words to fill the cell (3 entries of ~5 tokens each): 5,000 up to 30K, more beyond
-        words = rng.sample(self.words, min(len(self.words), max(5000, self.length // 6)))
+    def vt_context(self, names: list[str], value: str, tokens: int) -> str:
+        """[RULER ``variable_tracking.py``] the chain ``VAR A = 12345``, ``VAR B = VAR A `` ... inserted at sorted
+        random positions between noise blocks (the noise sentences and a newline each), joined by spaces, as many
+        blocks as ``tokens`` hold."""
+        chain = [f"VAR {names[0]} = {value}"] + [f"VAR {b} = VAR {a} " for a, b in itertools.pairwise(names)]
+
+        def render(n_noise: int) -> str:
+            sentences = [NOISE + "\n"] * n_noise
+            at = example_rng(self.seed, "vt-positions", self.length, value, names, n_noise)
+            for j, pos in enumerate(sorted(at.sample(range(n_noise), min(n_noise, len(chain))))):
+                sentences.insert(pos + j, chain[j])
+            sentences += chain[n_noise:]  # (only when not even one block per statement fits)
+            return " ".join(sentences).replace(". \n", ".\n")
+
+        per = max(1, self.ntok(NOISE + "\n "))
+        return fit(render, tokens, self.ntok, 2 * max(tokens, 0) // per + len(chain), low=len(chain))
+
+    def vt(self, rng) -> tuple[str, list[str], str, str]:
+        # RULER's one-shot example before the question: 3-letter names, a 500-token prompt, then its answer
+        shot_names, shot_value = self.vt_chain(rng, 3)
+        shot_prefix = ANSWER_PREFIX["vt"].format(num_v=VT_HOPS + 1, query=shot_value)
+        shell = TEMPLATES["vt"].format(context="", query=shot_value) + f" {shot_prefix} {' '.join(shot_names)}"
+        shot_room = ICL_TOKENS - GEN_TOKENS["vt"] - self.ntok(shell)
+        shot = TEMPLATES["vt"].format(context=self.vt_context(shot_names, shot_value, shot_room), query=shot_value)
+        example = f"{shot} {shot_prefix} {' '.join(shot_names)}\n\n"
+        names, value = self.vt_chain(rng, 5)
+        prefill = ANSWER_PREFIX["vt"].format(num_v=VT_HOPS + 1, query=value)
+        room = self.budget("vt", value, prefill) - self.ntok(example)
+        question = TEMPLATES["vt"].format(context=self.vt_context(names, value, room), query=value)
+        return example + question, names, "ruler_all", prefill
+
+    def cwe(self, rng) -> tuple[str, list[str], str, str]:
+        """[RULER ``common_words_extraction.py``] a space-joined numbered list ``1. w 2. w ...``: 10 common words x
+        30 and the rest x 3 (x 6 and x 1 below 4,096 tokens), after a one-shot example of 40 words (10 x 10, 30 x 3;
+        20 words, 10 x 3 and 10 x 1 below 4,096) with its answer. Words come from the books (RULER: wonderwords)."""
+        short = self.length < 4096
+        f_common, f_rare = (6, 1) if short else (30, 3)
+        ex_n, ex_common, ex_rare = (20, 3, 1) if short else (40, 10, 3)
+        # enough distinct words to fill the cell (entries of ~5 tokens): 5,000 up to 30K, more beyond
+        words = rng.sample(self.words, min(len(self.words), max(5000, self.length // 6) + ex_n))
+        shot, words = words[:ex_n], words[ex_n:]
         common, rare = words[:10], words[10:]
-        room = self.budget("cwe", "")
-        # RULER: 10 common words x 30 and rare words x 3; short contexts cannot hold 300 common entries, so the
-        # common frequency drops (never below 4, still above the rare words') until they take at most half the room.
-        freq = 30
-        while freq > 4 and self.ntok("\n".join(f"{i}. {common[i % 10]}" for i in range(10 * freq))) > room // 2:
-            freq -= 2
+        order = example_rng(self.seed, "cwe-order", self.length, common)
+
+        def numbered(items: list[str]) -> str:
+            return " ".join(f"{i}. {w}" for i, w in enumerate(items, 1))
+
+        shot_items = shot[:10] * ex_common + shot[10:] * ex_rare
+        order.shuffle(shot_items)
+        example = (
+            TEMPLATES["cwe"].format(context=numbered(shot_items))
+            + " "
+            + ANSWER_PREFIX["cwe"]
+            + " "
+            + numbered(shot[:10])
+            + "\n"
+        )
+        prefill = ANSWER_PREFIX["cwe"]
+        room = self.budget("cwe", "", prefill) - self.ntok(example)
 
         def render(n_rare: int) -> str:
-            items = [w for w in common for _ in range(freq)] + [w for w in rare[:n_rare] for _ in range(3)]
-            rng_local = example_rng(self.seed, "cwe-order", self.length, n_rare, common)
-            rng_local.shuffle(items)
-            return "\n".join(f"{i}. {w}" for i, w in enumerate(items, 1))
+            items = common * f_common + rare[:n_rare] * f_rare
+            example_rng(self.seed, "cwe-order", self.length, n_rare, common).shuffle(items)
+            return numbered(items)
 
-        return TEMPLATES["cwe"].format(context=fit(render, room, self.ntok, len(rare))), common, "ruler_all"
+        user = example + TEMPLATES["cwe"].format(context=fit(render, room, self.ntok, len(rare)))
+        return user, common, "ruler_all", prefill
 
-    def fwe(self, rng) -> tuple[str, list[str], str]:
-        vocab = []
-        while len(vocab) < 2000:
-            w = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 6)))
+    def fwe(self, rng) -> tuple[str, list[str], str, str]:
+        """[RULER ``freq_words_extraction.py``] ``length // 50`` random 6-letter coded words, the top-ranked one
+        replaced by ``...`` (noise); word k appears ``int(n k^-2 / zeta(2))`` times (Zipf, alpha 2), space-joined in
+        random order; the answer is the next three ranks."""
+        size = max(4, self.length // 50)
+        vocab: list[str] = []
+        while len(vocab) < size:
+            w = "".join(rng.choice(string.ascii_lowercase) for _ in range(6))
             if w not in vocab:
                 vocab.append(w)
-        room = self.budget("fwe", "")
+        vocab[0] = "..."
+        zeta2 = math.pi**2 / 6
+        prefill = ANSWER_PREFIX["fwe"]
+        room = self.budget("fwe", "", prefill)
 
-        def render(top: int) -> str:  # Zipf (alpha 2) counts: top, top/4, top/9, ... so the top three are distinct
-            items = [w for k, w in enumerate(vocab, 1) for _ in range(top // (k * k))]
-            rng_local = example_rng(self.seed, "fwe-order", self.length, top, vocab[:3])
-            rng_local.shuffle(items)
-            return " .... ".join(" ".join(items[i : i + 10]) for i in range(0, len(items), 10))
+        def render(n_words: int) -> str:
+            items = [w for k, w in enumerate(vocab, 1) for _ in range(int(n_words * k**-2 / zeta2))]
+            example_rng(self.seed, "fwe-order", self.length, n_words, vocab[1:4]).shuffle(items)
+            return " ".join(items)
 
-        return TEMPLATES["fwe"].format(context=fit(render, room, self.ntok, 100_000, low=9)), vocab[:3], "ruler_all"
+        context = fit(render, room, self.ntok, 4 * room, low=10)
+        return TEMPLATES["fwe"].format(context=context), vocab[1:4], "ruler_all", prefill
 
-    def qa(self, task: str, rng) -> tuple[str, list[str], str]:
-        pool = self.qa_rows(task)
-        item = pool[rng.randrange(len(pool))]
-        room = self.budget("qa", item["question"])
-        docs = list(item["docs"])
-        others = [d for r in pool if r is not item for d in r["docs"] if d not in docs]
-        rng.shuffle(others)
-        used = sum(self.ntok(f"Document {i}:\n{d}\n\n") for i, d in enumerate(docs, 1))
-        for d in others:
-            cost = self.ntok(f"Document {len(docs) + 1}:\n{d}\n\n")
+    def qa(self, task: str, rng) -> tuple[str, list[str], str, str]:
+        """[RULER ``qa.py``] the question's own documents first (SQuAD: its paragraph, then the other paragraphs of
+        the same article; HotpotQA: its supporting paragraphs, then its other paragraphs, the hard distractors),
+        then random documents of the de-duplicated pool until the cell is full; shuffled, numbered ``Document i:``."""
+        qas, pool = self.qa_rows(task)
+        item = qas[rng.randrange(len(qas))]
+        prefill = ANSWER_PREFIX["qa"]
+        room = self.budget("qa", item["question"], prefill)
+        more = list(item["more"])
+        rng.shuffle(more)
+        chosen = list(item["docs"])
+        used = sum(self.ntok(f"Document {i}:\n{pool[d]}\n\n") for i, d in enumerate(chosen, 1))
+        taken = set(chosen)
+
+        def candidates():
+            yield from more
+            order = list(range(len(pool)))
+            rng.shuffle(order)
+            yield from order
+
+        for d in candidates():
+            if d in taken:
+                continue
+            cost = self.ntok(f"Document {len(chosen) + 1}:\n{pool[d]}\n\n")
             if used + cost > room:
                 break
-            docs.append(d)
+            chosen.append(d)
+            taken.add(d)
             used += cost
-        rng.shuffle(docs)
-        context = "\n\n".join(f"Document {i}:\n{d}" for i, d in enumerate(docs, 1))
-        return TEMPLATES["qa"].format(context=context, query=item["question"]), item["answers"], "ruler_part"
+        rng.shuffle(chosen)
+        context = "\n\n".join(f"Document {i}:\n{pool[d]}" for i, d in enumerate(chosen, 1))
+        return TEMPLATES["qa"].format(context=context, query=item["question"]), item["answers"], "ruler_part", prefill
 
-    def qa_rows(self, task: str) -> list[dict[str, Any]]:
+    def qa_rows(self, task: str) -> tuple[list[dict[str, Any]], list[str]]:
+        """(questions, document pool) of a RULER QA task; questions name their documents by pool index."""
         if task not in self._qa_cache:
             path = self.qa_files.get(task)
             if not path:
@@ -265,11 +390,14 @@ class Ruler:
     def example(self, task: str, index: int) -> dict[str, Any]:
         rng = example_rng(self.seed, "ruler", task, self.length, index)
         if task in NIAH_TASKS:
-            user, answers, metric = self.niah(task, rng)
+            family = "niah"
+            user, answers, metric, prefill = self.niah(task, rng)
         elif task in ("qa_1", "qa_2"):
-            user, answers, metric = self.qa(task, rng)
+            family = "qa"
+            user, answers, metric, prefill = self.qa(task, rng)
         else:
-            user, answers, metric = getattr(self, task)(rng)
+            family = task
+            user, answers, metric, prefill = getattr(self, task)(rng)
         return task_row(
             id=f"ruler-{task}-L{self.length}-{index:05d}",
             benchmark="ruler",
@@ -279,6 +407,8 @@ class Ruler:
             metric=metric,
             system=self.system,
             length=self.length,
+            prefill=prefill if self.prefix else None,
+            meta={"max_new_tokens": GEN_TOKENS[family]} if self.prefix else None,
         )
 
 
@@ -313,14 +443,19 @@ def fit(render: Callable[[int], str], room: int, ntok: Callable[[str], int], hig
     return best
 
 
-def load_squad(path: Path) -> list[dict[str, Any]]:
-    """Answerable SQuAD (v1.1/v2.0 dev JSON) questions with their paragraph as the gold document."""
+def load_squad(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Answerable SQuAD (v1.1/v2.0 dev JSON) questions and the de-duplicated paragraph pool [RULER ``qa.py``]:
+    each question's document is its paragraph, ``more`` the other paragraphs of its article."""
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise DataError(path, 0, "data", "not a SQuAD file (expected a JSON object with a 'data' list)")
+    pool = sorted({p["context"] for art in data["data"] for p in art["paragraphs"]})
+    index = {c: i for i, c in enumerate(pool)}
     rows = []
     for art in data["data"]:
+        article = [index[p["context"]] for p in art["paragraphs"]]
         for para in art["paragraphs"]:
+            own = index[para["context"]]
             for qa in para["qas"]:
                 if qa.get("is_impossible") or not qa.get("answers"):
                     continue
@@ -328,25 +463,35 @@ def load_squad(path: Path) -> list[dict[str, Any]]:
                     {
                         "question": qa["question"],
                         "answers": sorted({a["text"] for a in qa["answers"]}),
-                        "docs": [para["context"]],
+                        "docs": [own],
+                        "more": [i for i in dict.fromkeys(article) if i != own],
                     }
                 )
     if not rows:
         raise DataError(path, 0, "data", "no answerable SQuAD questions")
-    return rows
+    return rows, pool
 
 
-def load_hotpot(path: Path) -> list[dict[str, Any]]:
-    """HotpotQA dev (distractor) questions; the gold documents are the supporting-fact paragraphs."""
-    rows = []
+def load_hotpot(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """HotpotQA dev (distractor) questions and the de-duplicated paragraph pool [RULER ``qa.py``]: all of a
+    question's paragraphs (``title\\n`` + sentences) go in, hard distractors included: the supporting ones as
+    ``docs`` (always), the others as ``more`` (next, before the pool; only a cell too short for all ten drops some)."""
+    raw = []
     for i, r in enumerate(read_rows(path)):
         for field in ("question", "answer", "context", "supporting_facts"):
             if field not in r:
                 raise DataError(path, r.get("_id", i), field, "missing")
         gold = {t for t, _ in r["supporting_facts"]}
-        docs = [f"{t}\n{''.join(s)}" for t, s in r["context"] if t in gold]
-        rows.append({"question": r["question"], "answers": [r["answer"]], "docs": docs})
-    return rows
+        paras = [(t in gold, f"{t}\n{''.join(s)}") for t, s in r["context"]]
+        raw.append((r["question"], r["answer"], paras))
+    pool = sorted({d for _, _, paras in raw for _, d in paras})
+    index = {c: i for i, c in enumerate(pool)}
+    rows = []
+    for q, a, paras in raw:
+        docs = list(dict.fromkeys(index[d] for g, d in paras if g))
+        more = [i for i in dict.fromkeys(index[d] for g, d in paras if not g) if i not in docs]
+        rows.append({"question": q, "answers": [a], "docs": docs, "more": more})
+    return rows, pool
 
 
 _WORKER: Ruler | None = None
@@ -366,8 +511,10 @@ def build_ruler(
     system: str | None,
     seed: int,
     threads: int = 1,
+    prefix: bool = False,
 ) -> list[dict[str, Any]]:
-    """Every (task, index) example of one length; with ``threads`` > 1 spread over forked worker processes.
+    """Every (task, index) example of one length; with ``threads`` > 1 spread over forked worker processes;
+    ``prefix``: RULER's answer prefixes and per-task caps (the instruct kind).
 
     Each example has its own RNG, so the rows are identical whatever the number of workers.
     """
@@ -375,7 +522,15 @@ def build_ruler(
     unknown = sorted(set(p["tasks"]) - set(RULER_TASKS))
     if unknown:
         raise ValueError(f"unknown RULER tasks {unknown}; known: {list(RULER_TASKS)}")
-    ruler = Ruler(load_books(inputs), tokenizer, length=length, system=system, seed=seed, qa=p.get("qa_files") or {})
+    ruler = Ruler(
+        load_books(inputs),
+        tokenizer,
+        length=length,
+        system=system,
+        seed=seed,
+        qa=p.get("qa_files") or {},
+        prefix=prefix,
+    )
     items = [(t, i) for t in p["tasks"] for i in range(p["samples"])]
     if threads <= 1 or len(items) < 2 * threads:
         return [ruler.example(t, i) for t, i in items]

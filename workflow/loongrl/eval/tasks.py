@@ -17,6 +17,7 @@ from typing import Any
 
 from loongrl.cli import setup_logging
 from loongrl.eval import longbench
+from loongrl.eval.kinds import KINDS
 from loongrl.eval.registry import BENCHMARKS, BuildRequest
 from loongrl.eval.rows import EVAL_SCHEMA, check_lengths, finish
 from loongrl.io import write_parquet
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--length", type=int, default=0, help="context length (benchmarks with length cells)")
     ap.add_argument("--cell", default="all", help="the cell of the eval matrix (L<n>, a length bucket, or all)")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--kind", choices=list(KINDS), default="reasoning", help="the kind of model the rows are for")
     ap.add_argument("--threads", type=int, default=1, help="worker processes for builders that spread examples")
     ap.add_argument("--output", type=Path, required=True)
     ap.add_argument(
@@ -46,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     p = json.loads(args.params)
     tok = load_tokenizer(args.tokenizer)
-    system = system_prompt(p["system_prompt"])
+    kind = KINDS[args.kind]
+    system = system_prompt(p["system_prompt"]) if kind.system else None
     if args.benchmark == "validation":
         rows = validation_slice(args.input[0], tok, p, system, max_input_tokens=args.max_input_tokens)
         write_parquet(rows, args.output, MIXTURE_SCHEMA)
@@ -61,13 +64,14 @@ def main(argv: list[str] | None = None) -> None:
         cell=args.cell,
         seed=args.seed,
         threads=args.threads,
+        kind=kind,
     )
     rows = finish(BENCHMARKS[args.benchmark].build(req), tok)
     if args.benchmark in ("niah", "ruler"):
         reserve = p["niah"]["reserve"] if args.benchmark == "niah" else 0
         check_lengths(rows, reserve=reserve, source=f"{args.benchmark} cell {args.cell}")
     write_parquet(rows, args.output, EVAL_SCHEMA)
-    log.info("%s: %d task rows -> %s", args.benchmark, len(rows), args.output)
+    log.info("%s (%s kind): %d task rows -> %s", args.benchmark, kind.name, len(rows), args.output)
 
 
 def validation_slice(

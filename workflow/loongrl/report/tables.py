@@ -140,6 +140,10 @@ def markdown_table(title: str, columns: list[str], ours: dict[str, dict[str, Cel
                 f"| paper: {name} | " + " | ".join(f"{vals[idx[c]]:.1f}" if c in idx else "–" for c in columns) + " |"
             )
     cite = f"\n\nPaper rows: {paper['cite']}." if paper else ""
+    if paper and paper.get("note"):
+        cite += f" {paper['note']}"
+    if paper and paper.get("differs"):
+        cite += "\n\nSettings that still differ from the paper's:\n" + "".join(f"\n- {d}" for d in paper["differs"])
     return head + "\n".join(lines) + cite + "\n"
 
 
@@ -165,15 +169,17 @@ def csv_table(columns: list[str], ours: dict[str, dict[str, Cell]], paper: dict 
 def truncation_md(by_model: dict[str, dict[str, Any]], order: list[str]) -> str:
     lines = [
         "### Truncation accounting\n",
-        "| model | cell | rows | samples | score | cap-hit share | input truncated share | mean completion tokens |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | kind | cell | rows | samples | score | cap-hit share | no-`</think>` share | input truncated share "
+        "| mean completion tokens |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in order:
         for cell, s in sorted(by_model[m].items()):
             o = s["overall"]
             lines.append(
-                f"| {m} | {cell} | {o['rows']} | {o['samples']} | {100 * o['score']:.1f} | {o['hit_cap_share']:.2f} "
-                f"| {o['input_truncated_share']:.2f} | {o['completion_tokens_mean']:.0f} |"
+                f"| {m} | {s.get('kind', '–')} | {cell} | {o['rows']} | {o['samples']} | {100 * o['score']:.1f} "
+                f"| {o['hit_cap_share']:.2f} | {o.get('no_think_share', 0.0):.2f} | {o['input_truncated_share']:.2f} "
+                f"| {o['completion_tokens_mean']:.0f} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -84,8 +84,15 @@ def eval_run_params():
 
 
 def eval_decoding(wildcards):
-    """The decoding of a cell: the shared eval.decoding with its benchmark's cap and overrides (registry)."""
-    return as_json(BENCHMARKS[wildcards.bench].decoding(EVAL))
+    """The decoding of a cell: the shared eval.decoding as the model's kind runs it, with the benchmark's cap and
+    overrides (registry)."""
+    return as_json(BENCHMARKS[wildcards.bench].decoding(EVAL, model_kind(EVAL, wildcards.model)))
+
+
+def eval_task_file(wildcards):
+    """The task file a model's cell reads: the rows built for its kind (prompt, prefill; loongrl.eval.kinds)."""
+    kind = model_kind(EVAL, wildcards.model).name
+    return f"results/eval/tasks/{wildcards.bench}.{wildcards.cell}.{kind}.parquet"
 
 
 def cell_length(wildcards):
