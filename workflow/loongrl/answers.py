@@ -12,13 +12,20 @@ Matching rules (``answer_match``), after SQuAD normalisation, max over the gold 
 * ``cem``: the prediction inside a gold answer, character-wise: the official difficulty filter's check.
 
 ``hedge`` names the answers a policy can learn to game a substring rule with: several candidates of which the gold is
-one, both yes and no, or nothing but function words.
+one (joined by ``;`` ``/`` ``|`` ``or`` ``and`` ``&`` ``+``, line breaks or commas), both yes and no, nothing but
+function words, a negation of the gold (``not Berlin``) or a range that spans it (``from 1990 to 1995``).
+
+``canonical`` is applied to a boxed answer and the golds before the reward's (and the eval word-EM's) matching:
+Unicode NFKC (full-width digits, non-breaking spaces), LaTeX text wrappers unwrapped (``\\text{Berlin}``,
+``\\textbf``, ``\\mathrm``, ``$...$``, nested too) and ``&`` read as ``and``. The paper-comparable metrics
+(sub-EM, LongBench's F1) keep the official normalisation alone.
 """
 
 from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections.abc import Iterable
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -32,6 +39,27 @@ def normalize_answer(text: str) -> str:
     text = "".join(ch for ch in text if ch not in _PUNCT)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
+
+
+_WRAPPER = re.compile(
+    r"\\(?:text|textbf|textit|textrm|textsf|texttt|textnormal|emph|mathrm|mathbf|mathit|mathsf|mathtt|mbox|hbox|"
+    r"operatorname)\s*\{([^{}]*)\}"
+)
+_DOLLARS = re.compile(r"\$+([^$]*)\$+")
+_AMP = re.compile(r"\s*(?:\\&|&)\s*")
+_LATEX_SPACE = re.compile(r"\\[ ,;:!]|~")
+
+
+def canonical(text: str) -> str:
+    """The answer text matching sees: NFKC, LaTeX text wrappers and ``$...$`` unwrapped (innermost first, so
+    ``\\textbf{\\text{Berlin}}`` is Berlin), LaTeX spaces as spaces, ``&`` as ``and``. Line breaks are kept
+    (they separate candidates); SQuAD normalisation folds the remaining whitespace."""
+    text = unicodedata.normalize("NFKC", text)
+    prev = None
+    while prev != text:
+        prev, text = text, _DOLLARS.sub(r"\1", _WRAPPER.sub(r"\1", text))
+    text = _LATEX_SPACE.sub(" ", text)
+    return _AMP.sub(" and ", text)
 
 
 def extract_answer_is(completion: str) -> str | None:
@@ -90,7 +118,15 @@ FUNCTION_WORDS = frozenset(
     been being am do does did has have had i you he she we they me him her us them my your his our their who whom
     whose which what when where why how not s""".split()
 )
-_ITEM_SEPARATORS = {";": r";", "/": r"/", "|": r"\|", "or": r"\bor\b"}
+_ITEM_SEPARATORS = {
+    ";": r";",
+    "/": r"/",
+    "|": r"\|",
+    "or": r"\bor\b",
+    "and": r"\band\b",  # also "&" (canonical reads it as "and")
+    "+": r"\+",
+    "line break": r"\n",
+}
 _COMMA = re.compile(r",(?!\d{3}(?!\d))")  # a comma that is not a thousands separator (2,000)
 _NUMBER = re.compile(r"^[\d.,]+$")
 
@@ -98,12 +134,13 @@ _NUMBER = re.compile(r"^[\d.,]+$")
 def candidates(pred: str, golds: Iterable[str]) -> list[str]:
     """The items a prediction lists, or ``[pred]`` when it is one answer.
 
-    Items are separated by ``;`` ``/`` ``|`` or the word ``or`` (any count), or by commas when there are three or
-    more items, or two that are both numbers (``1944, 1945``). Two comma items such as ``Paris, France`` or
-    ``September 2, 1945`` read as one answer with a qualifier. A separator that a gold answer itself contains
-    (``AC/DC``, ``Trick or Treat``, ``Crosby, Stills, Nash``) is not split on.
+    Items are separated by ``;`` ``/`` ``|`` ``+``, the words ``or`` / ``and`` (``&``) or line breaks (any count),
+    or by commas when there are three or more items, or two that are both numbers (``1944, 1945``). Two comma items
+    such as ``Paris, France`` or ``September 2, 1945`` read as one answer with a qualifier. A separator that a gold
+    answer itself contains (``AC/DC``, ``Trick or Treat``, ``Tom and Jerry``, ``Crosby, Stills, Nash``) is not split
+    on.
     """
-    lowered = [g.lower() for g in golds]
+    lowered = [canonical(g).lower() for g in golds]
     seps = [rx for rx in _ITEM_SEPARATORS.values() if not any(re.search(rx, g) for g in lowered)]
     text = pred.strip()
     if seps:
@@ -117,19 +154,76 @@ def candidates(pred: str, golds: Iterable[str]) -> list[str]:
     return [text]
 
 
+NEGATIONS = frozenset("not no never isnt wasnt arent werent doesnt didnt dont cannot cant neither nor hardly".split())
+HEDGE_KINDS = ("candidates", "yes_and_no", "function_words", "negation", "range")
+_NUM = r"\d[\d,.]*"
+_RANGES = (
+    re.compile(r"\bfrom\s+(.+?)\s+(?:to|until|till|through|thru)\s+(.+)", re.IGNORECASE | re.DOTALL),
+    re.compile(r"\bbetween\s+(.+?)\s+and\s+(.+)", re.IGNORECASE | re.DOTALL),
+    re.compile(rf"({_NUM})\s*(?:-|\u2010|\u2011|\u2012|\u2013|\u2014|\bto\b)\s*({_NUM})", re.IGNORECASE),
+)
+
+
+def range_of(text: str) -> tuple[str, str] | None:
+    """The endpoints of a range a text states (``from X to Y``, ``between X and Y``, ``X-Y`` / ``X–Y`` / ``X to
+    Y`` for numbers), or None."""
+    for rx in _RANGES:
+        m = rx.search(text)
+        if m:
+            return m.group(1).strip(), m.group(2).strip()
+    return None
+
+
+def _number(text: str) -> float | None:
+    m = re.fullmatch(r"\s*(\d[\d,]*(?:\.\d+)?)\s*", text)
+    return float(m.group(1).replace(",", "")) if m else None
+
+
+def _spans_gold(ends: tuple[str, str], golds: list[str], mode: str) -> bool:
+    """A range covers a gold: an endpoint matches it, or the gold number lies between two number endpoints."""
+    if any(answer_match(e, golds, mode) for e in ends):
+        return True
+    lo, hi = (_number(e) for e in ends)
+    if lo is None or hi is None:
+        return False
+    return any(g is not None and min(lo, hi) <= g <= max(lo, hi) for g in map(_number, golds))
+
+
+def _negated(words: list[str], golds: list[str]) -> bool:
+    """A negation word right before (or two words before) the gold's words in the prediction (``not Berlin``,
+    ``is not Berlin``, ``never in Berlin``), unless the gold itself says it (``Not Fade Away``)."""
+    for g in golds:
+        gw = normalize_answer(g).split()
+        if not gw:
+            continue
+        for i in range(len(words) - len(gw) + 1):
+            if words[i : i + len(gw)] == gw and any(w in NEGATIONS for w in words[max(0, i - 2) : i]):
+                return True
+    return False
+
+
 def hedge(pred: str, golds: Iterable[str], mode: str = "words") -> str | None:
-    """Why ``pred`` is a hedge rather than an answer, or None.
+    """Why ``pred`` is a hedge rather than an answer (one of ``HEDGE_KINDS``), or None.
 
     ``candidates``: it lists several items and the gold matches only some of them; ``yes_and_no``: it says both
-    (and no gold does); ``function_words``: every word of it is a function word (``of`` for University of Oxford).
+    (and no gold does); ``function_words``: every word of it is a function word (``of`` for University of Oxford);
+    ``negation``: it negates the gold (``not Berlin``; a gold that itself contains the negation is fine);
+    ``range``: it states a range that spans the gold (``from 1990 to 1995`` for 1995; a gold that is itself a
+    range, ``1939–1945``, is fine). ``pred`` and the golds are read through ``canonical``.
     """
-    golds = list(golds)
+    golds = [canonical(g) for g in golds]
+    pred = canonical(pred)
     words = normalize_answer(pred).split()
     gold_words = [set(normalize_answer(g).split()) for g in golds]
     if {"yes", "no"} <= set(words) and not any({"yes", "no"} <= g for g in gold_words):
         return "yes_and_no"
     if words and all(w in FUNCTION_WORDS for w in words):
         return "function_words"
+    if _negated(words, golds):
+        return "negation"
+    ends = range_of(pred)
+    if ends and not any(range_of(g) for g in golds) and _spans_gold(ends, golds, mode):
+        return "range"
     items = candidates(pred, golds)
     if len(items) > 1:
         hits = [answer_match(x, golds, mode) for x in items]

@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loongrl.answers import answer_match, fragment, hedge, normalize_answer
+from loongrl.answers import answer_match, canonical, fragment, hedge, normalize_answer
 
 THINK_END = "</think>"
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -108,26 +108,46 @@ def _guard_fail(completion: str, pred: str, golds: Sequence[str], guards: Guards
     return len(pred) - shortest > guards.answer_overflow
 
 
-def qa_reward(completion: str, golds: Sequence[str], rules: RewardRules = DEFAULT_RULES) -> float:
-    """1 when the last box's answer matches a gold answer under ``rules`` and is not a hedge; else 0."""
+def qa_verdict(completion: str, golds: Sequence[str], rules: RewardRules = DEFAULT_RULES) -> tuple[float, str | None]:
+    """(reward, why it is 0): ``no_box``, ``empty``, ``guard``, a hedge kind (``loongrl.answers.HEDGE_KINDS``) or
+    ``no_match``; the reason is None when the answer is rewarded. The hack monitor counts the hedge kinds."""
     pred = extract_boxed(completion)
     if pred is None:
-        return 0.0
-    pred = pred.replace("*", "")
-    if not normalize_answer(pred) or _guard_fail(completion, pred, golds, rules.guards):
-        return 0.0
-    return answer_score(pred, golds, rules)
+        return 0.0, "no_box"
+    pred = canonical(pred.replace("*", ""))
+    if not normalize_answer(pred):
+        return 0.0, "empty"
+    if _guard_fail(completion, pred, golds, rules.guards):
+        return 0.0, "guard"
+    return answer_verdict(pred, golds, rules)
+
+
+def qa_reward(completion: str, golds: Sequence[str], rules: RewardRules = DEFAULT_RULES) -> float:
+    """1 when the last box's answer matches a gold answer under ``rules`` and is not a hedge; else 0."""
+    return qa_verdict(completion, golds, rules)[0]
+
+
+def answer_verdict(pred: str, golds: Sequence[str], rules: RewardRules = DEFAULT_RULES) -> tuple[float, str | None]:
+    pred = canonical(pred)
+    golds = [canonical(g) for g in golds]
+    if rules.reject_hedges:
+        kind = hedge(pred, golds, rules.match)
+        if kind:
+            return 0.0, kind
+    if answer_match(pred, golds, rules.match):
+        return 1.0, None
+    return 0.0, "no_match"
 
 
 def answer_score(pred: str, golds: Sequence[str], rules: RewardRules = DEFAULT_RULES) -> float:
-    """The match-and-hedge part of ``qa_reward`` on an already extracted answer (also the eval's word-EM)."""
-    if rules.reject_hedges and hedge(pred, golds, rules.match):
-        return 0.0
-    return float(answer_match(pred, golds, rules.match))
+    """The match-and-hedge part of ``qa_reward`` on an already extracted answer (also the eval's word-EM, so
+    training and evaluation read answers alike: ``canonical`` first, then SQuAD normalisation)."""
+    return answer_verdict(pred, golds, rules)[0]
 
 
 SUSPECT_METRIC = "reward/suspect_frac"  # the training monitor's per-step metrics (MLflow, metrics.jsonl)
 REWARDED_METRIC = "reward/qa_rewarded"
+HEDGE_METRIC = "reward/hedge/{}"  # per step: QA completions the hedge rules scored 0, by kind (summed over ranks)
 
 
 def suspect(completion: str, golds: Sequence[str], reward: float) -> bool:

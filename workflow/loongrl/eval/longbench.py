@@ -53,7 +53,7 @@ def validation_ids(data: dict[str, list[dict[str, Any]]], val: dict[str, Any]) -
 
 
 def user_prompt(
-    tokenizer, row: dict[str, Any], max_input_tokens: int, system: str | None, template: str = PLAIN_QA_TEMPLATE
+    tokenizer, row: dict[str, Any], max_input_tokens: int, system: str | None, *, template: str = PLAIN_QA_TEMPLATE
 ) -> tuple[str, bool]:
     """The user message, cut in the middle so that the whole chat prompt fits ``max_input_tokens``."""
     user = template.format(context=row["context"], question=row["input"])
@@ -84,7 +84,7 @@ def build(
             meta = {"longbench_length": r["length"], "_id": r["_id"], "question": r["input"]}
             if validation:
                 meta["groups"] = {"task_heldout": f"{task}@{'validation' if r['_id'] in validation else 'test'}"}
-            user, cut = user_prompt(tokenizer, r, max_input_tokens, system, template)
+            user, cut = user_prompt(tokenizer, r, max_input_tokens, system, template=template)
             rows.append(
                 task_row(
                     id=f"longbench-{task}-{r['_id']}",

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from loongrl.answers import HEDGE_KINDS
 from loongrl.cli import setup_logging
 from loongrl.io import read_parquet, write_text
 from loongrl.report.figures import lengths_plot, niah_heatmap, ruler_plot, training_plot
@@ -36,6 +37,7 @@ from loongrl.report.tables import (
     table7,
     truncation_md,
 )
+from loongrl.verifiers import HEDGE_METRIC
 from loongrl.verifiers import SUSPECT_METRIC as SUSPECT
 
 log = logging.getLogger(__name__)
@@ -211,12 +213,20 @@ def monitor_md(metrics: dict[str, list[dict[str, Any]]]) -> str:
         v = row.get(SUSPECT)
         return "–" if v is None else f"{100 * v:.0f}%"
 
+    kinds = [k for k in HEDGE_KINDS if any(HEDGE_METRIC.format(k) in r for rows in metrics.values() for r in rows)]
+
+    def hedges(row: dict[str, Any], kind: str) -> str:
+        v = row.get(HEDGE_METRIC.format(kind))
+        return "–" if v is None else str(int(v))
+
     lines = [
         "### Reward monitor\n",
         "Suspect = a rewarded QA answer that the strict rule (word-level match, hedges rejected) would reject, or a "
-        "fragment of the gold. A rising share is the first sign of reward hacking.\n",
-        "| stage | steps | reward first → last | suspect first → last |",
-        "|---|---|---|---|",
+        "fragment of the gold. A rising share is the first sign of reward hacking. The hedge columns count the QA "
+        "completions of a step that the hedge rules scored 0, by kind: a rising kind is the hedge the policy tries.\n",
+        "| stage | steps | reward first → last | suspect first → last |"
+        + "".join(f" {k} first → last |" for k in kinds),
+        "|---|---|---|---|" + "---|" * len(kinds),
     ]
     for stage, rows in metrics.items():
         if rows:
@@ -224,5 +234,6 @@ def monitor_md(metrics: dict[str, list[dict[str, Any]]]) -> str:
             lines.append(
                 f"| {stage} | {len(rows)} | {first.get('reward', 0):.3f} → {last.get('reward', 0):.3f} "
                 f"| {share(first)} → {share(last)} |"
+                + "".join(f" {hedges(first, k)} → {hedges(last, k)} |" for k in kinds)
             )
     return "\n".join(lines) + "\n"

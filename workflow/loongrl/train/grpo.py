@@ -30,9 +30,9 @@ from typing import Any
 from loongrl.cli import setup_logging
 from loongrl.inference import pick_device
 from loongrl.io import atomic_path, write_json
-from loongrl.train.rewards import HackMonitor, make_reward_fns
+from loongrl.train.rewards import HackMonitor, make_reward_fns, monitor_metrics
 from loongrl.train.tracking import finish_tracking, git_commit, log_mlflow_metrics, start_tracking
-from loongrl.verifiers import REWARDED_METRIC, SUSPECT_METRIC, RewardRules
+from loongrl.verifiers import RewardRules
 
 log = logging.getLogger(__name__)
 
@@ -237,15 +237,14 @@ def metrics_callback(path: Path, monitor: HackMonitor | None = None):
     class JsonlMetrics(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             # every rank scores its own completions; the step's share is over all of them
-            frac, rewarded = sum_over_ranks(monitor.pop_counts()) if monitor is not None else (None, 0)
+            counts = sum_over_ranks(monitor.pop_counts()) if monitor is not None else None
             if not logs or ("loss" not in logs and "reward" not in logs):
                 return
             row = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, int | float)}}
-            if monitor is not None:
-                row[SUSPECT_METRIC], row[REWARDED_METRIC] = frac, rewarded
-                log_mlflow_metrics(
-                    {SUSPECT_METRIC: math.nan if frac is None else frac, REWARDED_METRIC: rewarded}, state.global_step
-                )
+            if counts is not None:
+                extra = monitor_metrics(counts)
+                row.update(extra)
+                log_mlflow_metrics({k: math.nan if v is None else v for k, v in extra.items()}, state.global_step)
             if state.is_world_process_zero:
                 with path.open("a") as fh:
                     fh.write(json.dumps(row, sort_keys=True) + "\n")
@@ -260,18 +259,17 @@ def joined_world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def sum_over_ranks(counts: tuple[int, int]) -> tuple[float | None, int]:
-    """(suspect share, rewarded count) of the hack monitor over every rank's completions of the step."""
-    suspect, rewarded = counts
+def sum_over_ranks(counts: tuple[int, ...]) -> tuple[int, ...]:
+    """The hack monitor's counts summed over every rank's completions of the step (one all-reduce)."""
     if joined_world() > 1:
         import torch
         import torch.distributed as dist
 
         device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
-        t = torch.tensor([suspect, rewarded], dtype=torch.float64, device=device)
+        t = torch.tensor(list(counts), dtype=torch.float64, device=device)
         dist.all_reduce(t)
-        suspect, rewarded = int(t[0].item()), int(t[1].item())
-    return (suspect / rewarded if rewarded else None), rewarded
+        counts = tuple(int(x) for x in t.tolist())
+    return tuple(counts)
 
 
 def init_ranks(timeout_minutes: float) -> bool:
@@ -458,8 +456,9 @@ def run_stage(
     else:
         monitor = None
         if reward_funcs is None:
-            monitor = HackMonitor()
-            reward_funcs = make_reward_fns(RewardRules.from_config(train["reward"]), monitor)
+            rules = RewardRules.from_config(train["reward"])
+            monitor = HackMonitor(rules)
+            reward_funcs = make_reward_fns(rules, monitor)
         trainer = GRPOTrainer(
             model=str(model_path),
             reward_funcs=reward_funcs,

@@ -12,12 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from loongrl.answers import HEDGE_KINDS
 from loongrl.verifiers import (
     DEFAULT_RULES,
+    HEDGE_METRIC,
+    REWARDED_METRIC,
+    SUSPECT_METRIC,
     RewardRules,
     choice_reward,
     math_reward,
     qa_reward,
+    qa_verdict,
     retrieval_reward,
     suspect,
 )
@@ -61,28 +66,49 @@ def completion_text(completion: Any) -> str:
 
 
 class HackMonitor:
-    """Counts rewarded QA completions and the suspect ones among them, between two logged steps."""
+    """Counts, between two logged steps, rewarded QA completions, the suspect ones among them, and the QA
+    completions the hedge rules rejected, by kind (``loongrl.answers.HEDGE_KINDS``): a rising kind shows which
+    hedge the policy is trying."""
 
-    def __init__(self) -> None:
+    def __init__(self, rules: RewardRules = DEFAULT_RULES) -> None:
+        self.rules = rules
         self.rewarded = 0
         self.suspect = 0
+        self.hedges = dict.fromkeys(HEDGE_KINDS, 0)
 
     def record(self, completion: str, answers: Sequence[str], reward: float) -> None:
         if reward > 0:
             self.rewarded += 1
             self.suspect += suspect(completion, answers, reward)
+        else:
+            why = qa_verdict(completion, answers, self.rules)[1]
+            if why in self.hedges:
+                self.hedges[why] += 1
 
-    def pop_counts(self) -> tuple[int, int]:
-        """(suspect, rewarded) since the last pop, and reset (summed over ranks by the trainer's callback)."""
-        out = (self.suspect, self.rewarded)
+    def pop_counts(self) -> tuple[int, ...]:
+        """(suspect, rewarded, hedges by kind...) since the last pop, and reset (summed over ranks by the
+        trainer's callback)."""
+        out = (self.suspect, self.rewarded, *(self.hedges[k] for k in HEDGE_KINDS))
         self.rewarded = self.suspect = 0
+        self.hedges = dict.fromkeys(HEDGE_KINDS, 0)
         return out
 
     def pop(self) -> tuple[float | None, int]:
         """(suspect share, rewarded count) since the last pop, and reset; the share is None when nothing was
         rewarded."""
-        suspect_n, rewarded = self.pop_counts()
+        suspect_n, rewarded, *_ = self.pop_counts()
         return (suspect_n / rewarded if rewarded else None), rewarded
+
+
+def monitor_metrics(counts: Sequence[int]) -> dict[str, float | int | None]:
+    """A step's monitor row from (suspect, rewarded, hedges by kind...) counts summed over ranks."""
+    suspect_n, rewarded, *hedges = counts
+    row: dict[str, float | int | None] = {
+        SUSPECT_METRIC: suspect_n / rewarded if rewarded else None,
+        REWARDED_METRIC: rewarded,
+    }
+    row.update({HEDGE_METRIC.format(k): n for k, n in zip(HEDGE_KINDS, hedges, strict=True)})
+    return row
 
 
 def make_reward_fn(rules: RewardRules = DEFAULT_RULES):
