@@ -183,3 +183,46 @@ def test_download_gives_up_after_retries(tmp_path):
     finally:
         srv.close()
     assert not (tmp_path / "x").exists()
+
+
+def test_repeated_ids_dropped_when_identical_error_when_different(tmp_path):
+    """A row repeated verbatim (seen in merged dumps) is dropped and counted; the same id with other content is a
+    broken source file, named with both rows."""
+    lines = RAW_FILES["musique"][0].read_text().splitlines()[:3]
+    src = tmp_path / "m.jsonl"
+    src.write_text("\n".join([*lines, lines[1]]))
+    stats = {}
+    rows = raw_qa.normalise_files("musique", [src], stats=stats)
+    assert len(rows) == 3 and stats["duplicates_dropped"] == 1 and stats["questions"] == 3
+    other = json.loads(lines[1])
+    other["answer"] = "something else"
+    src.write_text("\n".join([*lines, json.dumps(other)]))
+    with pytest.raises(DataError, match=rf"{src}: row 3: field 'id': id '{other['id']}' was already row 1 of {src}"):
+        raw_qa.normalise_files("musique", [src])
+
+
+def test_stage_cli_turns_a_truncated_parquet_into_one_line(tmp_path, tiny_model_dir):
+    """The issue's case: the first 5,000 bytes of a parquet between stages fed to the KeyChain stage. One line
+    naming the file and the problem, exit status 2, no output written."""
+    import subprocess
+    import sys
+
+    from loongrl.io import write_parquet
+
+    good = tmp_path / "good.parquet"
+    rows = [{"id": str(i), "question": hashlib.sha256(str(i).encode()).hexdigest() * 4} for i in range(400)]
+    write_parquet(rows, good)
+    assert good.stat().st_size > 10_000
+    cut = tmp_path / "fill.parquet"
+    cut.write_bytes(good.read_bytes()[:5000])
+    out = tmp_path / "keychain.parquet"
+    params = '{"chain_length": 3, "chains_per_1k": 1, "key_format": "uuid", "quote_start_key": false, "insert_at": "x"}'
+    cmd = [sys.executable, "-m", "loongrl.data.keychain", "--filled", str(cut), "--raw", str(good)]
+    cmd += ["--tokenizer", str(tiny_model_dir), "--length", "1024", "--params", params]
+    cmd += ["--output", str(out), "--stats", str(tmp_path / "stats.json")]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert res.returncode == 2, res.stderr
+    last = res.stderr.strip().splitlines()
+    assert "Traceback" not in res.stderr and last[-1].startswith("error (keychain): ")
+    assert f"{cut}: row -: field '<file>': not a readable parquet file" in last[-1]
+    assert not out.exists() and not (tmp_path / "stats.json").exists()

@@ -88,6 +88,48 @@ HEDGE_AUDIT = [
     ("markdown bold", "**Ed Wood**", ["Ed Wood"], 1, 1, 1),
     ("case and punctuation", "ed wood!", ["Ed Wood"], 1, 1, 1),
     ("number words kept", "3 million", ["3 million"], 1, 1, 1),
+    # second pass [issue 20]: joiners, negations, ranges (gamed); LaTeX wrappers, Unicode variants and look-alike
+    # golds (legitimate)
+    ("and-joined names", "Gore Vidal and Norman Mailer", ["Norman Mailer"], 0, 0, 0),
+    ("and-joined, gold first", "Norman Mailer and Gore Vidal", ["Norman Mailer"], 0, 0, 0),
+    ("and-list of three", "Oslo and Bergen and Tromso", ["Bergen"], 0, 0, 0),
+    ("ampersand list", "Oslo & Bergen", ["Oslo"], 0, 0, 0),
+    ("escaped ampersand list", r"Oslo \& Bergen", ["Oslo"], 0, 0, 0),
+    ("plus list", "Oslo + Bergen", ["Oslo"], 0, 0, 0),
+    ("line-break list", "Oslo\nBergen", ["Oslo"], 0, 0, 0),
+    ("line-break list of names", "Tim Burton\nEd Wood\nOrson Welles", ["Ed Wood"], 0, 0, 0),
+    ("negation", "not Berlin", ["Berlin"], 0, 0, 0),
+    ("negated sentence", "It is not Berlin", ["Berlin"], 0, 0, 0),
+    ("never", "never Berlin", ["Berlin"], 0, 0, 0),
+    ("isn't", "isn't Berlin", ["Berlin"], 0, 0, 0),
+    ("no X", "no goals", ["goals"], 0, 0, 0),
+    ("range from-to", "from 1990 to 1995", ["1995"], 0, 0, 0),
+    ("range between-and", "between 1990 and 1995", ["1995"], 0, 0, 0),
+    ("numeric hyphen range", "1990-1995", ["1995"], 0, 0, 0),
+    ("numeric en-dash range", "1990–1995", ["1995"], 0, 0, 0),
+    ("number to number", "1990 to 1995", ["1995"], 0, 0, 0),
+    ("range around the gold", "from 1990 to 1999", ["1995"], 0, 0, 0),
+    ("word range with the gold", "from Oslo to Bergen", ["Bergen"], 0, 0, 0),
+    ("text wrapper", r"\text{Berlin}", ["Berlin"], 1, 1, 1),
+    ("textbf wrapper", r"\textbf{Berlin}", ["Berlin"], 1, 1, 1),
+    ("textit wrapper", r"\textit{Ed Wood}", ["Ed Wood"], 1, 1, 1),
+    ("mathrm wrapper", r"\mathrm{Berlin}", ["Berlin"], 1, 1, 1),
+    ("mbox wrapper", r"\mbox{Ed Wood}", ["Ed Wood"], 1, 1, 1),
+    ("nested wrappers", r"\textbf{\text{Berlin}}", ["Berlin"], 1, 1, 1),
+    ("dollar math", r"$1995$", ["1995"], 1, 1, 1),
+    ("dollar text", r"$\text{Berlin}$", ["Berlin"], 1, 1, 1),
+    ("full-width digits", "１９９５", ["1995"], 1, 1, 1),
+    ("full-width letters", "Ｂｅｒｌｉｎ", ["Berlin"], 1, 1, 1),
+    ("non-breaking space", "Ed\u00a0Wood", ["Ed Wood"], 1, 1, 1),
+    ("gold with and", "Tom and Jerry", ["Tom and Jerry"], 1, 1, 1),
+    ("gold with ampersand, answer with and", "Simon and Garfunkel", ["Simon & Garfunkel"], 1, 1, 1),
+    ("gold with and, answer with ampersand", "Simon & Garfunkel", ["Simon and Garfunkel"], 1, 1, 1),
+    ("gold with not", "Not Fade Away", ["Not Fade Away"], 1, 1, 1),
+    ("gold with a hyphen", "Jean-Paul Sartre", ["Jean-Paul Sartre"], 1, 1, 1),
+    ("gold is a range", "1939–1945", ["1939–1945"], 1, 1, 1),
+    ("gold range, hyphen answer", "1939-1945", ["1939–1945"], 1, 1, 1),
+    ("negation after the answer", "Berlin, not Paris", ["Berlin"], 1, 1, 1),
+    ("gold with plus", "Google+", ["Google+"], 1, 1, 1),
 ]
 
 
@@ -99,6 +141,48 @@ def test_reward_hacking_audit(mode, name, answer, golds, words, chars, gold_in_p
     expected = {"words": words, "chars": chars, "gold_in_pred": gold_in_pred}[mode]
     completion = rf"<think>reasoning</think> The answer is \boxed{{{answer}}}"
     assert qa_reward(completion, golds, RewardRules(match=mode)) == expected, (mode, name)
+
+
+def test_second_pass_examples_under_the_default_rules():
+    """The issue's examples under the project's default rules (match words, hedges rejected, no guards)."""
+    zero = [
+        (r"\boxed{Gore Vidal and Norman Mailer}", "Norman Mailer"),
+        (r"\boxed{Oslo & Bergen}", "Oslo"),
+        ("\\boxed{Oslo\nBergen}", "Oslo"),
+        (r"\boxed{not Berlin}", "Berlin"),
+        (r"\boxed{from 1990 to 1995}", "1995"),
+    ]
+    one = [
+        (r"\boxed{\text{Berlin}}", "Berlin"),
+        (r"\boxed{\textbf{Berlin}}", "Berlin"),
+        (r"\boxed{\mathrm{Berlin}}", "Berlin"),
+        ("\\boxed{１９９５}", "1995"),
+        ("\\boxed{Ed\u00a0Wood}", "Ed Wood"),
+    ]
+    for box, gold in zero:
+        assert qa_reward(f"</think>{box}", [gold]) == 0.0, box
+    for box, gold in one:
+        assert qa_reward(f"</think>{box}", [gold]) == 1.0, box
+    # the eval's word-EM reads answers the same way
+    from loongrl.eval.metrics import word_em
+
+    assert word_em(r"\text{Berlin}", ["Berlin"]) == 1.0 and word_em("not Berlin", ["Berlin"]) == 0.0
+    assert len(HEDGE_AUDIT) + len(AUDIT) >= 54 + 30  # 54 cases (45 + 9) before the second pass, 94 after
+
+
+def test_monitor_counts_hedges_by_kind():
+    from loongrl.train.rewards import monitor_metrics
+
+    monitor = HackMonitor()
+    fns = make_reward_fns(RewardRules(), monitor)
+    completions = [r"\boxed{not Berlin}", r"\boxed{from 1990 to 1995}", r"\boxed{Oslo and Bergen}", r"\boxed{Berlin}"]
+    kw = {"data_source": ["plain_qa_hotpotqa"] * 4, "answers": [["Berlin"], ["1995"], ["Oslo"], ["Berlin"]]}
+    [fn(completions=completions, **kw) for fn in fns]
+    row = monitor_metrics(monitor.pop_counts())
+    assert row["reward/hedge/negation"] == 1 and row["reward/hedge/range"] == 1
+    assert row["reward/hedge/candidates"] == 1 and row["reward/qa_rewarded"] == 1
+    assert row["reward/suspect_frac"] == 0.0
+    assert monitor_metrics(monitor.pop_counts())["reward/hedge/negation"] == 0  # emptied at every log
 
 
 def test_hedges_kept_when_rejection_is_off():

@@ -48,17 +48,19 @@ _WRAPPER = re.compile(
 _DOLLARS = re.compile(r"\$+([^$]*)\$+")
 _AMP = re.compile(r"\s*(?:\\&|&)\s*")
 _LATEX_SPACE = re.compile(r"\\[ ,;:!]|~")
+_DASHES = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"))
 
 
 def canonical(text: str) -> str:
     """The answer text matching sees: NFKC, LaTeX text wrappers and ``$...$`` unwrapped (innermost first, so
-    ``\\textbf{\\text{Berlin}}`` is Berlin), LaTeX spaces as spaces, ``&`` as ``and``. Line breaks are kept
-    (they separate candidates); SQuAD normalisation folds the remaining whitespace."""
+    ``\\textbf{\\text{Berlin}}`` is Berlin), LaTeX spaces as spaces, Unicode dashes and minus as ``-`` (SQuAD
+    normalisation drops ASCII punctuation only, so ``1939–1945`` would keep its en dash), ``&`` as ``and``. Line
+    breaks are kept (they separate candidates); SQuAD normalisation folds the remaining whitespace."""
     text = unicodedata.normalize("NFKC", text)
     prev = None
     while prev != text:
         prev, text = text, _DOLLARS.sub(r"\1", _WRAPPER.sub(r"\1", text))
-    text = _LATEX_SPACE.sub(" ", text)
+    text = _LATEX_SPACE.sub(" ", text).translate(_DASHES)
     return _AMP.sub(" and ", text)
 
 

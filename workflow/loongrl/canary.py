@@ -14,6 +14,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+from loongrl.cli import run
 from loongrl.io import write_json
 
 VARS = (
@@ -55,4 +56,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

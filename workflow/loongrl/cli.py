@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -21,3 +24,20 @@ def add_synthesis_args(ap: argparse.ArgumentParser, params_help: str) -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--output", required=True, type=Path)
     ap.add_argument("--stats", required=True, type=Path)
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a stage's ``main`` as its ``python -m`` entry point: bad or unreadable input (a ``DataError`` naming the
+    file, row and field; a missing file; a corrupt or truncated parquet) ends in one line on stderr and exit
+    status 2 instead of a traceback. Outputs are written atomically, so nothing is left half-written.
+    ``LOONGRL_TRACEBACK=1`` re-raises, for debugging."""
+    from loongrl.io import DataError
+
+    try:
+        main()
+    except (DataError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as exc:
+        if os.environ.get("LOONGRL_TRACEBACK") == "1":
+            raise
+        name = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "loongrl"
+        print(f"error ({name}): {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from loongrl.cli import setup_logging
+from loongrl.cli import run, setup_logging
 from loongrl.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -124,4 +124,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -60,8 +60,13 @@ def write_parquet(rows: Sequence[dict[str, Any]], dest: str | os.PathLike, schem
 
 
 def read_parquet(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a parquet file into a list of row dicts."""
-    return pq.read_table(path).to_pylist()
+    """Read a parquet file into a list of row dicts; a truncated or corrupt file is a DataError naming it."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        raise DataError(path, "-", "<file>", f"not a readable parquet file ({exc})") from exc
 
 
 def read_rows(path: str | os.PathLike) -> list[Any]:

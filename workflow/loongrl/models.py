@@ -25,7 +25,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from loongrl.cli import setup_logging
+from loongrl.cli import run, setup_logging
 from loongrl.io import atomic_path
 from loongrl.tokens import QWEN2_PATTERN, QWEN25_SPECIAL_TOKENS
 
@@ -263,4 +263,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -22,7 +22,8 @@ rule normalise_raw_qa:
     input:
         raw_qa_inputs,
     output:
-        "results/raw_qa/{dataset}.parquet",
+        rows="results/raw_qa/{dataset}.parquet",
+        stats="results/raw_qa/{dataset}.stats.json",
     log:
         "logs/raw_qa/{dataset}.normalise.log",
     conda:
@@ -35,4 +36,5 @@ rule normalise_raw_qa:
         ],
     shell:
         "python -m loongrl.data.raw_qa --dataset {wildcards.dataset} --inputs {params.inputs:q} "
-        "--patterns {params.patterns:q} --max-questions {params.max_q} --output {output} > {log} 2>&1"
+        "--patterns {params.patterns:q} --max-questions {params.max_q} --output {output.rows} "
+        "--stats {output.stats} > {log} 2>&1"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from loongrl.books import Haystack, load_books
-from loongrl.cli import setup_logging
+from loongrl.cli import run, setup_logging
 from loongrl.data.math_data import count_records
 from loongrl.io import read_parquet, read_rows, write_json
 
@@ -187,4 +187,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

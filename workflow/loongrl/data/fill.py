@@ -22,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from loongrl.cli import add_synthesis_args, setup_logging
+from loongrl.cli import add_synthesis_args, run, setup_logging
 from loongrl.io import read_parquet, write_json, write_parquet
 from loongrl.models import load_tokenizer
 from loongrl.prompts import (
@@ -291,4 +291,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

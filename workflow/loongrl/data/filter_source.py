@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from loongrl.answers import contains_match, extract_answer_is
-from loongrl.cli import setup_logging
+from loongrl.cli import run, setup_logging
 from loongrl.inference import InferenceBackend, SamplingParams, make_backend, pick_device
 from loongrl.io import gather_shards, read_parquet, shard_rows, write_parquet
 from loongrl.prompts import FILTER_QA_TEMPLATE
@@ -173,4 +173,4 @@ def run_shard(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -28,7 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from loongrl.cli import add_synthesis_args, setup_logging
+from loongrl.cli import add_synthesis_args, run, setup_logging
 from loongrl.io import read_parquet, write_json, write_parquet
 from loongrl.models import load_tokenizer
 from loongrl.prompts import KEYCHAIN_TEMPLATE, chat_token_counts, messages, system_prompt, token_stats
@@ -230,4 +230,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

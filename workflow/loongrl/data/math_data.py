@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from loongrl.cli import setup_logging
+from loongrl.cli import run, setup_logging
 from loongrl.io import DataError, read_parquet, read_rows, write_parquet
 
 log = logging.getLogger(__name__)
@@ -145,4 +145,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

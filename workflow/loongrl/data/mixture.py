@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from loongrl.cli import setup_logging
+from loongrl.cli import run, setup_logging
 from loongrl.data.retrieval import passage_stats
 from loongrl.io import read_parquet, write_json, write_parquet, write_text
 from loongrl.models import load_tokenizer
@@ -225,4 +225,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

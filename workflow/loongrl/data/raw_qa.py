@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from loongrl.answers import normalize_answer
-from loongrl.cli import setup_logging
-from loongrl.io import DataError, read_rows, write_parquet
+from loongrl.cli import run, setup_logging
+from loongrl.io import DataError, read_rows, write_json, write_parquet
 from loongrl.schemas import RAW_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -129,12 +129,19 @@ def normalise_musique(row: dict, path: Path, index: int) -> dict[str, Any] | Non
     }
 
 
-def normalise_files(dataset: str, paths: Iterable[Path], max_questions: int | None = None) -> list[dict[str, Any]]:
-    """Normalise every row of the given official files (in file order; duplicate ids keep the first)."""
+def normalise_files(
+    dataset: str, paths: Iterable[Path], max_questions: int | None = None, stats: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Normalise every row of the given official files (in file order).
+
+    A repeated id with the same content is dropped (counted in ``stats["duplicates_dropped"]`` and logged); a
+    repeated id whose content differs is a broken source, and a DataError names the file and both rows.
+    """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
     out: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    first: dict[str, tuple[Path, int, dict[str, Any]]] = {}
+    dropped = 0
     for path in paths:
         for i, row in enumerate(read_rows(Path(path))):
             rec = (
@@ -142,14 +149,32 @@ def normalise_files(dataset: str, paths: Iterable[Path], max_questions: int | No
                 if dataset == "musique"
                 else normalise_hotpot_like(row, dataset, path, i)
             )
-            if rec is None or rec["id"] in seen:
+            if rec is None:
                 continue
-            seen.add(rec["id"])
+            if rec["id"] in first:
+                where, j, seen = first[rec["id"]]
+                if seen != rec:
+                    raise DataError(
+                        path,
+                        i,
+                        "id",
+                        f"id {rec['id']!r} was already row {j} of {where} with different content "
+                        f"({', '.join(k for k in rec if rec[k] != seen.get(k))} differ)",
+                    )
+                dropped += 1
+                continue
+            first[rec["id"]] = (Path(path), i, rec)
             out.append(rec)
             if max_questions and len(out) >= max_questions:
-                return out
+                break
+        if max_questions and len(out) >= max_questions:
+            break
     if not out:
         raise DataError(", ".join(map(str, paths)), "-", "<rows>", f"no usable {dataset} rows")
+    if dropped:
+        log.info("%s: %d repeated rows (same id, same content) dropped", dataset, dropped)
+    if stats is not None:
+        stats.update({"dataset": dataset, "questions": len(out), "duplicates_dropped": dropped})
     return out
 
 
@@ -169,16 +194,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--patterns", nargs="+", default=["*.json", "*.jsonl"])
     ap.add_argument("--max-questions", type=int, default=None)
     ap.add_argument("--output", required=True, type=Path)
+    ap.add_argument("--stats", type=Path, default=None, help="JSON: questions kept, repeated rows dropped")
     args = ap.parse_args(argv)
     setup_logging()
     inputs: list[Path] = []
     for p in args.inputs:
         inputs.extend(resolve_local_files(p, args.patterns) if p.is_dir() else [p])
     inputs = [p for p in inputs if p.name != "MANIFEST.json"]
-    rows = normalise_files(args.dataset, inputs, args.max_questions)
+    stats: dict[str, Any] = {}
+    rows = normalise_files(args.dataset, inputs, args.max_questions, stats)
     write_parquet(rows, args.output, RAW_SCHEMA)
+    if args.stats:
+        write_json({**stats, "files": [str(p) for p in inputs]}, args.stats)
     log.info("%s: %d questions -> %s", args.dataset, len(rows), args.output)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from loongrl.books import Haystack, insert_needles, load_books, seven_digit
-from loongrl.cli import setup_logging
+from loongrl.cli import run, setup_logging
 from loongrl.io import write_parquet
 from loongrl.models import load_tokenizer
 from loongrl.prompts import chat_token_counts, count_prompt_tokens, count_tokens_batch, messages, system_prompt
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
 
 
 def passage_stats(rows: list[dict[str, Any]]) -> dict[str, int | float]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from loongrl.cli import setup_logging
+from loongrl.cli import run, setup_logging
 from loongrl.io import read_parquet, write_json, write_parquet
 from loongrl.models import load_tokenizer
 from loongrl.prompts import count_tokens_batch
@@ -139,4 +139,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

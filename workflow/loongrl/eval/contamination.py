@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from loongrl.answers import normalize_answer
-from loongrl.cli import setup_logging
+from loongrl.cli import run, setup_logging
 from loongrl.io import read_parquet, write_json
 
 log = logging.getLogger(__name__)
@@ -74,4 +74,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

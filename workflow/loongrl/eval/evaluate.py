@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from loongrl.books import load_books, strip_gutenberg
-from loongrl.cli import setup_logging
+from loongrl.cli import run, setup_logging
 from loongrl.eval.kinds import KINDS, ModelKind, read_completion
 from loongrl.eval.metrics import METRICS, score_reading
 from loongrl.inference import (
@@ -345,4 +345,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

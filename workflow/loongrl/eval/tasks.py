@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from loongrl.cli import setup_logging
+from loongrl.cli import run, setup_logging
 from loongrl.eval import longbench
 from loongrl.eval.kinds import KINDS
 from loongrl.eval.registry import BENCHMARKS, BuildRequest
@@ -91,4 +91,4 @@ def validation_slice(
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,5 +1,6 @@
 """``python -m loongrl.report``: see ``loongrl.report.assemble``."""
 
+from loongrl.cli import run
 from loongrl.report.assemble import main
 
-main()
+run(main)

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from loongrl.answers import HEDGE_KINDS
-from loongrl.cli import setup_logging
+from loongrl.cli import run, setup_logging
 from loongrl.io import read_parquet, write_text
 from loongrl.report.figures import lengths_plot, niah_heatmap, ruler_plot, training_plot
 from loongrl.report.tables import (
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
 
 
 def monitor_md(metrics: dict[str, list[dict[str, Any]]]) -> str:

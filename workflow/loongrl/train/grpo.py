@@ -27,7 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from loongrl.cli import setup_logging
+from loongrl.cli import run, setup_logging
 from loongrl.inference import pick_device
 from loongrl.io import atomic_path, write_json
 from loongrl.train.rewards import HackMonitor, make_reward_fns, monitor_metrics
@@ -580,4 +580,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from loongrl.cli import setup_logging
+from loongrl.cli import run, setup_logging
 from loongrl.io import write_json
 
 log = logging.getLogger(__name__)
@@ -231,4 +231,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

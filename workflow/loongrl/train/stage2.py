@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from loongrl.cli import setup_logging
+from loongrl.cli import run, setup_logging
 from loongrl.inference import InferenceBackend, SamplingParams, make_backend, pick_device
 from loongrl.io import gather_shards, read_parquet, shard_rows, write_json, write_parquet
 from loongrl.rng import prompt_seed
@@ -142,4 +142,4 @@ def select_from_counts(data: Path, counts: list[Path], *, output: Path, stats_pa
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
