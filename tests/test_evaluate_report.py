@@ -364,3 +364,24 @@ def test_eval_kinds_config_errors():
     assert kinds_in_use({**ev, "models": ["stage1"]}) == ["reasoning"]
     bad = {**cfg, "eval": {**ev, "kinds": {"nobody": "instruct"}}}
     assert any("eval.kinds.nobody" in m for m in config_errors(bad))
+
+
+def test_bootstrap_intervals_hand_worked():
+    """Percentile bootstrap of the mean. Four rows [0, 0, 0, 1]: a resampled mean is k/4 with k ~ Binomial(4, 1/4),
+    so P(0) = 0.316, P(<= 1/2) = 0.949, P(<= 3/4) = 0.996: the 95 % interval is [0, 0.75]. Two rows [0, 1]: means
+    0 / 0.5 / 1 with 1/4, 1/2, 1/4: the interval is [0, 1]. Constant rows: a point."""
+    from loongrl.report.tables import bootstrap_ci, effect_rows, paired_gain
+
+    assert bootstrap_ci([0, 0, 0, 1], resamples=20000) == (0.0, 0.75)
+    assert bootstrap_ci([0, 1], resamples=20000) == (0.0, 1.0)
+    assert bootstrap_ci([0.5] * 10) == (0.5, 0.5)
+    g = paired_gain({"a": 0.0, "b": 0.0, "c": 1.0, "d": 0.0}, {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0, "e": 0.0})
+    assert g["rows"] == 4 and g["base"] == 0.25 and g["score"] == 1.0  # only the shared rows count
+    assert g["gain"] == 0.75 and g["gain_ci"] == bootstrap_ci([1, 1, 0, 1])
+    assert g["gain_ci"][0] > 0  # a paired gain on these rows is above 0
+    by_model = {
+        "base": {"heldout.L512": {"row_scores": {"a": 0.0, "b": 1.0}}},
+        "stage1": {"heldout.L512": {"row_scores": {"a": 1.0, "b": 1.0}}, "niah.L1024": {"row_scores": {"x": 1.0}}},
+    }
+    rows = effect_rows(by_model, ["base", "stage1"])
+    assert [(r["model"], r["cell"], r["gain"]) for r in rows] == [("stage1", "heldout.L512", 0.5)]

@@ -9,7 +9,7 @@ import shutil
 import zipfile
 
 import pytest
-from conftest import WHEEL_DIR
+from conftest import ROOT, WHEEL_DIR
 from loongrl.models import WHEEL_MODELS, build_wheel_model, load_tokenizer
 from loongrl.prompts import LOONGRL_SYSTEM_PROMPT, count_prompt_tokens, messages
 
@@ -81,35 +81,99 @@ def test_passage_headers_counted_per_index(smollm2_dir):
 
 
 @pytest.mark.slow
-def test_smollm2_policy_small_dag(tmp_path, smollm2_dir):
-    """The pipeline with SmolLM2 as policy and filter model: KeyChain -> mixture -> one GRPO step -> one eval cell."""
+def test_nano_profile_small_dag(tmp_path, smollm2_dir):
+    """The laptop experiment's profile (profiles/nano), scaled down, through the whole DAG with SmolLM2 as policy
+    and filter model: data (the QA half too) -> GRPO stage I and the difficulty-focused stage II -> the eval matrix
+    for base and trained -> a report that opens on the base-vs-trained table. The one SmolLM2 DAG test."""
     from test_workflow import copy_project, snakemake
 
     work = copy_project(tmp_path)
     shutil.copytree(smollm2_dir, work / "resources/models/smollm2-135m")
-    overlay = ["config.yaml", "profiles/local/config.tiny.yaml", "profiles/local-real/config.real.yaml"]
+    overlay = ["config.yaml", "profiles/local/config.tiny.yaml", "profiles/nano/config.nano.yaml"]
     (work / "small.yaml").write_text(
-        "raw_qa: {max_questions: 8}\nfilter: {n: 2, max_new_tokens: 8, keep_max: 2}\n"
-        "split: {plain_questions: 2, keychain_questions: 2}\n"
-        "mixture: {counts: {keychain: {hotpotqa: 1, musique: 1, 2wikimqa: 1}, plain_qa: {hotpotqa: 1, musique: 1,"
-        " 2wikimqa: 1}, retrieval_multikey: 1, retrieval_multivalue: 1, dapo_math: 1, math_choice: 1}}\n"
-        "train: {max_completion_length: 16, per_device_batch: 2, gradient_checkpointing: true,"
-        " stages: {warmup: {steps: 1, data: warmup, init: base}, stage1: null, stage2: null}, select_best: null}\n"
-        "eval: {models: [base], niah: {lengths: [1024], depths: [50], max_new_tokens: 24}}\n"
+        "raw_qa: {max_questions: 6}\nfilter: {n: 2, max_new_tokens: 4, keep_max: 2}\n"
+        "retrieval: {multikey: {examples: 4, keys: 2}}\n"
+        "mixture: {counts: {retrieval_multikey: 4}}\n"
+        "train: {max_completion_length: 12, num_generations: 4, per_device_batch: 4, save_steps: 1,"
+        " stages: {stage1: {steps: 1, data: stage1, init: base}, stage2: {steps: 1, data: stage2, init: stage1}},"
+        " stage2_rollouts: 2}\n"
+        "eval: {decoding: {n: 1, temperature: 0.6, top_p: 0.95, max_new_tokens: 8},"
+        " heldout: {lengths: [384], examples: 4, max_new_tokens: 12},"
+        " longbench: {tasks: [2wikimqa], max_rows: 1},"
+        " longbench_v2: {max_rows: 1, max_new_tokens: 8}, niah: {lengths: [1024], depths: [50], max_new_tokens: 12},"
+        " ruler: {lengths: [1024], tasks: [niah_single_1], max_new_tokens: 12}, short: {max_rows: 1}}\n"
     )
-    targets = ["results/keychain/hotpotqa.L2048.parquet", "results/train/warmup/summary.json"]
-    targets.append("results/eval/base/niah.L1024.summary.json")
-    snakemake("--profile", "profiles/local-real", *targets, "--configfile", *overlay, "small.yaml", cwd=work)
+    snakemake("--profile", "profiles/nano", "--configfile", *overlay, "small.yaml", cwd=work)
     import pyarrow.parquet as pq
 
     kc = pq.read_table(work / "results/keychain/hotpotqa.L2048.parquet").to_pylist()
     tok = load_tokenizer(smollm2_dir)
     for r in kc:  # prompt lengths are SmolLM2 tokens: the 2K fill plus 2 chains of 4 UUID pairs (~300 tokens each)
-        msgs = messages(r["user_prompt"], LOONGRL_SYSTEM_PROMPT)
-        assert 2048 < r["prompt_tokens"] == count_prompt_tokens(tok, msgs) <= 2048 + 2 * 320
-    mix = pq.read_table(work / "results/mixture/warmup.parquet").to_pylist()
-    assert all(r["prompt_tokens"] == count_prompt_tokens(tok, r["prompt"]) for r in mix)
-    summary = json.loads((work / "results/train/warmup/summary.json").read_text())
-    assert summary["steps"] == 1 and (work / "results/train/warmup/model/model.safetensors").exists()
-    niah = json.loads((work / "results/eval/base/niah.L1024.summary.json").read_text())
-    assert niah["overall"]["samples"] == 1 and niah["decoding"]["n"] == 1  # greedy: SmolLM2 is not a long-CoT model
+        assert 2048 < r["prompt_tokens"] == count_prompt_tokens(tok, messages(r["user_prompt"], None)) <= 2048 + 640
+    mix = pq.read_table(work / "results/mixture/stage1.parquet").to_pylist()
+    assert {r["data_source"] for r in mix} == {"retrieval_multikey"} and len(mix) == 4
+    assert all(r["prompt_tokens"] == count_prompt_tokens(tok, r["prompt"]) <= 384 for r in mix)
+    for stage in ("stage1", "stage2"):
+        summary = json.loads((work / f"results/train/{stage}/summary.json").read_text())
+        assert summary["steps"] == 1 and (work / f"results/train/{stage}/model/model.safetensors").exists()
+    held = json.loads((work / "results/eval/stage2/heldout.L384.summary.json").read_text())
+    assert held["kind"] == "instruct" and held["decoding"]["n"] == 1 and held["overall"]["rows"] == 4
+    assert set(held["row_scores"]) == {
+        r["id"] for r in pq.read_table(work / "results/eval/stage2/heldout.L384.parquet").to_pylist()
+    }
+    report = (work / "results/report/report.md").read_text()
+    head = report.split("## The effect: base vs trained", 1)
+    assert len(head) == 2 and "### Table 2" not in head[0]  # the effect table comes before every paper table
+    assert "| stage2 | heldout.L384 | 4 |" in head[1]
+    assert (work / "results/report/tables/effect.csv").read_text().startswith("model,cell,rows,base,")
+
+
+def test_heldout_retrieval_never_overlaps_training(tmp_path, smollm2_dir):
+    """The held-out eval's rows come from books training never sees (retrieval.heldout_books): no haystack
+    paragraph, needle value or key of a held-out row occurs in a training row."""
+    from loongrl.data import retrieval
+    from loongrl.io import read_parquet
+
+    books = ROOT / "data/samples/gutenberg"
+    common = ["--books-dir", str(books), "--tokenizer", str(smollm2_dir), "--length", "384", "--reserve", "24"]
+    params = json.dumps({"multikey": {"examples": 24, "keys": 2}, "multivalue": {"examples": 0, "values": 1}})
+    retrieval.main(
+        [
+            *common,
+            "--params",
+            params,
+            "--system-prompt",
+            "none",
+            "--seed",
+            "42",
+            "--exclude-books",
+            "pg84.txt",
+            "--output",
+            str(tmp_path / "train.parquet"),
+        ]
+    )
+    retrieval.main(
+        [
+            *common,
+            "--params",
+            params,
+            "--system-prompt",
+            "none",
+            "--seed",
+            "43",
+            "--only-books",
+            "pg84.txt",
+            "--output",
+            str(tmp_path / "held.parquet"),
+        ]
+    )
+    train, held = read_parquet(tmp_path / "train.parquet"), read_parquet(tmp_path / "held.parquet")
+    assert {r["book"] for r in held} == {"pg84.txt"} and "pg84.txt" not in {r["book"] for r in train}
+    train_text = "\n".join(r["user_prompt"] for r in train)
+    for r in held:
+        assert all(v not in train_text for v in r["answers"])
+        body = r["user_prompt"].split("\n", 1)[1].rsplit("\n", 1)[0]
+        sentences = [x for x in body.split(". ") if len(x) > 80]
+        assert sentences and not any(x in train_text for x in sentences), r["id"]
+    with pytest.raises(FileNotFoundError, match="heldout_books"):
+        retrieval.select_books({"a.txt": "x"}, exclude=["pg84.txt"])

@@ -148,12 +148,14 @@ def check_semantics(config: dict[str, Any]) -> list[str]:
 
 
 def drop_null_stages(config: dict[str, Any]) -> dict[str, Any]:
-    """Remove ``train.stages`` entries set to null: how an overlay drops a stage (the 14B preset's warm-up),
+    """Remove ``train.stages`` / ``mixture.stages`` entries set to null: how an overlay drops a stage (the 14B
+    preset's warm-up; the nano profile's),
     since Snakemake merges config mappings key by key and cannot delete one otherwise."""
-    stages = (config.get("train") or {}).get("stages")
-    if isinstance(stages, dict):
-        for name in [k for k, v in stages.items() if v is None]:
-            del stages[name]
+    for section in ("train", "mixture"):
+        stages = (config.get(section) or {}).get("stages")
+        if isinstance(stages, dict):
+            for name in [k for k, v in stages.items() if v is None]:
+                del stages[name]
     return config
 
 

@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loongrl.answers import answer_match, canonical, fragment, hedge, normalize_answer
+from loongrl.answers import answer_match, canonical, extract_answer_is, fragment, hedge, normalize_answer
 
 THINK_END = "</think>"
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -49,18 +49,29 @@ class RewardRules:
     match: str = "words"
     reject_hedges: bool = True
     guards: Guards = NO_GUARDS
+    answer_format: str = "boxed"  # ANSWER_FORMATS: where the answer is read from
 
     def __post_init__(self):
         if self.match not in ("words", "chars", "gold_in_pred"):
             raise ValueError(f"train.reward.match: {self.match!r} is not one of words, chars, gold_in_pred")
+        if self.answer_format not in ANSWER_FORMATS:
+            raise ValueError(f"train.reward.answer_format: {self.answer_format!r} is not one of {ANSWER_FORMATS}")
 
     @classmethod
     def from_config(cls, reward: dict) -> RewardRules:
         return cls(
-            match=reward["match"], reject_hedges=reward["reject_hedges"], guards=Guards(enabled=reward["guards"])
+            match=reward["match"],
+            reject_hedges=reward["reject_hedges"],
+            guards=Guards(enabled=reward["guards"]),
+            answer_format=reward.get("answer_format", "boxed"),
         )
 
 
+# Where a completion's answer is read [config train.reward.answer_format]: "boxed" is the paper's format (the last
+# \boxed{} after the final </think>); "stated" is for models that do not box (SmolLM2-135M writes a box in 2 of 72
+# samples, benchmarks/learning.py): the last box if any, else the text after "the answer is", else the whole
+# reply after any </think>. The same hedge rules, guards and hack monitor apply to either.
+ANSWER_FORMATS = ("boxed", "stated")
 DEFAULT_RULES = RewardRules()
 # The paper's verifier as printed (two-way character substring match, nothing rejected), and the strict rule the
 # training monitor checks rewarded answers against.
@@ -95,6 +106,23 @@ def extract_boxed(completion: str) -> str | None:
     return spans[-1][2] if spans else None
 
 
+def stated_answer(text: str) -> str:
+    """The answer a reply states without the paper's format: the last box, else the text after the first "the
+    answer is" (the official filter prompt's form), else the whole reply (stripped)."""
+    spans = boxed_spans(text)
+    if spans:
+        return spans[-1][2]
+    stated = extract_answer_is(text)
+    return stated if stated is not None else text.strip()
+
+
+def extract_answer(completion: str, answer_format: str = "boxed") -> str | None:
+    """The answer of a completion in ``answer_format`` (``ANSWER_FORMATS``), or None when it gives none."""
+    if answer_format == "boxed":
+        return extract_boxed(completion)
+    return stated_answer(answer_region(completion))
+
+
 def _guard_fail(completion: str, pred: str, golds: Sequence[str], guards: Guards) -> bool:
     if not guards.enabled:
         return False
@@ -111,7 +139,7 @@ def _guard_fail(completion: str, pred: str, golds: Sequence[str], guards: Guards
 def qa_verdict(completion: str, golds: Sequence[str], rules: RewardRules = DEFAULT_RULES) -> tuple[float, str | None]:
     """(reward, why it is 0): ``no_box``, ``empty``, ``guard``, a hedge kind (``loongrl.answers.HEDGE_KINDS``) or
     ``no_match``; the reason is None when the answer is rewarded. The hack monitor counts the hedge kinds."""
-    pred = extract_boxed(completion)
+    pred = extract_answer(completion, rules.answer_format)
     if pred is None:
         return 0.0, "no_box"
     pred = canonical(pred.replace("*", ""))
@@ -166,12 +194,23 @@ def suspect(completion: str, golds: Sequence[str], reward: float) -> bool:
     return len(items) == 2 and sum(answer_match(x, golds) for x in items) == 1
 
 
-def retrieval_reward(completion: str, values: Sequence[str], *, require_all: bool, guards: Guards = NO_GUARDS) -> float:
-    """Multi-value: every value must appear in the box; multi-key: the single value."""
-    pred = extract_boxed(completion)
-    if pred is None or not pred.strip():
-        return 0.0
+def retrieval_reward(
+    completion: str,
+    values: Sequence[str],
+    *,
+    require_all: bool,
+    guards: Guards = NO_GUARDS,
+    answer_format: str = "boxed",
+) -> float:
+    """Multi-value: every value must appear in the answer; multi-key: the single value."""
     if guards.enabled and len(boxed_spans(answer_region(completion))) > guards.max_boxes:
+        return 0.0
+    return retrieval_score(extract_answer(completion, answer_format), values, require_all=require_all)
+
+
+def retrieval_score(pred: str | None, values: Sequence[str], *, require_all: bool) -> float:
+    """``retrieval_reward`` on an already extracted answer (the eval's held-out retrieval reads it so too)."""
+    if pred is None or not pred.strip():
         return 0.0
     found = [re.search(rf"(?<!\d){re.escape(v)}(?!\d)", pred) is not None for v in values]
     if require_all:

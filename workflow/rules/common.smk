@@ -18,6 +18,7 @@ validate_config(config)
 DATASETS = config["raw_qa"]["datasets"]
 LENGTHS = config["fill"]["lengths"]
 TRAIN_LENGTH = config["fill"]["train_length"]
+RETRIEVAL_LENGTH = config["retrieval"].get("length") or TRAIN_LENGTH
 STAGES = list(config["mixture"]["stages"])
 TRAIN = config.get("train")  # optional section: without it the DAG ends at the mixtures
 TRAIN_STAGES = list(TRAIN["stages"]) if TRAIN else []

@@ -10,7 +10,7 @@ rule build_mixture:
                 f"plain_{k}": v for k, v in mixture_qa_inputs("plain_qa")(wc).items()
             }
         ),
-        retrieval=f"results/retrieval/L{TRAIN_LENGTH}.parquet",
+        retrieval=f"results/retrieval/L{RETRIEVAL_LENGTH}.parquet",
         dapo="results/math/dapo_math.parquet",
         choice="results/math/math_choice.parquet",
         tokenizer=model_dir("policy"),

@@ -11,6 +11,11 @@ rule report:
         contamination="results/eval/contamination.json",
     output:
         md="results/report/report.md",
+        effect=report(
+            "results/report/tables/effect.csv",
+            category="1. The effect (base vs trained)",
+            caption="../report/effect.rst",
+        ),
         tables=report(
             expand(
                 "results/report/tables/{table}.csv",

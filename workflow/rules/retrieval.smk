@@ -33,7 +33,45 @@ rule build_retrieval:
         reserve=config["fill"]["generation_reserve"],
         system=config["mixture"]["system_prompt"],
         seed=config["seed"],
+        heldout=config["retrieval"]["heldout_books"],
     shell:
         "python -m loongrl.data.retrieval --books-dir {input.books} --tokenizer {input.tokenizer} "
         "--length {wildcards.length} --reserve {params.reserve} --params {params.cfg:q} "
-        "--system-prompt {params.system} --seed {params.seed} --output {output} > {log} 2>&1"
+        "--system-prompt {params.system} --seed {params.seed} --exclude-books {params.heldout} "
+        "--output {output} > {log} 2>&1"
+
+
+rule build_retrieval_heldout:
+    input:
+        books=books_dir(),
+        tokenizer=model_dir("policy"),
+    output:
+        "results/retrieval/heldout.L{length}.parquet",
+    log:
+        "logs/retrieval/heldout.L{length}.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=16000,
+        runtime="1h",
+    params:
+        # the training task's needles (retrieval.multikey.keys) on the held-out books only, with another seed
+        cfg=lambda wc: as_json(
+            {
+                **config["retrieval"],
+                "multikey": {
+                    "examples": EVAL["heldout"]["examples"],
+                    "keys": config["retrieval"]["multikey"]["keys"],
+                },
+                "multivalue": {"examples": 0, "values": 1},
+            }
+        ),
+        reserve=lambda wc: EVAL["heldout"]["max_new_tokens"],
+        system=config["mixture"]["system_prompt"],
+        seed=config["seed"] + 1,
+        books=config["retrieval"]["heldout_books"],
+    shell:
+        "python -m loongrl.data.retrieval --books-dir {input.books} --tokenizer {input.tokenizer} "
+        "--length {wildcards.length} --reserve {params.reserve} --params {params.cfg:q} "
+        "--system-prompt {params.system} --seed {params.seed} --only-books {params.books} "
+        "--output {output} > {log} 2>&1"

@@ -126,7 +126,8 @@ def check_inputs(
         hay = Haystack(load_books([books_dir]), tokenizer)
         tokens = sum(sum(t) for t in hay.tokens.values())
         examples = ret["multikey"]["examples"] + ret["multivalue"]["examples"]
-        wanted = examples * config["fill"]["train_length"]
+        length = ret.get("length") or config["fill"]["train_length"]
+        wanted = examples * length
         haystack = {
             "books": len(hay.books),
             "paragraphs": sum(len(p) for p in hay.books.values()),
@@ -134,8 +135,8 @@ def check_inputs(
             "retrieval_tokens_wanted": wanted,
             "coverage": round(tokens / wanted, 3) if wanted else None,
         }
-        if tokens < config["fill"]["train_length"]:
-            problems.append(f"{books_dir}: the books hold {tokens} tokens, less than one {config['fill']['train_length']}-token haystack")
+        if tokens < length:
+            problems.append(f"{books_dir}: the books hold {tokens} tokens, less than one {length}-token haystack")
     report = {
         "questions": questions,
         "math_rows": math_rows,

@@ -56,6 +56,7 @@ QUESTION = {
 }
 NEEDLE = "One of the special magic numbers for {key} is: {value}."
 
+
 def make_example(
     task: str,
     index: int,
@@ -117,7 +118,15 @@ def build(
     hay = Haystack(books, tokenizer)
     rows = [
         make_example(
-            "multikey", i, hay, tokenizer, length=length, reserve=reserve, count=multikey["keys"], system=system, seed=seed
+            "multikey",
+            i,
+            hay,
+            tokenizer,
+            length=length,
+            reserve=reserve,
+            count=multikey["keys"],
+            system=system,
+            seed=seed,
         )
         for i in range(multikey["examples"])
     ] + [
@@ -141,6 +150,18 @@ def build(
     return rows
 
 
+def select_books(books: dict[str, str], *, exclude: list[str] = (), only: list[str] | None = None) -> dict[str, str]:
+    """The training slice (every book but ``exclude``: ``retrieval.heldout_books``) or the held-out slice
+    (``only`` those), so the held-out eval's haystacks and needles never occur in training."""
+    missing = sorted((set(exclude) | set(only or [])) - set(books))
+    if missing:
+        raise FileNotFoundError(f"retrieval.heldout_books: {missing} not among the books {sorted(books)}")
+    kept = {k: v for k, v in books.items() if k not in set(exclude) and (only is None or k in set(only))}
+    if not kept:
+        raise ValueError(f"no books left for retrieval (exclude {list(exclude)}, only {only})")
+    return kept
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m loongrl.data.retrieval", description=__doc__)
     b = ap
@@ -151,11 +172,13 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--params", required=True, help="JSON of the config's retrieval section")
     b.add_argument("--system-prompt", default="loongrl")
     b.add_argument("--seed", type=int, default=42)
+    b.add_argument("--exclude-books", nargs="*", default=[], help="book files left out (the held-out slice)")
+    b.add_argument("--only-books", nargs="*", default=None, help="only these book files (the held-out eval)")
     b.add_argument("--output", type=Path, required=True)
     args = ap.parse_args(argv)
     setup_logging()
     p = json.loads(args.params)
-    books = load_books([args.books_dir])
+    books = select_books(load_books([args.books_dir]), exclude=args.exclude_books, only=args.only_books)
     rows = build(
         books,
         load_tokenizer(args.tokenizer),

@@ -256,6 +256,12 @@ def summarize(samples: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, 
             label = next(b for lo, hi, b in BUCKETS if lo <= x["prompt_tokens"] < hi)
             groups["task_bucket"][f"{x['task']}@{label}"].append(x)
     out = {**info, "overall": _stats(samples) if samples else None}
+    # each row's mean score over its samples: the report's bootstrap intervals resample rows (examples), and the
+    # gain of a trained model over the base pairs the same rows
+    per_row: dict[str, list[float]] = defaultdict(list)
+    for x in samples:
+        per_row[x["id"]].append(x["score"])
+    out["row_scores"] = {k: statistics.fmean(v) for k, v in sorted(per_row.items())}
     for kind, parts in sorted(groups.items()):
         out[f"by_{kind}"] = {k: _stats(v) for k, v in sorted(parts.items())}
     return out

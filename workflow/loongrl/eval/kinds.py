@@ -21,8 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from loongrl.answers import extract_answer_is
-from loongrl.verifiers import THINK_END, boxed_spans
+from loongrl.verifiers import THINK_END, boxed_spans, stated_answer
 
 
 @dataclass(frozen=True)
@@ -60,11 +59,7 @@ def read_completion(text: str, kind: ModelKind) -> Reading:
         region = text.rsplit(THINK_END, 1)[1]
         spans = boxed_spans(region)
         return Reading(region, spans[-1][2] if spans else None, False)
-    spans = boxed_spans(text)
-    if spans:
-        return Reading(text, spans[-1][2], False)
-    stated = extract_answer_is(text)
-    return Reading(text, stated if stated is not None else text.strip(), False)
+    return Reading(text, stated_answer(text), False)
 
 
 def kind_decoding(dec: dict[str, Any], kind: ModelKind) -> dict[str, Any]:

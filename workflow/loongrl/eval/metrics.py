@@ -24,7 +24,15 @@ from typing import Any
 
 from loongrl.answers import contains_match, normalize_answer
 from loongrl.eval.kinds import KINDS, ModelKind, Reading, read_completion
-from loongrl.verifiers import STRICT_RULES, answer_region, answer_score, boxed_spans, choice_score, math_score
+from loongrl.verifiers import (
+    STRICT_RULES,
+    answer_region,
+    answer_score,
+    boxed_spans,
+    choice_score,
+    math_score,
+    retrieval_score,
+)
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
@@ -204,6 +212,14 @@ METRICS: dict[str, Metric] = {
     "choice": Metric("accuracy", _on_stated(choice_score)),
     "math": Metric("accuracy", _on_stated(math_score)),
     "ifeval": Metric("prompt_level_strict_acc", _ifeval),
+    # the training verifier of Book-RULER multi-key retrieval (one value, no other number) on the stated answer
+    "retrieval_multikey": Metric(
+        "accuracy",
+        lambda row, reading, _: (
+            reading.stated or "",
+            {"accuracy": retrieval_score(reading.stated, row["answers"], require_all=False)},
+        ),
+    ),
     "longbench_v2": Metric("accuracy", _longbench_v2),
     "longbench_v2_compensated": Metric("accuracy_compensated", _longbench_v2),
 }

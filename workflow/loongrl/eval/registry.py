@@ -16,6 +16,8 @@ from typing import Any
 
 from loongrl.eval import longbench, longbench_v2, short, synthetic
 from loongrl.eval.kinds import KINDS, ModelKind, kind_decoding
+from loongrl.eval.rows import task_row
+from loongrl.io import read_parquet
 from loongrl.prompts import FILTER_QA_TEMPLATE, PLAIN_QA_TEMPLATE
 
 
@@ -131,6 +133,32 @@ def _longbench_v2(req: BuildRequest) -> list[dict[str, Any]]:
     )
 
 
+def _heldout(req: BuildRequest) -> list[dict[str, Any]]:
+    """Held-out examples of the training retrieval task at the cell's length: rows the data stage built from the
+    books training never saw (``retrieval.heldout_books``; rule ``build_retrieval_heldout``), in the training
+    prompt's words, scored by the training verifier on the answer the model's kind reads."""
+    rows = []
+    for r in read_parquet(req.inputs[0]):
+        if r["task"] != "multikey":
+            continue
+        rows.append(
+            task_row(
+                id=f"heldout-{r['id']}",
+                benchmark="heldout",
+                task="retrieval_multikey",
+                user=r["user_prompt"],
+                answers=r["answers"],
+                metric="retrieval_multikey",
+                system=req.system,
+                length=req.length,
+                meta={"book": r["book"], "passage_start": r["passage_start"], "passages": r["passages"]},
+            )
+        )
+    if not rows:
+        raise ValueError(f"{req.inputs[0]}: no multi-key retrieval rows for the held-out cell")
+    return rows
+
+
 def _short(name: str) -> Callable[[BuildRequest], list[dict[str, Any]]]:
     def build(req: BuildRequest) -> list[dict[str, Any]]:
         return short.build(name, req.inputs, req.system, req.settings["short"]["max_rows"])
@@ -160,6 +188,15 @@ BENCHMARKS: dict[str, Benchmark] = {
             ("ruler_all", "ruler_part"),
             cells=length_cells("ruler"),
             decoding=own_cap("ruler"),
+        ),
+        Benchmark(
+            "heldout",
+            ("heldout",),
+            "heldout",
+            _heldout,
+            ("retrieval_multikey",),
+            cells=length_cells("heldout"),
+            decoding=own_cap("heldout"),
         ),
         Benchmark("mmlu", ("short",), "short", _short("mmlu"), ("choice",)),
         Benchmark("math500", ("short",), "short", _short("math500"), ("math",)),
@@ -221,6 +258,8 @@ def config_errors(config: dict[str, Any]) -> list[str]:
         msgs.append("config key 'eval.longbench_v2.url': required when eval.longbench_v2.source is 'download'")
     if lb2["source"] == "local" and "local_file" not in lb2:
         msgs.append("config key 'eval.longbench_v2.local_file': required when eval.longbench_v2.source is 'local'")
+    if (ev.get("heldout") or {}).get("lengths") and not config.get("retrieval", {}).get("heldout_books"):
+        msgs.append("config key 'retrieval.heldout_books': eval.heldout needs books that training never sees")
     room = ev["niah"]["reserve"] + 64
     for length in ev["niah"]["lengths"]:
         if length <= room:

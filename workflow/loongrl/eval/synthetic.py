@@ -365,12 +365,17 @@ class Ruler:
             rng.shuffle(order)
             yield from order
 
+        misses = 0  # a document too long for what is left is skipped; 64 in a row end the fill
         for d in candidates():
             if d in taken:
                 continue
             cost = self.ntok(f"Document {len(chosen) + 1}:\n{pool[d]}\n\n")
             if used + cost > room:
-                break
+                misses += 1
+                if misses >= 64:
+                    break
+                continue
+            misses = 0
             chosen.append(d)
             taken.add(d)
             used += cost

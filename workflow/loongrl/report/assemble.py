@@ -27,6 +27,9 @@ from loongrl.report.tables import (
     T6_COLUMNS,
     contamination_md,
     csv_table,
+    effect_csv,
+    effect_md,
+    effect_rows,
     heldout_summaries,
     load_summaries,
     markdown_table,
@@ -134,6 +137,13 @@ def build_report(
         "`(cap x%)` is the share of completions that hit the generation cap. `–`: not evaluated in this config "
         "(a task missing from the data, or an average over an incomplete row).\n",
     ]
+    # the headline: what training changed, per benchmark and length, with intervals
+    effect = effect_rows(by_model, order)
+    if effect:
+        md.append(effect_md(effect))
+    p = tables_dir / "effect.csv"
+    write_text(effect_csv(effect), p)
+    written["effect"] = p
     for name, (title, cols, ours, ref) in specs.items():
         md.append(markdown_table(title, cols, ours, ref))
         p = tables_dir / f"{name}.csv"

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import logging
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,104 @@ def contamination_md(c: dict[str, Any]) -> str:
     ]
     lines += [f"| {t} | {v['questions']} | {v['exact']} | {v['ngram']} |" for t, v in c["by_task"].items()]
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ the effect
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def bootstrap_ci(
+    values: list[float], *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean: rows (examples) resampled with replacement, seeded."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return math.nan, math.nan
+    idx = np.random.default_rng(seed).integers(0, x.size, size=(resamples, x.size))
+    means = x[idx].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def paired_gain(base: dict[str, float], model: dict[str, float], *, seed: int = 0) -> dict[str, Any] | None:
+    """Mean score of both models on the rows they share, and the gain with a paired bootstrap interval (the same
+    resampled rows for both, so row difficulty cancels)."""
+    ids = sorted(set(base) & set(model))
+    if not ids:
+        return None
+    b = [base[i] for i in ids]
+    m = [model[i] for i in ids]
+    d = [y - x for x, y in zip(b, m, strict=True)]
+    return {
+        "rows": len(ids),
+        "base": sum(b) / len(b),
+        "base_ci": bootstrap_ci(b, seed=seed),
+        "score": sum(m) / len(m),
+        "score_ci": bootstrap_ci(m, seed=seed),
+        "gain": sum(d) / len(d),
+        "gain_ci": bootstrap_ci(d, seed=seed),
+    }
+
+
+def effect_rows(by_model: dict[str, dict[str, Any]], order: list[str], base: str = "base") -> list[dict[str, Any]]:
+    """Base vs each other model, per cell (benchmark and length) both were evaluated on."""
+    if base not in by_model:
+        return []
+    out = []
+    for m in order:
+        if m == base:
+            continue
+        for cell in sorted(by_model[m]):
+            b, s = by_model[base].get(cell), by_model[m][cell]
+            if not b or "row_scores" not in b or "row_scores" not in s:
+                continue
+            g = paired_gain(b["row_scores"], s["row_scores"])
+            if g:
+                out.append({"model": m, "cell": cell, **g})
+    return out
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f}"
+
+
+def _ci(ci: tuple[float, float]) -> str:
+    return f"[{_pct(ci[0])}, {_pct(ci[1])}]"
+
+
+def effect_md(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    lines = [
+        "## The effect: base vs trained\n",
+        "Scores in %, the mean over a cell's rows (each row's samples averaged), with 95 % bootstrap intervals "
+        f"({BOOTSTRAP_RESAMPLES} resamples of the rows); the gain's interval resamples the rows both models share, "
+        "paired.\n",
+        "| model | cell | rows | base | model | gain |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['cell']} | {r['rows']} | {_pct(r['base'])} {_ci(r['base_ci'])} "
+            f"| {_pct(r['score'])} {_ci(r['score_ci'])} | {100 * r['gain']:+.1f} {_ci(r['gain_ci'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def effect_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        ["model", "cell", "rows", "base", "base_lo", "base_hi", "score", "lo", "hi", "gain", "gain_lo", "gain_hi"]
+    )
+    for r in rows:
+        w.writerow(
+            [r["model"], r["cell"], r["rows"]]
+            + [
+                round(100 * v, 2)
+                for v in (r["base"], *r["base_ci"], r["score"], *r["score_ci"], r["gain"], *r["gain_ci"])
+            ]
+        )
+    return buf.getvalue()

@@ -19,8 +19,9 @@ from loongrl.verifiers import (
     REWARDED_METRIC,
     SUSPECT_METRIC,
     RewardRules,
-    choice_reward,
-    math_reward,
+    choice_score,
+    extract_answer,
+    math_score,
     qa_reward,
     qa_verdict,
     retrieval_reward,
@@ -32,10 +33,18 @@ Verifier = Callable[[str, Sequence[str], RewardRules], float]
 REWARDS: tuple[tuple[str, str, Verifier], ...] = (
     ("keychain_", "keychain", qa_reward),
     ("plain_qa_", "plain_qa", qa_reward),
-    ("retrieval_multivalue", "retrieval", lambda c, a, r: retrieval_reward(c, a, require_all=True, guards=r.guards)),
-    ("retrieval_multikey", "retrieval", lambda c, a, r: retrieval_reward(c, a, require_all=False, guards=r.guards)),
-    ("math_choice", "math_choice", lambda c, a, r: choice_reward(c, a[0])),
-    ("dapo_math", "dapo_math", lambda c, a, r: math_reward(c, a[0])),
+    (
+        "retrieval_multivalue",
+        "retrieval",
+        lambda c, a, r: retrieval_reward(c, a, require_all=True, guards=r.guards, answer_format=r.answer_format),
+    ),
+    (
+        "retrieval_multikey",
+        "retrieval",
+        lambda c, a, r: retrieval_reward(c, a, require_all=False, guards=r.guards, answer_format=r.answer_format),
+    ),
+    ("math_choice", "math_choice", lambda c, a, r: choice_score(extract_answer(c, r.answer_format), a[0])),
+    ("dapo_math", "dapo_math", lambda c, a, r: math_score(extract_answer(c, r.answer_format), a[0])),
 )
 FAMILIES = tuple(dict.fromkeys(fam for _, fam, _ in REWARDS))
 MONITORED = ("keychain", "plain_qa")  # free-text answers: the ones a substring rule can be gamed on
