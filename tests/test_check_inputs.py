@@ -58,8 +58,21 @@ def test_check_inputs_names_every_shortfall(tmp_path, raw_rows, qwen_tokenizer):
 
 
 def test_paper_filter_work_projection():
+    """budget all (the paper's exact procedure) samples 2.22 M answers; the sized filter's round 1 samples 0.43 M
+    for the split's 5,000 questions per dataset at the official pools' keep rates."""
     paper = yaml.safe_load((ROOT / "config.yaml").read_text())
-    work = filter_work({"hotpotqa": 90_447, "musique": 19_938, "2wikimqa": 167_454}, paper["filter"])
+    sizes = {"hotpotqa": 90_447, "musique": 19_938, "2wikimqa": 167_454}
+    work = filter_work(sizes, {**paper["filter"], "budget": "all"})
     assert work["jobs"] == 24 and work["samples"] == 8 * 277_839
     assert work["max_generated_tokens"] == 8 * 277_839 * 2048
     assert work["by_dataset"]["2wikimqa"]["questions_per_shard"] == 20_932
+    need = paper["split"]["plain_questions"] + paper["split"]["keychain_questions"]
+    sized = filter_work(sizes, paper["filter"], need=need)
+    assert sized["budget"] == "auto" and need == 5000
+    # ceil(5000 / rate x 1.05 / 1024) chunks: 19 (0.27), 12 (0.43), 22 (0.24)
+    assert {d: w["round1_jobs"] for d, w in sized["by_dataset"].items()} == {
+        "hotpotqa": 19,
+        "musique": 12,
+        "2wikimqa": 22,
+    }
+    assert sized["jobs"] == 53 and sized["samples"] == 8 * 53 * 1024 == 434_176 <= 450_000

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from loongrl.answers import contains_match, extract_answer_is, normalize_answer
 from loongrl.data.filter_source import filter_prompt, run_filter, score_samples
@@ -150,3 +152,104 @@ def test_sharded_filter_equals_one_job(tiny_model_dir, raw_rows, tmp_path):
     assert len({tuple(c) for c in whole.texts.values()}) > 1  # not a degenerate constant model
     with pytest.raises(ValueError, match="in both"):
         filter_source.gather([shards[0], shards[0]], tmp_path / "dup.parquet")
+
+
+def test_sized_filter_rounds_top_up_and_exhaustion(tmp_path):
+    """Round 1 from need / keep rate x margin; a round that keeps too few adds chunks sized from the observed rate;
+    a dataset that runs out first is an error naming it, the need and what was kept."""
+    from loongrl.data.filter_source import PASS_SCHEMA, filter_round, first_round, next_round
+    from loongrl.io import DataError, write_parquet
+
+    assert first_round(5000, 0.27, 1.05, 1024) == 19 and first_round(4, 0.5, 1.0, 4) == 2
+    plan = {"need": 6, "keep_rate": 0.5, "margin": 1.0, "chunk_size": 4, "keep_min": 1, "keep_max": 3}
+
+    def chunk(c, correct):
+        p = tmp_path / f"c{c}.parquet"
+        rows = [
+            {
+                "id": f"{c}-{i}",
+                "dataset": "d",
+                "model": "m",
+                "n": 4,
+                "correct": k,
+                "pass_rate": k / 4,
+                "predictions": [],
+            }
+            for i, k in enumerate(correct)
+        ]
+        write_parquet(rows, p, PASS_SCHEMA)
+        return p
+
+    # round 1: 3 chunks (6 / 0.5 / 4); only 3 of 12 kept (observed rate 0.25) -> 3 more needed -> 3 more chunks
+    files = [chunk(0, [0, 4, 2, 0]), chunk(1, [4, 4, 1, 0]), chunk(2, [0, 0, 0, 3])]
+    r1 = filter_round(files, dataset="d", plan=plan, round_no=1, output=tmp_path / "r1.json")
+    assert (r1["kept"], r1["scored"], r1["done"], r1["next_end"]) == (3, 12, False, 6)
+    # round 2 meets the need: done, no further chunk
+    files += [chunk(3, [1, 1, 0, 0]), chunk(4, [2, 0, 0, 0]), chunk(5, [0, 0, 0, 0])]
+    r2 = filter_round(files, dataset="d", plan=plan, round_no=2, output=tmp_path / "r2.json")
+    assert (r2["kept"], r2["done"]) == (6, True)
+    # the dataset ran out (a short last chunk) with 5 kept of 8 needed
+    short = [*files[:5], chunk(5, [0, 0])]
+    with pytest.raises(
+        DataError, match=r"filter: d: the split needs 8 questions in the keep band \[1, 3\], but all 22"
+    ):
+        filter_round(short, dataset="d", plan={**plan, "need": 8}, round_no=2, output=tmp_path / "r3.json")
+    assert not (tmp_path / "r3.json").exists()
+    assert (
+        next_round({"kept": 0, "scored": 8, "end": 2}, need=4, keep_rate=0.5, margin=1.0, chunk_size=4)["next_end"] == 4
+    )
+
+
+def test_sized_filter_chunks_equal_one_run(tmp_path, tiny_model_dir, raw_rows):
+    """Chunks of the seeded order give the same pass rows as filtering those questions in one job (per-id seeds),
+    and the same seed gives the same chunks and bytes."""
+    from loongrl.data import filter_source
+    from loongrl.io import read_parquet, write_parquet
+    from loongrl.schemas import RAW_SCHEMA
+
+    raw = tmp_path / "raw.parquet"
+    write_parquet(raw_rows["hotpotqa"][:10], raw, RAW_SCHEMA)
+    params = json.dumps(
+        {
+            "backend": "transformers",
+            "n": 2,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "max_new_tokens": 4,
+            "batch_size": 4,
+            "tensor_parallel_size": 1,
+            "gpu_memory_utilization": 0.9,
+            "max_model_len": None,
+            "enforce_eager": False,
+            "match": "cem",
+        }
+    )
+    common = [
+        "run",
+        "--input",
+        str(raw),
+        "--model",
+        str(tiny_model_dir),
+        "--model-name",
+        "tiny",
+        "--params",
+        params,
+        "--seed",
+        "7",
+    ]
+    outs = []
+    for c in range(3):
+        out = tmp_path / f"chunk{c}.parquet"
+        filter_source.main([*common, "--chunk", str(c), "--chunk-size", "4", "--output", str(out)])
+        outs.append(out)
+    whole = tmp_path / "whole.parquet"
+    filter_source.main([*common, "--output", str(whole)])
+    chunks = [r for p in outs for r in read_parquet(p)]
+    assert len(chunks) == 10 and [len(read_parquet(p)) for p in outs] == [4, 4, 2]
+    by_id = {r["id"]: r for r in read_parquet(whole)}
+    assert all(r == by_id[r["id"]] for r in chunks)
+    again = tmp_path / "again.parquet"
+    filter_source.main([*common, "--chunk", "1", "--chunk-size", "4", "--output", str(again)])
+    assert again.read_bytes() == outs[1].read_bytes()
+    order = [r["id"] for r in filter_source.seeded_order(raw_rows["hotpotqa"][:10], 7)]
+    assert [r["id"] for r in chunks] == order and order != [r["id"] for r in raw_rows["hotpotqa"][:10]]

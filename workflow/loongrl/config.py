@@ -92,6 +92,11 @@ def check_semantics(config: dict[str, Any]) -> list[str]:
             f"config key 'filter.keep_max': keep band [{f['keep_min']}, {f['keep_max']}] must satisfy "
             f"keep_min <= keep_max <= filter.n ({f['n']})"
         )
+    if f.get("budget") == "auto" and config["models"].get("filter_fallback"):
+        msgs.append(
+            "config key 'filter.budget': auto filters a subset, but models.filter_fallback re-runs the 0-correct "
+            "questions of every question: set filter.budget: all to use the fallback"
+        )
     fill = config["fill"]
     if fill["train_length"] not in fill["lengths"]:
         msgs.append(f"config key 'fill.train_length': {fill['train_length']} is not in fill.lengths {fill['lengths']}")

@@ -9,6 +9,8 @@ sys.path.insert(0, _PKG)
 from loongrl.config import config_hash  # noqa: E402
 from loongrl.eval.registry import BENCHMARKS, SHORT, eval_cells  # noqa: E402
 from loongrl.eval.kinds import KINDS, kinds_in_use, model_kind  # noqa: E402
+from loongrl.data.filter_source import first_round  # noqa: E402
+from loongrl.data.released import CONFIGS as RELEASED_CONFIGS  # noqa: E402
 from loongrl.models import TINY_MODEL, WHEEL_MODELS, model_slug  # noqa: E402
 from loongrl.pipeline import validate_config  # noqa: E402
 
@@ -19,6 +21,7 @@ DATASETS = config["raw_qa"]["datasets"]
 LENGTHS = config["fill"]["lengths"]
 TRAIN_LENGTH = config["fill"]["train_length"]
 RETRIEVAL_LENGTH = config["retrieval"].get("length") or TRAIN_LENGTH
+RELEASED = config["mixture"].get("qa_source") == "released"
 STAGES = list(config["mixture"]["stages"])
 TRAIN = config.get("train")  # optional section: without it the DAG ends at the mixtures
 TRAIN_STAGES = list(TRAIN["stages"]) if TRAIN else []
@@ -52,10 +55,12 @@ wildcard_constraints:
     model="|".join(["base", *TRAIN_STAGES, *EXTRA_MODELS]),
     bench="|".join(BENCHMARKS),
     cell=r"all|L\d+|short|medium|long",
-    kind="|".join(KINDS),
     sbench="|".join(SHORT),
     qa="qa_1|qa_2",
     shard=r"\d+",
+    round=r"\d+",
+    kind="|".join(KINDS) + "|keychain|plain_qa",
+    rconfig="|".join(RELEASED_CONFIGS.values()),
 
 
 def model_dir(role):
@@ -84,14 +89,15 @@ def final_outputs():
         + expand("results/mixture/{stage}.parquet", stage=STAGES)
         + expand("results/mixture/{stage}.card.md", stage=STAGES)
         + ["results/mixture/preflight.json"]
-        + expand(
-            "results/keychain/{dataset}.L{length}.parquet",
-            dataset=DATASETS,
-            length=LENGTHS,
-        )
-        + expand(
-            "results/fill/plain/{dataset}.L{length}.parquet",
-            dataset=DATASETS,
-            length=LENGTHS,
+        # our synthesis at every length, unless the QA rows are the authors' release (then nothing is filtered)
+        + (
+            []
+            if RELEASED
+            else expand(
+                "results/{kind}/{dataset}.L{length}.parquet",
+                kind=["keychain", "fill/plain"],
+                dataset=DATASETS,
+                length=LENGTHS,
+            )
         )
     )

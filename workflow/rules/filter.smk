@@ -20,12 +20,29 @@ rule filter_source:
         cfg=filter_engine_params(),
         name=config["models"]["filter"],
         seed=config["seed"],
-        shards=config["filter"]["shards"],
+        select=filter_select,
         work="resources/cache/filter/{dataset}.{shard}",
     shell:
         "python -m loongrl.data.filter_source run --input {input.raw} --model {input.model} "
-        "--model-name {params.name:q} --params {params.cfg:q} --seed {params.seed} --shard {wildcards.shard} "
-        "--shards {params.shards} --gpus {resources.gpu} --work-dir {params.work} --output {output} > {log} 2>&1"
+        "--model-name {params.name:q} --params {params.cfg:q} --seed {params.seed} {params.select} "
+        "--gpus {resources.gpu} --work-dir {params.work} --output {output} > {log} 2>&1"
+
+
+checkpoint filter_round:
+    input:
+        round_chunks,
+    output:
+        "results/filter/rounds/{dataset}.r{round}.json",
+    log:
+        "logs/filter/{dataset}.r{round}.log",
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    params:
+        plan=lambda wc: as_json(filter_plan(wc.dataset)),
+    shell:
+        "python -m loongrl.data.filter_source round {input} --dataset {wildcards.dataset} "
+        "--round {wildcards.round} --plan {params.plan:q} --output {output} > {log} 2>&1"
 
 
 rule gather_filter:

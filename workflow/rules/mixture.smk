@@ -62,3 +62,48 @@ rule preflight:
     shell:
         "python -m loongrl.data.mixture preflight --inputs {input} --max-prompt-tokens {params.max_tokens} "
         "--output {output} > {log} 2>&1"
+
+
+rule download_released:
+    output:
+        manifest="resources/released/{rconfig}/MANIFEST.json",
+    log:
+        "logs/released/download_{rconfig}.log",
+    retries: 2
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    params:
+        url=lambda wc: (
+            f"https://huggingface.co/datasets/{config['mixture']['released']['repo']}/resolve/"
+            f"{config['mixture']['released']['revision']}/{wc.rconfig}/{config['mixture']['released']['file']}"
+        ),
+        file=config["mixture"]["released"]["file"],
+        sha=lambda wc: sha256_arg(
+            config["mixture"]["released"]["sha256"].get(wc.rconfig)
+        ),
+    shell:
+        "python -m loongrl.download --dataset released_{wildcards.rconfig} --url {params.url:q} "
+        "--files {params.file} {params.sha} --out-dir $(dirname {output.manifest}) > {log} 2>&1"
+
+
+rule released_qa:
+    input:
+        data=released_input,
+        tokenizer=model_dir("policy"),
+    output:
+        "results/released/{kind}/{dataset}.parquet",
+    log:
+        "logs/released/{kind}.{dataset}.log",
+    conda:
+        "../../envs/data.yaml"
+    params:
+        src=lambda wc, input: (
+            str(Path(input.data).parent / config["mixture"]["released"]["file"])
+            if str(input.data).endswith("MANIFEST.json")
+            else input.data
+        ),
+        system=config["mixture"]["system_prompt"],
+    shell:
+        "python -m loongrl.data.released --input {params.src} --kind {wildcards.kind} --dataset {wildcards.dataset} "
+        "--tokenizer {input.tokenizer} --system-prompt {params.system} --output {output} > {log} 2>&1"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from loongrl.books import Haystack, load_books
+from loongrl.data.filter_source import first_round
 from loongrl.cli import run, setup_logging
 from loongrl.data.math_data import count_records
 from loongrl.io import read_parquet, read_rows, write_json
@@ -71,21 +72,30 @@ def config_errors(config: dict[str, Any]) -> list[str]:
     return msgs
 
 
-def filter_work(questions: dict[str, int], cfg: dict[str, Any]) -> dict[str, Any]:
-    """The difficulty filter's projected work: samples and the generated-token ceiling, in total and per shard."""
-    per_ds = {
-        ds: {
-            "questions": n,
-            "samples": n * cfg["n"],
-            "max_generated_tokens": n * cfg["n"] * cfg["max_new_tokens"],
-            "questions_per_shard": -(-n // cfg["shards"]),
-        }
-        for ds, n in sorted(questions.items())
-    }
-    total_q = sum(questions.values())
+def filter_work(questions: dict[str, int], cfg: dict[str, Any], need: int | None = None) -> dict[str, Any]:
+    """The difficulty filter's projected work: samples and the generated-token ceiling, per dataset and in total.
+
+    ``budget: all`` samples every question (``shards`` jobs per dataset). ``budget: auto`` samples round 1 of the
+    sized filter: ``need / keep rate x margin`` questions in chunks (capped at the dataset); a round that keeps too
+    few adds chunks, so the expected total is round 1 and the ceiling is the whole dataset.
+    """
+    sized = cfg.get("budget", "all") == "auto" and need is not None
+    per_ds = {}
+    for ds, n in sorted(questions.items()):
+        if sized:
+            size = cfg["chunk_questions"]
+            rate = cfg.get("keep_rates", {}).get(ds, cfg.get("default_keep_rate", 0.25))
+            chunks = min(first_round(need, rate, cfg["margin"], size), -(-n // size))
+            q = min(n, chunks * size)
+            per_ds[ds] = {"questions": q, "of_questions": n, "round1_jobs": chunks, "keep_rate": rate, "need": need}
+        else:
+            per_ds[ds] = {"questions": n, "questions_per_shard": -(-n // cfg["shards"])}
+        per_ds[ds]["samples"] = per_ds[ds]["questions"] * cfg["n"]
+        per_ds[ds]["max_generated_tokens"] = per_ds[ds]["samples"] * cfg["max_new_tokens"]
+    total_q = sum(d["questions"] for d in per_ds.values())
     return {
-        "shards_per_dataset": cfg["shards"],
-        "jobs": cfg["shards"] * len(questions),
+        "budget": "auto" if sized else "all",
+        "jobs": sum(d["round1_jobs"] for d in per_ds.values()) if sized else cfg["shards"] * len(questions),
         "questions": total_q,
         "samples": total_q * cfg["n"],
         "max_generated_tokens": total_q * cfg["n"] * cfg["max_new_tokens"],
@@ -141,7 +151,11 @@ def check_inputs(
         "questions": questions,
         "math_rows": math_rows,
         "haystack": haystack,
-        "filter_work": filter_work(questions, config["filter"]),
+        "filter_work": filter_work(
+            questions,
+            config["filter"],
+            need=config["split"]["plain_questions"] + config["split"]["keychain_questions"],
+        ),
     }
     if problems:
         raise ValueError("input check failed:\n  " + "\n  ".join(problems))
@@ -174,17 +188,30 @@ def main(argv: list[str] | None = None) -> None:
     write_json(report, args.output)
     work = report["filter_work"]
     log.info(
-        "inputs ok. Difficulty filter: %d questions x %d samples = %d samples, at most %.3g generated tokens, "
-        "over %d jobs (%d shards per dataset)",
+        "inputs ok. Difficulty filter (budget %s): %d questions x %d samples = %d samples, at most %.3g generated "
+        "tokens, over %d jobs%s",
+        work["budget"],
         work["questions"],
         json.loads(args.config)["filter"]["n"],
         work["samples"],
         work["max_generated_tokens"],
         work["jobs"],
-        work["shards_per_dataset"],
+        " in round 1 (the expected total; a short round adds chunks)" if work["budget"] == "auto" else "",
     )
     for ds, w in work["by_dataset"].items():
-        log.info("  %s: %d questions, %d per shard", ds, w["questions"], w["questions_per_shard"])
+        if work["budget"] == "auto":
+            log.info(
+                "  %s: round 1 = %d jobs, %d of %d questions (need %d at keep rate %.2f), %d samples",
+                ds,
+                w["round1_jobs"],
+                w["questions"],
+                w["of_questions"],
+                w["need"],
+                w["keep_rate"],
+                w["samples"],
+            )
+        else:
+            log.info("  %s: %d questions, %d per shard", ds, w["questions"], w["questions_per_shard"])
 
 
 if __name__ == "__main__":

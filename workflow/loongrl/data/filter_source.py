@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import pyarrow as pa
 from loongrl.answers import contains_match, extract_answer_is
 from loongrl.cli import run, setup_logging
 from loongrl.inference import InferenceBackend, SamplingParams, make_backend, pick_device
-from loongrl.io import gather_shards, read_parquet, shard_rows, write_parquet
+from loongrl.io import DataError, gather_shards, read_parquet, shard_rows, write_json, write_parquet
 from loongrl.prompts import FILTER_QA_TEMPLATE
 from loongrl.rng import prompt_seed
 
@@ -104,6 +105,81 @@ def run_filter(
     return out
 
 
+# ------------------------------------------------------------------------------ a filter sized to the need
+def seeded_order(rows: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """The dataset's questions in a seeded random order (by a hash of seed and id, so file order does not matter):
+    the sized filter takes its chunks from the front of it, so a random subset is filtered."""
+    return sorted(rows, key=lambda r: hashlib.sha256(f"{seed}:{r['id']}".encode()).digest())
+
+
+def chunk_of(rows: list[dict[str, Any]], chunk: int, size: int, seed: int) -> list[dict[str, Any]]:
+    """Chunk ``chunk`` (``size`` questions) of the seeded order; empty past the end of the dataset."""
+    return seeded_order(rows, seed)[chunk * size : (chunk + 1) * size]
+
+
+def first_round(need: int, keep_rate: float, margin: float, chunk_size: int) -> int:
+    """Chunks of the first round: enough questions to keep ``need`` at the expected keep rate, times the margin."""
+    return max(1, math.ceil(need / keep_rate * margin / chunk_size))
+
+
+def next_round(state: dict[str, Any], *, need: int, keep_rate: float, margin: float, chunk_size: int) -> dict[str, Any]:
+    """After a round: done (need met, or the dataset exhausted), else the chunk end of the next round, sized from
+    the keep rate observed so far (the configured one while nothing was kept)."""
+    kept, scored, end = state["kept"], state["scored"], state["end"]
+    exhausted = scored < end * chunk_size
+    if kept >= need or exhausted:
+        return {**state, "done": True, "exhausted": exhausted and kept < need}
+    rate = kept / scored if kept else keep_rate
+    more = math.ceil((need - kept) / rate * margin / chunk_size)
+    return {**state, "done": False, "exhausted": False, "next_end": end + max(1, more)}
+
+
+def round_state(passes: list[list[dict[str, Any]]], *, keep_min: int, keep_max: int, end: int) -> dict[str, Any]:
+    """Questions scored and kept (pass count in the keep band) over the chunks of every round so far."""
+    rows = [r for chunk in passes for r in chunk]
+    kept = sum(keep_min <= r["correct"] <= keep_max for r in rows)
+    return {"end": end, "scored": len(rows), "kept": kept}
+
+
+def filter_round(
+    chunk_files: list[Path], *, dataset: str, plan: dict[str, Any], round_no: int, output: Path
+) -> dict[str, Any]:
+    """The round job: count what the chunks so far keep, decide whether another round is needed, write the round's
+    record. The dataset running out before the need is met is an error naming the dataset, the need and the kept
+    count."""
+    state = round_state(
+        [read_parquet(f) for f in chunk_files],
+        keep_min=plan["keep_min"],
+        keep_max=plan["keep_max"],
+        end=len(chunk_files),
+    )
+    state = next_round(
+        state, need=plan["need"], keep_rate=plan["keep_rate"], margin=plan["margin"], chunk_size=plan["chunk_size"]
+    )
+    state.update(round=round_no, dataset=dataset, need=plan["need"])
+    if state["exhausted"]:
+        raise DataError(
+            chunk_files[-1],
+            "-",
+            "correct",
+            f"filter: {dataset}: the split needs {plan['need']} questions in the keep band "
+            f"[{plan['keep_min']}, {plan['keep_max']}], but all {state['scored']} questions of the dataset kept "
+            f"{state['kept']}: lower split.plain_questions / split.keychain_questions or widen the band",
+        )
+    write_json(state, output)
+    log.info(
+        "%s round %d: %d chunks, %d scored, %d kept of %d needed -> %s",
+        dataset,
+        round_no,
+        state["end"],
+        state["scored"],
+        state["kept"],
+        plan["need"],
+        "done" if state["done"] else f"next round to chunk {state['next_end']}",
+    )
+    return state
+
+
 def gather(inputs: list[Path], output: Path) -> list[dict[str, Any]]:
     """Concatenate shard outputs in shard order; a question scored twice is an error naming both files."""
     rows = gather_shards(inputs)
@@ -123,14 +199,27 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--only-failed", type=Path, default=None, help="pass counts: re-run only rows with 0 correct")
     run.add_argument("--shard", type=int, default=0, help="which block of the questions (0-based)")
     run.add_argument("--shards", type=int, default=1, help="how many blocks (filter.shards)")
+    run.add_argument("--chunk", type=int, default=None, help="sized filter: chunk of the seeded order (0-based)")
+    run.add_argument("--chunk-size", type=int, default=None, help="sized filter: questions per chunk")
     run.add_argument("--work-dir", type=Path, default=None, help="chunk cache for resuming a killed run")
     run.add_argument("--gpus", type=int, default=0)
     run.add_argument("--output", required=True, type=Path)
+    rnd = sub.add_parser("round", help="sized filter: count a round's keeps and decide on the next round")
+    rnd.add_argument("chunks", nargs="+", type=Path, help="pass files of every chunk so far, in chunk order")
+    rnd.add_argument("--dataset", required=True)
+    rnd.add_argument("--round", type=int, required=True)
+    rnd.add_argument("--plan", required=True, help="JSON: need, keep_rate, margin, chunk_size, keep_min, keep_max")
+    rnd.add_argument("--output", required=True, type=Path)
     gat = sub.add_parser("gather", help="concatenate shard outputs in order")
     gat.add_argument("inputs", nargs="+", type=Path)
     gat.add_argument("--output", required=True, type=Path)
     args = ap.parse_args(argv)
     setup_logging()
+    if args.cmd == "round":
+        filter_round(
+            args.chunks, dataset=args.dataset, plan=json.loads(args.plan), round_no=args.round, output=args.output
+        )
+        return
     if args.cmd == "gather":
         scored = gather(args.inputs, args.output)
     else:
@@ -146,7 +235,10 @@ def run_shard(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.only_failed is not None:
         failed = {r["id"] for r in read_parquet(args.only_failed) if r["correct"] == 0}
         rows = [r for r in rows if r["id"] in failed]
-    rows = shard_rows(rows, args.shard, args.shards)
+    if args.chunk is not None:
+        rows = chunk_of(rows, args.chunk, args.chunk_size, args.seed)
+    else:
+        rows = shard_rows(rows, args.shard, args.shards)
     params = SamplingParams(
         n=cfg["n"],
         temperature=cfg["temperature"],

@@ -37,9 +37,10 @@ def take(rows: list[dict[str, Any]], n: int, what: str) -> list[dict[str, Any]]:
 def qa_rows(rows: list[dict[str, Any]], kind: str, system: str | None) -> list[dict[str, Any]]:
     out = []
     for r in rows:
+        # our KeyChain rows and the authors' released rows carry the user prompt; our plain rows its parts
         msgs = (
             messages(r["user_prompt"], system)
-            if kind == "keychain"
+            if r.get("user_prompt")
             else plain_messages(r["question"], r["context"], system)
         )
         out.append(

@@ -25,7 +25,7 @@ def filter_engine_params():
     """The filter settings a sampling job reads: not the keep band or the shard count, so changing those
     re-runs no GPU job (the band is applied by split; the shards are the job's wildcard).
     """
-    skip = ("keep_min", "keep_max", "shards")
+    skip = ("keep_min", "keep_max", "shards", "budget", "margin", "keep_rates")
     return as_json({k: v for k, v in config["filter"].items() if k not in skip})
 
 
@@ -64,26 +64,90 @@ def mixture_exclude(stage):
 
 
 def mixture_qa_inputs(kind):
+    """The QA rows a stage's mixture takes: our KeyChain / fill outputs at the training length, or the authors'
+    released rows (``mixture.qa_source: released``: no filter and no synthesis for the QA part).
+    """
     folder = "keychain" if kind == "keychain" else "fill/plain"
+
+    def path(ds):
+        if RELEASED:
+            return f"results/released/{kind}/{ds}.parquet"
+        return f"results/{folder}/{ds}.L{TRAIN_LENGTH}.parquet"
 
     def inner(wildcards):
         if kind in mixture_exclude(wildcards.stage):
             return {}
         return {
-            ds: f"results/{folder}/{ds}.L{TRAIN_LENGTH}.parquet"
-            for ds, n in config["mixture"]["counts"][kind].items()
-            if n
+            ds: path(ds) for ds, n in config["mixture"]["counts"][kind].items() if n
         }
 
     return inner
 
 
+def released_input(wildcards):
+    """One released config's parquet: downloaded (its MANIFEST.json) or under mixture.released.local_dir."""
+    rel = config["mixture"]["released"]
+    name = RELEASED_CONFIGS[(wildcards.kind, wildcards.dataset)]
+    if rel["local_dir"]:
+        return f"{rel['local_dir']}/{name}/{rel['file']}"
+    return f"resources/released/{name}/MANIFEST.json"
+
+
+def filter_plan(dataset):
+    """What the sized filter needs of a dataset: the split's questions in the keep band, at the expected keep rate."""
+    f, sp = config["filter"], config["split"]
+    return {
+        "need": sp["plain_questions"] + sp["keychain_questions"],
+        "keep_rate": f["keep_rates"].get(dataset, f["default_keep_rate"]),
+        "margin": f["margin"],
+        "chunk_size": f["chunk_questions"],
+        "keep_min": f["keep_min"],
+        "keep_max": f["keep_max"],
+    }
+
+
+def filter_select(wildcards):
+    """Which questions a filter job samples: a block of the file (budget all) or a chunk of the seeded order."""
+    f = config["filter"]
+    if f["budget"] == "all":
+        return f"--shard {wildcards.shard} --shards {f['shards']}"
+    return f"--chunk {wildcards.shard} --chunk-size {f['chunk_questions']}"
+
+
+def round_chunks(wildcards):
+    """The chunk files a round job counts: every chunk up to the round's end (the first round's from the need, a
+    later one's from the previous round's record)."""
+    r = int(wildcards.round)
+    if r == 1:
+        p = filter_plan(wildcards.dataset)
+        end = first_round(p["need"], p["keep_rate"], p["margin"], p["chunk_size"])
+    else:
+        prev = checkpoints.filter_round.get(dataset=wildcards.dataset, round=r - 1)
+        end = json.loads(Path(prev.output[0]).read_text())["next_end"]
+    return expand(
+        "results/filter/shards/{dataset}.{shard}.passes.parquet",
+        dataset=wildcards.dataset,
+        shard=range(end),
+    )
+
+
 def filter_shards(pattern):
-    """Every shard's file of the difficulty filter (``filter.shards`` GPU jobs per dataset)."""
+    """Every filter job's file of a dataset: ``filter.shards`` blocks (budget all), or the chunks of every round
+    until a round's record says the need is met (budget auto: a Snakemake checkpoint per round).
+    """
 
     def files(wildcards):
-        return expand(
-            pattern, dataset=wildcards.dataset, shard=range(config["filter"]["shards"])
-        )
+        f = config["filter"]
+        if f["budget"] == "all":
+            return expand(pattern, dataset=wildcards.dataset, shard=range(f["shards"]))
+        r = 1
+        while True:
+            done = checkpoints.filter_round.get(dataset=wildcards.dataset, round=r)
+            state = json.loads(Path(done.output[0]).read_text())
+            if state["done"]:
+                return expand(
+                    pattern, dataset=wildcards.dataset, shard=range(state["end"])
+                )
+            r += 1
 
     return files

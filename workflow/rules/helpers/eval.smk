@@ -88,7 +88,9 @@ def eval_run_params():
 def eval_decoding(wildcards):
     """The decoding of a cell: the shared eval.decoding as the model's kind runs it, with the benchmark's cap and
     overrides (registry)."""
-    return as_json(BENCHMARKS[wildcards.bench].decoding(EVAL, model_kind(EVAL, wildcards.model)))
+    return as_json(
+        BENCHMARKS[wildcards.bench].decoding(EVAL, model_kind(EVAL, wildcards.model))
+    )
 
 
 def eval_task_file(wildcards):
