@@ -137,36 +137,23 @@ def test_heldout_retrieval_never_overlaps_training(tmp_path, smollm2_dir):
     books = ROOT / "data/samples/gutenberg"
     common = ["--books-dir", str(books), "--tokenizer", str(smollm2_dir), "--length", "384", "--reserve", "24"]
     params = json.dumps({"multikey": {"examples": 24, "keys": 2}, "multivalue": {"examples": 0, "values": 1}})
-    retrieval.main(
-        [
-            *common,
-            "--params",
-            params,
-            "--system-prompt",
-            "none",
-            "--seed",
-            "42",
-            "--exclude-books",
-            "pg84.txt",
-            "--output",
-            str(tmp_path / "train.parquet"),
-        ]
-    )
-    retrieval.main(
-        [
-            *common,
-            "--params",
-            params,
-            "--system-prompt",
-            "none",
-            "--seed",
-            "43",
-            "--only-books",
-            "pg84.txt",
-            "--output",
-            str(tmp_path / "held.parquet"),
-        ]
-    )
+    for name, seed, books_arg in (("train", 42, "--exclude-books"), ("held", 43, "--only-books")):
+        out = str(tmp_path / f"{name}.parquet")
+        retrieval.main(
+            [
+                *common,
+                "--params",
+                params,
+                "--system-prompt",
+                "none",
+                "--seed",
+                str(seed),
+                books_arg,
+                "pg84.txt",
+                "--output",
+                out,
+            ]
+        )
     train, held = read_parquet(tmp_path / "train.parquet"), read_parquet(tmp_path / "held.parquet")
     assert {r["book"] for r in held} == {"pg84.txt"} and "pg84.txt" not in {r["book"] for r in train}
     train_text = "\n".join(r["user_prompt"] for r in train)

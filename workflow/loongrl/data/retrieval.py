@@ -117,31 +117,9 @@ def build(
 ) -> list[dict[str, Any]]:
     hay = Haystack(books, tokenizer)
     rows = [
-        make_example(
-            "multikey",
-            i,
-            hay,
-            tokenizer,
-            length=length,
-            reserve=reserve,
-            count=multikey["keys"],
-            system=system,
-            seed=seed,
-        )
-        for i in range(multikey["examples"])
-    ] + [
-        make_example(
-            "multivalue",
-            i,
-            hay,
-            tokenizer,
-            length=length,
-            reserve=reserve,
-            count=multivalue["values"],
-            system=system,
-            seed=seed,
-        )
-        for i in range(multivalue["examples"])
+        make_example(task, i, hay, tokenizer, length=length, reserve=reserve, count=n, system=system, seed=seed)
+        for task, spec, n in (("multikey", multikey, multikey["keys"]), ("multivalue", multivalue, multivalue["values"]))
+        for i in range(spec["examples"])
     ]
     for r, n in zip(
         rows, chat_token_counts(tokenizer, [messages(r["user_prompt"], system) for r in rows]), strict=True
