@@ -67,14 +67,20 @@ def test_slurm_profile_dry_run_paper_scale(tmp_path):
     text = out.stdout + out.stderr
     counts = job_counts(text)
     assert counts["download_raw_qa"] == 3 and counts["split"] == 3
-    # the filter scatters over filter.shards GPU jobs per dataset, each asking for its tensor-parallel GPUs, and
-    # nothing reaches a GPU before check_inputs has passed
-    assert counts["filter_source"] == 3 * 8 and counts["gather_filter"] == 3 and counts["check_inputs"] == 1
+    # the sized filter's round 1 (budget auto): ceil(5000 / keep rate x 1.05 / 1024) chunk jobs per dataset, 19 + 12
+    # + 22, each asking for its tensor-parallel GPUs, one round record each; nothing reaches a GPU before
+    # check_inputs has passed
+    assert counts["filter_source"] == 53 and counts["filter_round"] == 3 and counts["gather_filter"] == 3
+    assert counts["check_inputs"] == 1
+    assert "--chunk 52 --chunk-size 1024" not in text and "--chunk 21 --chunk-size 1024" in text
     jobs = re.findall(r"^rule (\w+):\n((?:    .*\n)+)", text, re.MULTILINE)
     filter_jobs = [body for rule, body in jobs if rule == "filter_source"]
-    assert len(filter_jobs) == 24 and all(re.search(r"\bgpu=4\b", b.replace(" ", "")) for b in filter_jobs)
-    assert {re.search(r"wildcards: dataset=\w+, shard=(\d+)", b).group(1) for b in filter_jobs} == {
-        str(i) for i in range(8)
+    assert len(filter_jobs) == 53 and all(re.search(r"\bgpu=4\b", b.replace(" ", "")) for b in filter_jobs)
+    chunks = [re.search(r"wildcards: dataset=(\w+), shard=(\d+)", b).groups() for b in filter_jobs]
+    assert {d: max(int(c) for ds, c in chunks if ds == d) + 1 for d, _ in chunks} == {
+        "hotpotqa": 19,
+        "musique": 12,
+        "2wikimqa": 22,
     }
     order = [rule for rule, _ in jobs]
     assert order.index("check_inputs") < min(order.index(r) for r in ("filter_source", "train_stage", "evaluate"))
