@@ -276,3 +276,38 @@ def test_dispatch_and_trl_callable():
     assert rewards == [1.0, 0.0, 1.0]
     with pytest.raises(ValueError, match="no verifier"):
         score("unknown", "x", ["y"])
+
+
+STATED = RewardRules(answer_format="stated")
+
+
+@pytest.mark.parametrize(
+    ("completion", "golds", "reward"),
+    [
+        ("The answer is Ed Wood.", ["Ed Wood"], 1.0),  # the filter prompt's form
+        ("Ed Wood", ["Ed Wood"], 1.0),  # the whole reply
+        ("Ed Wood directed it, \\boxed{Tim Burton}", ["Ed Wood"], 0.0),  # a box, when written, is the answer
+        ("<think>Ed Wood?</think> Tim Burton", ["Ed Wood"], 0.0),  # the reasoning is never read
+        ("The answer is Tim Burton and Ed Wood", ["Ed Wood"], 0.0),  # the hedge rules apply unchanged
+        ("It is not Berlin", ["Berlin"], 0.0),
+        ("The answer is \\text{Berlin}", ["Berlin"], 1.0),
+        ("", ["Ed Wood"], 0.0),
+    ],
+)
+def test_stated_answer_format(completion, golds, reward):
+    assert qa_reward(completion, golds, STATED) == reward
+    assert qa_reward(completion, golds) == (1.0 if "\\boxed{Ed" in completion else 0.0)  # boxed: no box, no answer
+
+
+def test_stated_format_for_retrieval_and_the_monitor():
+    text = "The special magic number for 3416c670-c656-40ff-9a5e-1c2d mentioned in the provided text is 1099336."
+    assert retrieval_reward(text, ["1099336"], require_all=False, answer_format="stated") == 1.0
+    assert retrieval_reward(text, ["1099336"], require_all=False) == 0.0  # boxed: nothing boxed
+    both = "It is 1099336 or 7654321."
+    assert retrieval_reward(both, ["1099336"], require_all=False, answer_format="stated") == 0.0
+    monitor = HackMonitor(STATED)
+    fns = make_reward_fns(STATED, monitor)
+    kw = {"data_source": ["plain_qa_hotpotqa"] * 2, "answers": [["Berlin"], ["Berlin"]]}
+    [fn(completions=["The answer is Berlin", "not Berlin"], **kw) for fn in fns]
+    suspect_n, rewarded, *hedges = monitor.pop_counts()
+    assert (suspect_n, rewarded) == (0, 1) and sum(hedges) == 1

@@ -178,17 +178,19 @@ REWARDED_METRIC = "reward/qa_rewarded"
 HEDGE_METRIC = "reward/hedge/{}"  # per step: QA completions the hedge rules scored 0, by kind (summed over ranks)
 
 
-def suspect(completion: str, golds: Sequence[str], reward: float) -> bool:
+def suspect(completion: str, golds: Sequence[str], reward: float, answer_format: str = "boxed") -> bool:
     """A rewarded answer that looks gamed: the strict rule rejects it, or it is a fragment of the gold.
 
     The share of these among rewarded completions is the training monitor's ``reward/suspect_frac``: a rising line
     is the first sign of reward hacking. Fragments (``Obama`` for Barack Obama) keep their reward under every rule
-    but are counted here, as are two-item comma answers whose gold is one item (``Paris, London``).
+    but are counted here, as are two-item comma answers whose gold is one item (``Paris, London``). The answer is
+    read in the training rules' ``answer_format``.
     """
     if reward <= 0:
         return False
-    pred = (extract_boxed(completion) or "").replace("*", "")
-    if qa_reward(completion, golds, STRICT_RULES) == 0 or fragment(pred, golds):
+    pred = (extract_answer(completion, answer_format) or "").replace("*", "")
+    strict = RewardRules(match=STRICT_RULES.match, reject_hedges=True, answer_format=answer_format)
+    if qa_reward(completion, golds, strict) == 0 or fragment(pred, golds):
         return True
     items = [x for x in pred.split(",") if x.strip()]
     return len(items) == 2 and sum(answer_match(x, golds) for x in items) == 1
@@ -215,8 +217,9 @@ def retrieval_score(pred: str | None, values: Sequence[str], *, require_all: boo
     found = [re.search(rf"(?<!\d){re.escape(v)}(?!\d)", pred) is not None for v in values]
     if require_all:
         return float(all(found))
-    # multi-key asks for one value; listing extra numbers is a hedge, not an answer
-    numbers = re.findall(r"\d+", pred)
+    # multi-key asks for one value; listing extra numbers is a hedge, not an answer. Numbers are whole tokens: the
+    # digits inside a UUID key restated with the answer ("for 3416c670-c656-... is 1099336") are not candidates
+    numbers = re.findall(r"(?<![\w-])\d+(?![\w-])", pred)
     return float(bool(found) and found[0] and len(set(numbers)) == 1)
 
 

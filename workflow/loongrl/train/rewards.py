@@ -88,7 +88,7 @@ class HackMonitor:
     def record(self, completion: str, answers: Sequence[str], reward: float) -> None:
         if reward > 0:
             self.rewarded += 1
-            self.suspect += suspect(completion, answers, reward)
+            self.suspect += suspect(completion, answers, reward, self.rules.answer_format)
         else:
             why = qa_verdict(completion, answers, self.rules)[1]
             if why in self.hedges:
