@@ -200,3 +200,46 @@ def test_report_ranges(synthesized, capsys):
         lines.append(f"{ds}: plain {min(p)}-{max(p)}, keychain {min(k)}-{max(k)}")
     print("\n".join(lines))
     assert len(lines) == 3
+
+
+def test_fidelity_table_ours_next_to_the_release(synthesized, qwen_tokenizer, tmp_path):
+    """Our KeyChain and plain rows at 16K beside the authors' released row (the shipped official prompt, loaded by
+    the released-data loader): prompt tokens, pairs, hops from the start key, answer words, answer in context."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from conftest import SAMPLES
+    from loongrl.data import released
+
+    prompt = json.loads((SAMPLES / "keychain/keychain_2wikimqa_distractor_row0_prompt.json").read_text())["prompt"]
+    src = tmp_path / "theirs.parquet"
+    row = {
+        "data_source": "custom_longcontext_needle_qa_2wikimqa_x",
+        "prompt": prompt,
+        "reward_model": {"style": "rule", "ground_truth": ["Wedding Bills"]},
+        "extra_info": {"index": 2500},
+    }
+    pq.write_table(pa.Table.from_pylist([row]), src)
+    theirs = released.load_released(
+        src, kind="keychain", dataset="2wikimqa", tokenizer=qwen_tokenizer, system=LOONGRL_SYSTEM_PROMPT
+    )
+    ours = synthesized["2wikimqa"]
+    plain = [{**r, "user_prompt": None} for r in ours["plain"]]
+    for r in plain:
+        r["user_prompt"] = f"The following are given passages.\n{r['context']}\n\nQuestion: {r['question']}"
+    table = released.fidelity_table(
+        {
+            ("ours", "keychain", "2wikimqa"): ours["keychain"],
+            ("released", "keychain", "2wikimqa"): theirs,
+            ("ours", "plain_qa", "2wikimqa"): plain,
+        }
+    )
+    print(table)
+    lines = {tuple(c.strip() for c in line.split("|")[1:4]): line for line in table.splitlines()[2:]}
+    mine, official = lines[("ours", "keychain", "2wikimqa")], lines[("released", "keychain", "2wikimqa")]
+    prof = released.row_profile(theirs[0]["user_prompt"], theirs[0]["answers"], theirs[0]["prompt_tokens"])
+    # 64 pairs (16 chains of 4), the true chain 4 hops from the start key; the gold answer is in the documents
+    assert (prof["pairs"], prof["hops"], prof["answer_in_context"]) == (64, 4, True)
+    assert all(released.row_profile(r["user_prompt"], r["answers"], 0)["hops"] == 4 for r in ours["keychain"])
+    assert mine.split("|")[6:8] == official.split("|")[6:8] == [" 64 ", " 4 "]  # pairs and hops alike

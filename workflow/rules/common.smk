@@ -89,6 +89,11 @@ def final_outputs():
         + expand("results/mixture/{stage}.parquet", stage=STAGES)
         + expand("results/mixture/{stage}.card.md", stage=STAGES)
         + ["results/mixture/preflight.json"]
+        + (
+            ["results/released/fidelity.md"]
+            if config["mixture"]["released"]["compare"] and not RELEASED
+            else []
+        )
         # our synthesis at every length, unless the QA rows are the authors' release (then nothing is filtered)
         + (
             []

@@ -107,3 +107,36 @@ rule released_qa:
     shell:
         "python -m loongrl.data.released --input {params.src} --kind {wildcards.kind} --dataset {wildcards.dataset} "
         "--tokenizer {input.tokenizer} --system-prompt {params.system} --output {output} > {log} 2>&1"
+
+
+rule released_fidelity:
+    input:
+        ours=expand(
+            "results/{folder}/{dataset}.L{length}.parquet",
+            folder=["keychain", "fill/plain"],
+            dataset=DATASETS,
+            length=TRAIN_LENGTH,
+        ),
+        theirs=expand(
+            "results/released/{kind}/{dataset}.parquet",
+            kind=["keychain", "plain_qa"],
+            dataset=DATASETS,
+        ),
+    output:
+        "results/released/fidelity.md",
+    log:
+        "logs/released/fidelity.log",
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    params:
+        ours=lambda wc, input: [
+            f"{'keychain' if '/keychain/' in p else 'plain_qa'}:{Path(p).name.split('.')[0]}:{p}"
+            for p in input.ours
+        ],
+        theirs=lambda wc, input: [
+            f"{Path(p).parent.name}:{Path(p).stem}:{p}" for p in input.theirs
+        ],
+    shell:
+        "python -m loongrl.data.released fidelity --ours {params.ours} --theirs {params.theirs} "
+        "--output {output} > {log} 2>&1"

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from loongrl.cli import run, setup_logging
-from loongrl.io import DataError, read_parquet, write_parquet
+from loongrl.answers import normalize_answer
+from loongrl.io import DataError, read_parquet, write_parquet, write_text
 from loongrl.models import load_tokenizer
 from loongrl.prompts import KEYCHAIN_TEMPLATE, PLAIN_QA_TEMPLATE, chat_token_counts, messages, system_prompt
 
@@ -107,7 +110,60 @@ def load_released(path: Path, *, kind: str, dataset: str, tokenizer, system: str
     return out
 
 
+# ---------------------------------------------------------------------------------- ours next to theirs
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_PAIR = re.compile(rf'\{{"({_UUID})": "((?:[^"\\]|\\.)*)"\}}')
+_START = re.compile(rf"starting from [\"']?({_UUID})")  # [P §3.1] quotes the start key; the release does not
+
+
+def row_profile(user_prompt: str, answers: list[str], prompt_tokens: int) -> dict[str, Any]:
+    """What the fidelity table compares per row: prompt tokens, KeyChain pairs and the hops from the start key to
+    the question, gold answer length (words), and whether a gold answer appears in the context."""
+    pairs = dict(_PAIR.findall(user_prompt))
+    hops, key = 0, (_START.search(user_prompt) or [None, None])[1]
+    while key in pairs and hops <= len(pairs):
+        hops, key = hops + 1, pairs[key]
+    context = normalize_answer(user_prompt)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "pairs": len(pairs),
+        "hops": hops,
+        "answer_words": len(normalize_answer(answers[0]).split()) if answers else 0,
+        "answer_in_context": any(normalize_answer(a) and normalize_answer(a) in context for a in answers),
+    }
+
+
+def _pct(values: list[float], q: float) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, round(q * (len(v) - 1)))] if v else float("nan")
+
+
+def fidelity_table(groups: dict[tuple[str, str, str], list[dict[str, Any]]]) -> str:
+    """Markdown: per (source, kind, dataset) the p5 / p50 / p95 prompt tokens, pairs and hops per prompt, gold
+    answer words and the share of rows whose answer is in the context. ``groups`` maps (ours|released, kind,
+    dataset) to rows with ``user_prompt``, ``answers`` and ``prompt_tokens``."""
+    lines = [
+        "| source | kind | dataset | rows | prompt tokens p5 / p50 / p95 | pairs p50 | hops p50 | answer words p50 "
+        "| answer in context |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (src, kind, ds), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+        prof = [row_profile(r["user_prompt"] or "", list(r["answers"]), r["prompt_tokens"]) for r in rows]
+        tok = [p["prompt_tokens"] for p in prof]
+        share = sum(p["answer_in_context"] for p in prof) / len(prof) if prof else float("nan")
+        lines.append(
+            f"| {src} | {kind} | {ds} | {len(rows)} | {_pct(tok, 0.05):.0f} / {_pct(tok, 0.5):.0f} / "
+            f"{_pct(tok, 0.95):.0f} | {_pct([p['pairs'] for p in prof], 0.5):.0f} "
+            f"| {_pct([p['hops'] for p in prof], 0.5):.0f} | {_pct([p['answer_words'] for p in prof], 0.5):.0f} "
+            f"| {100 * share:.0f} % |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["fidelity"]:
+        return fidelity_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m loongrl.data.released", description=__doc__)
     ap.add_argument("--input", required=True, type=Path, help="one released config's parquet")
     ap.add_argument("--kind", required=True, choices=["keychain", "plain_qa"])
@@ -126,6 +182,30 @@ def main(argv: list[str] | None = None) -> None:
     )
     write_parquet(rows, args.output, RELEASED_SCHEMA)
     log.info("released %s %s: %d rows -> %s", args.kind, args.dataset, len(rows), args.output)
+
+
+def fidelity_main(argv: list[str]) -> None:
+    """``fidelity --ours kind:dataset:file ... --theirs kind:dataset:file ... --output md``."""
+    ap = argparse.ArgumentParser(prog="python -m loongrl.data.released fidelity")
+    ap.add_argument("--ours", nargs="*", default=[], help="kind:dataset:parquet of our KeyChain / plain rows")
+    ap.add_argument("--theirs", nargs="*", default=[], help="kind:dataset:parquet of released rows (released_qa)")
+    ap.add_argument("--tokenizer", type=Path, default=None, help="to count our plain rows' prompts")
+    ap.add_argument("--system-prompt", default="loongrl")
+    ap.add_argument("--output", required=True, type=Path)
+    args = ap.parse_args(argv)
+    setup_logging()
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for src, specs in (("ours", args.ours), ("released", args.theirs)):
+        for spec in specs:
+            kind, ds, path = spec.split(":", 2)
+            rows = read_parquet(Path(path))
+            for r in rows:  # our plain rows keep question and context apart
+                if not r.get("user_prompt"):
+                    r["user_prompt"] = PLAIN_QA_TEMPLATE.format(context=r["context"], question=r["question"])
+            groups[(src, kind, ds)] = rows
+    body = "# Ours next to the authors' release\n\n" + fidelity_table(groups)
+    write_text(body, args.output)
+    log.info("fidelity table: %d groups -> %s", len(groups), args.output)
 
 
 if __name__ == "__main__":
