@@ -131,7 +131,7 @@ rule released_fidelity:
         "../../envs/data.yaml"
     params:
         ours=lambda wc, input: [
-            f"{'keychain' if '/keychain/' in p else 'plain_qa'}:{Path(p).name.split('.')[0]}:{p}"
+            f"{'plain_qa' if Path(p).parent.name == 'plain' else 'keychain'}:{Path(p).name.split('.')[0]}:{p}"
             for p in input.ours
         ],
         theirs=lambda wc, input: [
