@@ -91,7 +91,7 @@ def test_nano_profile_small_dag(tmp_path, smollm2_dir):
     shutil.copytree(smollm2_dir, work / "resources/models/smollm2-135m")
     overlay = ["config.yaml", "profiles/local/config.tiny.yaml", "profiles/nano/config.nano.yaml"]
     (work / "small.yaml").write_text(
-        "raw_qa: {max_questions: 6}\nfilter: {n: 2, max_new_tokens: 4, keep_max: 2}\n"
+        "raw_qa: {max_questions: 6}\nfilter: {n: 2, max_new_tokens: 4, keep_max: 2, chunk_questions: 8}\n"
         "retrieval: {multikey: {examples: 4, keys: 2}}\n"
         "mixture: {counts: {retrieval_multikey: 4}}\n"
         "train: {max_completion_length: 12, num_generations: 4, per_device_batch: 4, save_steps: 1,"
