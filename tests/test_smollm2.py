@@ -100,7 +100,8 @@ def test_nano_profile_small_dag(tmp_path, smollm2_dir):
         "eval: {decoding: {n: 1, temperature: 0.6, top_p: 0.95, max_new_tokens: 8},"
         " heldout: {lengths: [384], examples: 4, max_new_tokens: 12},"
         " longbench: {tasks: [2wikimqa], max_rows: 1},"
-        " longbench_v2: {max_rows: 1, max_new_tokens: 8, cot_max_new_tokens: 8}, niah: {lengths: [1024], depths: [50], max_new_tokens: 12},"
+        " longbench_v2: {max_rows: 1, max_new_tokens: 8, cot_max_new_tokens: 8},"
+        " niah: {lengths: [1024], depths: [50], max_new_tokens: 12},"
         " ruler: {lengths: [1024], tasks: [niah_single_1], max_new_tokens: 12}, short: {max_rows: 1}}\n"
     )
     snakemake("--profile", "profiles/nano", "--configfile", *overlay, "small.yaml", cwd=work)
