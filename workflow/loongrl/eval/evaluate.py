@@ -10,6 +10,7 @@ per-task means and the share of completions that hit the token cap (a capped cha
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -131,13 +132,7 @@ def followups(
                 where.append((i, k))
     out: list[list[Completion | None]] = [[None] * len(c) for c in completions]
     if prompts:
-        second = SamplingParams(
-            n=1,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            max_new_tokens=max_new_tokens,
-            seed=params.seed,
-        )
+        second = dataclasses.replace(params, n=1, max_new_tokens=max_new_tokens)
         for (i, k), comps in zip(where, backend.generate_detailed(prompts, second), strict=True):
             out[i][k] = comps[0]
     return out
@@ -154,9 +149,7 @@ def generate_rows(
     out: list[list[Completion] | None] = [None] * len(rows)
     for cap in sorted(set(caps)):
         idx = [i for i, c in enumerate(caps) if c == cap]
-        p = SamplingParams(
-            n=params.n, temperature=params.temperature, top_p=params.top_p, max_new_tokens=cap, seed=params.seed
-        )
+        p = dataclasses.replace(params, max_new_tokens=cap)
         for i, comps in zip(idx, backend.generate_detailed([rows[i]["prompt"] for i in idx], p), strict=True):
             out[i] = comps
     return out  # type: ignore[return-value]

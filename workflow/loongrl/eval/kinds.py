@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from loongrl.verifiers import THINK_END, boxed_spans, stated_answer
+from loongrl.verifiers import THINK_END, answer_region, extract_boxed, stated_answer
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,7 @@ def read_completion(text: str, kind: ModelKind) -> Reading:
     if kind.think:
         if THINK_END not in text:
             return Reading("", None, True)
-        region = text.rsplit(THINK_END, 1)[1]
-        spans = boxed_spans(region)
-        return Reading(region, spans[-1][2] if spans else None, False)
+        return Reading(answer_region(text), extract_boxed(text), False)
     return Reading(text, stated_answer(text), False)
 
 
