@@ -75,6 +75,7 @@ bench-memory: install
 # vLLM vs transformers generation on the same prompts, on CPU (the vLLM environment holds both engines)
 bench-engines: vllm-env
 	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/python benchmarks/engines.py
+	HF_HUB_OFFLINE=1 $(VLLM_VENV)/bin/python benchmarks/engines.py --prefill --n 8
 
 # On a GPU machine with the vllm and deepspeed extras installed: filter, GRPO (ZeRO-3 + vLLM colocate + bf16) and
 # an eval cell through vLLM, with throughput and peak memory -> results/gpu_check/gpu_check.json

@@ -254,6 +254,17 @@ def test_report_tables_and_figures(tmp_path):
         ]
         paths += [_summary(tmp_path, model, "ruler", f"L{n}", overall=0.9) for n in (16384, 32768)]
         paths += [_summary(tmp_path, model, b, "all") for b in ("mmlu", "math500", "ifeval")]
+        trained = model != "base"  # the held-out training task at L and 2L: the trained model gets 2 more rows
+        paths += [
+            _summary(
+                tmp_path,
+                model,
+                "heldout",
+                f"L{n}",
+                extra={"row_scores": {f"r{i}": float(i < 2 or (trained and i < 4)) for i in range(6)}},
+            )
+            for n in (384, 768)
+        ]
     metrics = tmp_path / "train/stage1/metrics.jsonl"
     metrics.parent.mkdir(parents=True)
     metrics.write_text(
@@ -282,6 +293,12 @@ def test_report_tables_and_figures(tmp_path):
         train_metrics=[metrics],
     )
     md = out["report"].read_text()
+    # the report opens on the effect: the table, then its curves (score vs length, training reward), then Table 2.
+    # The gain interval includes 0: 2 of 6 rows differ, and (4/6)^6 = 8.8 % of resamples draw neither
+    head = md.split("### Table 2")[0]
+    assert head.index("## The effect: base vs trained") < head.index("figures/effect_vs_length.png")
+    assert "figures/training_curves.png" in head and md.count("figures/training_curves.png") == 1
+    assert "| stage2 | heldout.L384 | 6 | 33.3 [0.0, 66.7] | 66.7 [33.3, 100.0] | +33.3 [0.0, 66.7] |" in head
     assert "| **ours: stage2** | – | – | 50.0 (cap 25%) | – | – | 25.0 (cap 25%) | 50.0 (cap 25%) |" in md
     assert "| paper: LoongRL-7B | 72.4 | 83.1 | 91.1 |" in md
     # beside the full set: the same completions without the validation slice's rows, labelled
@@ -301,6 +318,7 @@ def test_report_tables_and_figures(tmp_path):
         "niah_stage2",
         "ruler_vs_length",
         "training_curves",
+        "effect_vs_length",
     ):
         assert out[key].stat().st_size > 0, key
     assert out["niah_base"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -78,6 +78,27 @@ def test_vllm_sampling_semantics(vllm_backend):
     assert capped[0][0].tokens == 2 and capped[0][0].hit_cap
 
 
+def test_n_samples_of_a_prompt_are_one_request(vllm_backend, monkeypatch):
+    """The filter, the stage-II rollouts and the eval cells all ask VLLMBackend for n samples per prompt; it must
+    send one request per prompt carrying n (vLLM then fans it out and computes the shared prompt once through
+    prefix caching; measured in benchmarks/engines.py --prefill), not n requests."""
+    from loongrl.inference import SamplingParams
+
+    sent = []
+    real = vllm_backend.llm.generate
+
+    def spy(texts, sps, **kw):
+        sent.append((list(texts), list(sps)))
+        return real(texts, sps, **kw)
+
+    monkeypatch.setattr(vllm_backend.llm, "generate", spy)
+    out = vllm_backend.generate_detailed(PROMPTS[:2], SamplingParams(n=4, max_new_tokens=3), [11, 22])
+    assert [len(r) for r in out] == [4, 4]
+    ((texts, sps),) = sent
+    assert len(texts) == len(sps) == 2 and [sp.n for sp in sps] == [4, 4] and [sp.seed for sp in sps] == [11, 22]
+    assert vllm_backend.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching  # what makes n share
+
+
 def test_filter_with_vllm(smollm2_dir, raw_rows, tmp_path):
     from loongrl.io import read_parquet, write_parquet
     from loongrl.schemas import RAW_SCHEMA

@@ -211,11 +211,11 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
         assert title in md, title
     for name in ("table2", "table3", "table6", "table7", "scorers"):
         assert (rep / f"tables/{name}.csv").stat().st_size > 100
-    for fig in ("niah_base", "niah_stage2", "ruler_vs_length", "training_curves", "data_lengths"):
+    for fig in ("effect_vs_length", "niah_base", "niah_stage2", "ruler_vs_length", "training_curves", "data_lengths"):
         assert (rep / f"figures/{fig}.png").read_bytes()[:4] == b"\x89PNG"
     snakemake("--profile", "profiles/local", "--report", "results/report.html", cwd=work)
     html = (results / "report.html").read_text()
-    assert "table2.csv" in html and "niah_stage2.png" in html
+    assert "table2.csv" in html and "niah_stage2.png" in html and "effect_vs_length.png" in html
     first = _hashes(work)
     # Rebuild the data half after the (slow) filter from scratch: the bytes must not change.
     snakemake(

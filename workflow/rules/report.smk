@@ -16,6 +16,15 @@ rule report:
             category="1. The effect (base vs trained)",
             caption="../report/effect.rst",
         ),
+        effect_figures=report(
+            expand(
+                "results/report/figures/{fig}.png",
+                fig=["effect_vs_length"]
+                + (["training_curves"] if TRAIN_STAGES else []),
+            ),
+            category="1. The effect (base vs trained)",
+            caption="../report/effect_figures.rst",
+        ),
         tables=report(
             expand(
                 "results/report/tables/{table}.csv",
@@ -34,8 +43,7 @@ rule report:
         figures=report(
             expand(
                 "results/report/figures/{fig}.png",
-                fig=["ruler_vs_length", "data_lengths"]
-                + (["training_curves"] if TRAIN_STAGES else []),
+                fig=["ruler_vs_length", "data_lengths"],
             ),
             category="Figures",
             caption="../report/figures.rst",

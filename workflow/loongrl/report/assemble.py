@@ -19,7 +19,7 @@ import yaml
 from loongrl.answers import HEDGE_KINDS
 from loongrl.cli import run, setup_logging
 from loongrl.io import read_parquet, write_text
-from loongrl.report.figures import lengths_plot, niah_heatmap, ruler_plot, training_plot
+from loongrl.report.figures import effect_plot, lengths_plot, niah_heatmap, ruler_plot, training_plot
 from loongrl.report.tables import (
     BUCKETS,
     LB_TASKS,
@@ -140,7 +140,12 @@ def build_report(
     # the headline: what training changed, per benchmark and length, with intervals
     effect = effect_rows(by_model, order)
     if effect:
+        # then the curves: score against length with intervals, and the training reward
         md.append(effect_md(effect))
+        md.append("![effect_vs_length](figures/effect_vs_length.png)\n")
+        if train_metrics:
+            md.append("![training_curves](figures/training_curves.png)\n")
+    headline = {"effect_vs_length", "training_curves"} if effect else set()
     p = tables_dir / "effect.csv"
     write_text(effect_csv(effect), p)
     written["effect"] = p
@@ -155,6 +160,9 @@ def build_report(
 
     md.append("## Figures\n")
     label = f"{policy} · config {config_hash} · {date}"
+    p = fig_dir / "effect_vs_length.png"
+    effect_plot(effect, p, label)
+    written["effect_vs_length"] = p
     for m in order:
         niah = merged_niah(by_model[m])
         if niah:
@@ -176,7 +184,7 @@ def build_report(
         p = fig_dir / "data_lengths.png"
         lengths_plot({Path(x).stem: read_parquet(x) for x in mixtures}, p, label)
         written["data_lengths"] = p
-    md += [f"![{k}](figures/{v.name})\n" for k, v in written.items() if v.suffix == ".png"]
+    md += [f"![{k}](figures/{v.name})\n" for k, v in written.items() if v.suffix == ".png" and k not in headline]
     p = out_dir / "report.md"
     write_text("\n".join(md), p)
     written["report"] = p

@@ -1,10 +1,12 @@
-"""Report figures: NIAH heatmap per model, RULER vs context length (ours and the paper's), training reward and
-response length per step, and the training mixtures' prompt-length histograms. Each PNG is labelled with the policy,
-the config hash and the date, and written without a timestamp so reruns are byte-identical.
+"""Report figures: the effect (base vs trained score against context length, with intervals), NIAH heatmap per
+model, RULER vs context length (ours and the paper's), training reward and response length per step, and the
+training mixtures' prompt-length histograms. Each PNG is labelled with the policy, the config hash and the date,
+and written without a timestamp so reruns are byte-identical.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,41 @@ def _save(fig, path: Path, label: str) -> None:
 
 def _klabel(n: int) -> str:
     return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
+
+
+_LENGTH_CELL = re.compile(r"^(?P<bench>[\w-]+)\.L(?P<n>\d+)$")
+
+
+def effect_plot(rows: list[dict[str, Any]], path: Path, label: str) -> None:
+    """One panel per benchmark evaluated at several lengths (the held-out training task at L, 2L, 4L; NIAH; RULER):
+    base and each trained model against context length, with the rows' 95 % bootstrap intervals as error bars, so
+    the laptop analogue of the paper's Table 3 (does the gain hold beyond the training length?) is one picture.
+    ``rows`` are ``tables.effect_rows``; with none (no base model evaluated) the figure says so."""
+    plt = _plt()
+    by: dict[str, dict[str, dict[int, tuple[float, tuple[float, float]]]]] = {}
+    for r in rows:
+        m = _LENGTH_CELL.match(r["cell"])
+        if not m:
+            continue
+        lines = by.setdefault(m["bench"], {})
+        lines.setdefault("base", {})[int(m["n"])] = (r["base"], r["base_ci"])
+        lines.setdefault(r["model"], {})[int(m["n"])] = (r["score"], r["score_ci"])
+    fig, axes = plt.subplots(1, max(1, len(by)), figsize=(4 * max(1, len(by)), 3.2), squeeze=False)
+    if not by:
+        axes[0][0].text(0.5, 0.5, "no base-vs-trained cells at several lengths", ha="center", va="center")
+        axes[0][0].set_axis_off()
+    for ax, (bench, lines) in zip(axes[0], sorted(by.items()), strict=False):
+        for model, pts in lines.items():
+            xs = sorted(pts)
+            ys = [100 * pts[x][0] for x in xs]
+            err = [[100 * (pts[x][0] - pts[x][1][0]) for x in xs], [100 * (pts[x][1][1] - pts[x][0]) for x in xs]]
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=model)
+        ax.set_xscale("log", base=2)
+        ticks = sorted({x for pts in lines.values() for x in pts})
+        ax.set_xticks(ticks, [_klabel(t) for t in ticks])
+        ax.set(xlabel="context length (tokens)", ylabel="score (%)", title=bench, ylim=(0, 100))
+        ax.legend(fontsize=7)
+    _save(fig, path, label)
 
 
 def niah_heatmap(model: str, summ: dict[str, Any], path: Path, label: str) -> None:
