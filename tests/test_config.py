@@ -81,6 +81,26 @@ def test_eval_model_references_are_checked():
     validate_config(cfg)
 
 
+def test_eval_benchmarks_pick_a_subset_of_the_matrix():
+    """``eval.benchmarks`` (what make demo measures): a subset in registry order; an unknown name is a key error."""
+    from loongrl.eval.registry import eval_cells
+
+    full = load_config(ROOT / "config.yaml")
+    assert full["eval"]["benchmarks"] is None
+    demo = load_config(
+        *(ROOT / p for p in ("config.yaml", "profiles/local/config.tiny.yaml", "profiles/nano/config.nano.yaml")),
+        ROOT / "profiles/nano/config.demo.yaml",
+    )
+    cells = eval_cells(demo["eval"])
+    assert cells == [("niah", "L1024"), ("niah", "L2048"), ("heldout", "L384"), ("heldout", "L768")]
+    assert set(cells) < set(eval_cells({**demo["eval"], "benchmarks": None}))
+    assert "stage2" not in demo["train"]["stages"] and demo["eval"]["models"] == ["base", "stage1"]
+    cfg = copy.deepcopy(full)
+    cfg["eval"]["benchmarks"] = ["niah", "needle"]
+    with pytest.raises(ConfigError, match=r"config key 'eval\.benchmarks\[1\]': 'needle' is not one of"):
+        validate_config(cfg)
+
+
 def test_paper_config_uses_real_sources(paper):
     """The shipped config downloads math and books; the shipped samples are the local profiles' business."""
     cfg = validate_config(copy.deepcopy(paper))

@@ -207,8 +207,10 @@ SHORT = [name for name, b in BENCHMARKS.items() if b.data == "short"]
 
 
 def eval_cells(ev: dict[str, Any]) -> list[tuple[str, str]]:
-    """(benchmark, cell) pairs of the eval matrix, in registry order."""
-    return [(name, cell) for name, b in BENCHMARKS.items() for cell in b.cells(ev)]
+    """(benchmark, cell) pairs of the eval matrix, in registry order; ``eval.benchmarks`` picks a subset (a short
+    run such as ``make demo`` measures fewer benchmarks, in the same order and cells as the full matrix)."""
+    chosen = ev.get("benchmarks") or BENCHMARKS
+    return [(name, cell) for name, b in BENCHMARKS.items() if name in chosen for cell in b.cells(ev)]
 
 
 def config_errors(config: dict[str, Any]) -> list[str]:
@@ -219,6 +221,9 @@ def config_errors(config: dict[str, Any]) -> list[str]:
     msgs = []
     train = config.get("train") or {}
     known = {"base", *train.get("stages", {})}
+    for i, name in enumerate(ev.get("benchmarks") or []):
+        if name not in BENCHMARKS:
+            msgs.append(f"config key 'eval.benchmarks[{i}]': '{name}' is not one of {list(BENCHMARKS)}")
     for i, name in enumerate(ev["models"]):
         if name not in known:
             msgs.append(f"config key 'eval.models[{i}]': '{name}' is not base or a train.stages name")
