@@ -48,13 +48,11 @@ def test_check_inputs_names_every_shortfall(tmp_path, raw_rows, qwen_tokenizer):
     raw, math = _inputs(tmp_path, raw_rows, n_math=5)
     cfg = copy.deepcopy(_config())
     cfg["split"]["plain_questions"] = 15  # 15 + 8 > the 20 questions given
-    cfg["mixture"]["counts"]["retrieval_multikey"] = 99
     with pytest.raises(ValueError) as err:
         check_inputs(raw=raw, math=math, books_dir=None, tokenizer=qwen_tokenizer, config=cfg)
     msg = str(err.value)
     assert "hotpotqa.parquet: 20 questions" in msg and "= 23" in msg
     assert "dapo.parquet: 5 rows" in msg and "mixture.counts.dapo_math = 16" in msg
-    assert "mixture.counts.retrieval_multikey = 99" in msg
 
 
 def test_paper_filter_work_projection():

@@ -37,6 +37,11 @@ def config_errors(config: dict[str, Any]) -> list[str]:
     """Local sources that cannot supply what the config asks of them (paths relative to the working directory)."""
     msgs: list[str] = []
     counts = config["mixture"]["counts"]
+    # the retrieval stage builds exactly retrieval.<task>.examples rows: a larger count can never be met
+    for task, key in (("multikey", "retrieval_multikey"), ("multivalue", "retrieval_multivalue")):
+        have = config["retrieval"][task]["examples"]
+        if counts[key] > have:
+            msgs.append(f"config key 'mixture.counts.{key}': {counts[key]} rows, but retrieval.{task}.examples = {have}")
     if config["math"]["source"] == "local":
         for task, key in MATH_KEYS.items():
             path = Path(config["math"][key]["local_file"])
@@ -128,9 +133,6 @@ def check_inputs(
         if counts[task] > n:
             problems.append(f"{math[task]}: {n} rows after de-duplication, but mixture.counts.{task} = {counts[task]}")
     ret = config["retrieval"]
-    for task, key in (("multikey", "retrieval_multikey"), ("multivalue", "retrieval_multivalue")):
-        if counts[key] > ret[task]["examples"]:
-            problems.append(f"mixture.counts.{key} = {counts[key]} but retrieval.{task}.examples = {ret[task]['examples']}")
     haystack: dict[str, Any] = {}
     if books_dir is not None:
         hay = Haystack(load_books([books_dir]), tokenizer)
