@@ -96,12 +96,16 @@ def test_eval_benchmarks_pick_a_subset_of_the_matrix():
     assert set(cells) < set(eval_cells({**demo["eval"], "benchmarks": None}))
     assert "stage2" not in demo["train"]["stages"] and demo["eval"]["models"] == ["base", "stage1"]
     cfg = copy.deepcopy(full)
-    cfg["mixture"]["counts"]["retrieval_multikey"] = cfg["retrieval"]["multikey"]["examples"] + 1
-    with pytest.raises(ConfigError, match=r"config key 'mixture\.counts\.retrieval_multikey': .* but retrieval"):
-        validate_config(cfg)
-    cfg = copy.deepcopy(full)
     cfg["eval"]["benchmarks"] = ["niah", "needle"]
     with pytest.raises(ConfigError, match=r"config key 'eval\.benchmarks\[1\]': 'needle' is not one of"):
+        validate_config(cfg)
+
+
+def test_retrieval_counts_are_checked_at_config_time(paper):
+    """A mixture count above the rows the retrieval stage builds fails when the config loads, naming the key."""
+    cfg = copy.deepcopy(paper)
+    cfg["mixture"]["counts"]["retrieval_multikey"] = cfg["retrieval"]["multikey"]["examples"] + 1
+    with pytest.raises(ConfigError, match=r"config key 'mixture\.counts\.retrieval_multikey': .* but retrieval"):
         validate_config(cfg)
 
 

@@ -34,7 +34,8 @@ def _local_rows(files: list[Path]) -> int:
 
 
 def config_errors(config: dict[str, Any]) -> list[str]:
-    """Local sources that cannot supply what the config asks of them (paths relative to the working directory)."""
+    """Sources that cannot supply what the mixture asks of them: the retrieval rows the config builds, and local
+    files (paths relative to the working directory). Config-only, so a bad overlay fails before any job runs."""
     msgs: list[str] = []
     counts = config["mixture"]["counts"]
     # the retrieval stage builds exactly retrieval.<task>.examples rows: a larger count can never be met
