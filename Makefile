@@ -54,13 +54,27 @@ lint: install
 unit: install
 	pytest -m "not slow and not slurm"
 
-test: lint test-main test-vllm
+# Each part of `make test` is timed into logs/ci/phases.tsv and each suite writes a JUnit XML beside it; .ci/report.py
+# turns them into the phase table, the slowest tests and the CI budget check (.ci/run calls it). The vLLM
+# environment installs in the background while lint and the main suite run (its log: logs/ci/vllm-env.log).
+CI_LOGS ?= logs/ci
+TIMED = .ci/timed $(CI_LOGS)/phases.tsv
+PYTEST_REPORT = --durations=15 --junitxml=$(CI_LOGS)/junit-$(1).xml
+
+test: install
+	@mkdir -p $(CI_LOGS)
+	@$(TIMED) install-vllm $(MAKE) --no-print-directory vllm-env > $(CI_LOGS)/vllm-env.log 2>&1 & venv=$$!; \
+	$(TIMED) lint $(MAKE) --no-print-directory lint && \
+	$(TIMED) test-main $(MAKE) --no-print-directory test-main; main=$$?; \
+	if ! wait $$venv; then tail -50 $(CI_LOGS)/vllm-env.log; echo "make vllm-env failed" >&2; exit 1; fi; \
+	[ $$main = 0 ] || exit $$main; \
+	$(TIMED) test-vllm $(MAKE) --no-print-directory test-vllm
 
 test-main: install
-	pytest -m "not vllm"
+	pytest -m "not vllm" $(call PYTEST_REPORT,main)
 
 test-vllm: vllm-env
-	$(VLLM_VENV)/bin/pytest -m vllm
+	$(VLLM_VENV)/bin/pytest -m vllm $(call PYTEST_REPORT,vllm)
 
 bench: install
 	python benchmarks/synthesis_throughput.py

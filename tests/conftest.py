@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -84,3 +86,79 @@ def write_choice_mixture(path: Path, n: int = 8) -> None:
         for i in range(n)
     ]
     write_parquet(rows, path, MIXTURE_SCHEMA)
+
+
+# --- Shared DAG runs -------------------------------------------------------------------------------------------------
+# A Snakemake run of a whole DAG is the most expensive thing a test does (minutes on 2 cores). Each configuration
+# runs once per session, in a fixture below, and every test of it asserts on that run's outputs; a test that needs a
+# variation reruns only the jobs it compares (e.g. the determinism check forces the data half, not the DAG).
+
+BIN = Path(sys.executable).parent
+DAG_ENV = {
+    **os.environ,
+    "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    "HF_HUB_OFFLINE": "1",
+    "SLURM_ACCOUNT": "testacct",
+    "SLURM_PARTITION_CPU": "cpu",
+    "SLURM_PARTITION_GPU": "gpu",
+}
+COPY = ["Snakefile", "config.yaml", "workflow", "profiles", "data", "envs"]
+
+
+def snakemake(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
+    """The installed snakemake on ``args`` in ``cwd``; a failure raises with its output."""
+    proc = subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, env=DAG_ENV, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def copy_project(dest: Path) -> Path:
+    """The files a DAG run reads, copied to ``dest`` (a run writes results/, logs/, resources/ beside them)."""
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_dag(tmp_path_factory) -> Path:
+    """profiles/local's whole DAG (tiny random model, shipped samples: data -> 3 GRPO stages -> eval -> report),
+    run once; tests/test_workflow.py asserts on it. Returns the project copy it ran in."""
+    work = copy_project(tmp_path_factory.mktemp("tiny_dag"))
+    snakemake("--profile", "profiles/local", cwd=work)
+    return work
+
+
+# profiles/nano scaled down to a few rows and one step a stage: the SmolLM2 DAG of tests/test_smollm2.py. One QA
+# dataset: the nano mixture takes no QA rows, and the QA half's SmolLM2 filter chunks were its slowest jobs (the
+# tiny DAG runs all three datasets through every stage).
+NANO_SMALL = (
+    "raw_qa: {max_questions: 6, datasets: [hotpotqa]}\n"
+    "filter: {n: 2, max_new_tokens: 4, keep_max: 2, chunk_questions: 8}\n"
+    "retrieval: {multikey: {examples: 4, keys: 2}}\n"
+    "mixture: {counts: {retrieval_multikey: 4}}\n"
+    "train: {max_completion_length: 12, num_generations: 4, per_device_batch: 4, save_steps: 1,"
+    " stages: {stage1: {steps: 1, data: stage1, init: base}, stage2: {steps: 1, data: stage2, init: stage1}},"
+    " stage2_rollouts: 2}\n"
+    "eval: {decoding: {n: 1, temperature: 0.6, top_p: 0.95, max_new_tokens: 8},"
+    " heldout: {lengths: [384], examples: 4, max_new_tokens: 12},"
+    " longbench: {tasks: [2wikimqa], max_rows: 1},"
+    " longbench_v2: {max_rows: 1, max_new_tokens: 8, cot_max_new_tokens: 8},"
+    " niah: {lengths: [1024], depths: [50], max_new_tokens: 12},"
+    " ruler: {lengths: [1024], tasks: [niah_single_1], max_new_tokens: 12}, short: {max_rows: 1}}\n"
+)
+
+
+@pytest.fixture(scope="session")
+def nano_dag(tmp_path_factory, smollm2_dir) -> Path:
+    """profiles/nano (SmolLM2 as policy and filter model) through the whole DAG at a few rows, run once."""
+    work = copy_project(tmp_path_factory.mktemp("nano_dag"))
+    shutil.copytree(smollm2_dir, work / "resources/models/smollm2-135m")
+    overlay = ["config.yaml", "profiles/local/config.tiny.yaml", "profiles/nano/config.nano.yaml"]
+    (work / "small.yaml").write_text(NANO_SMALL)
+    snakemake("--profile", "profiles/nano", "--configfile", *overlay, "small.yaml", cwd=work)
+    return work

@@ -96,7 +96,8 @@ def test_malformed_released_rows_name_file_row_and_field(tmp_path, qwen_tokenize
 def test_released_source_runs_no_filter_and_no_synthesis(tmp_path):
     """The paper config with mixture.qa_source: released: six downloads and loads, no filter, fill or KeyChain job,
     and the mixtures, training and eval as before."""
-    from test_workflow import job_counts, snakemake
+    from conftest import snakemake
+    from test_workflow import job_counts
 
     overlay = tmp_path / "released.yaml"
     overlay.write_text("mixture: {qa_source: released}\n")

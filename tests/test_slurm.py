@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, copy_project
 from slurm_cluster import Cluster, missing_requirements
-from test_workflow import copy_project
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -80,53 +80,45 @@ def test_passage_headers_counted_per_index(smollm2_dir):
         assert cost(i, 0) == header, i
 
 
-@pytest.mark.slow
-def test_nano_profile_small_dag(tmp_path, smollm2_dir):
-    """The laptop experiment's profile (profiles/nano), scaled down, through the whole DAG with SmolLM2 as policy
-    and filter model: data (the QA half too) -> GRPO stage I and the difficulty-focused stage II -> the eval matrix
-    for base and trained -> a report that opens on the base-vs-trained table. The one SmolLM2 DAG test."""
-    from test_workflow import copy_project, snakemake
+# The nano DAG (conftest.nano_dag): profiles/nano, scaled down, through the whole DAG with SmolLM2 as policy and filter
+# model: data (the QA half too) -> GRPO stage I and the difficulty-focused stage II -> the eval matrix for base and
+# trained -> a report that opens on the base-vs-trained table. The one SmolLM2 DAG run; the tests below read it.
 
-    work = copy_project(tmp_path)
-    shutil.copytree(smollm2_dir, work / "resources/models/smollm2-135m")
-    overlay = ["config.yaml", "profiles/local/config.tiny.yaml", "profiles/nano/config.nano.yaml"]
-    (work / "small.yaml").write_text(
-        "raw_qa: {max_questions: 6}\nfilter: {n: 2, max_new_tokens: 4, keep_max: 2, chunk_questions: 8}\n"
-        "retrieval: {multikey: {examples: 4, keys: 2}}\n"
-        "mixture: {counts: {retrieval_multikey: 4}}\n"
-        "train: {max_completion_length: 12, num_generations: 4, per_device_batch: 4, save_steps: 1,"
-        " stages: {stage1: {steps: 1, data: stage1, init: base}, stage2: {steps: 1, data: stage2, init: stage1}},"
-        " stage2_rollouts: 2}\n"
-        "eval: {decoding: {n: 1, temperature: 0.6, top_p: 0.95, max_new_tokens: 8},"
-        " heldout: {lengths: [384], examples: 4, max_new_tokens: 12},"
-        " longbench: {tasks: [2wikimqa], max_rows: 1},"
-        " longbench_v2: {max_rows: 1, max_new_tokens: 8, cot_max_new_tokens: 8},"
-        " niah: {lengths: [1024], depths: [50], max_new_tokens: 12},"
-        " ruler: {lengths: [1024], tasks: [niah_single_1], max_new_tokens: 12}, short: {max_rows: 1}}\n"
-    )
-    snakemake("--profile", "profiles/nano", "--configfile", *overlay, "small.yaml", cwd=work)
+
+@pytest.mark.slow
+def test_nano_dag_token_budgets_are_smollm2_tokens(nano_dag, smollm2_dir):
     import pyarrow.parquet as pq
 
-    kc = pq.read_table(work / "results/keychain/hotpotqa.L2048.parquet").to_pylist()
+    kc = pq.read_table(nano_dag / "results/keychain/hotpotqa.L2048.parquet").to_pylist()
     tok = load_tokenizer(smollm2_dir)
     for r in kc:  # prompt lengths are SmolLM2 tokens: the 2K fill plus 2 chains of 4 UUID pairs (~300 tokens each)
         assert 2048 < r["prompt_tokens"] == count_prompt_tokens(tok, messages(r["user_prompt"], None)) <= 2048 + 640
-    mix = pq.read_table(work / "results/mixture/stage1.parquet").to_pylist()
+    mix = pq.read_table(nano_dag / "results/mixture/stage1.parquet").to_pylist()
     assert {r["data_source"] for r in mix} == {"retrieval_multikey"} and len(mix) == 4
     assert all(r["prompt_tokens"] == count_prompt_tokens(tok, r["prompt"]) <= 384 for r in mix)
+
+
+@pytest.mark.slow
+def test_nano_dag_trains_both_stages(nano_dag):
     for stage in ("stage1", "stage2"):
-        summary = json.loads((work / f"results/train/{stage}/summary.json").read_text())
-        assert summary["steps"] == 1 and (work / f"results/train/{stage}/model/model.safetensors").exists()
-    held = json.loads((work / "results/eval/stage2/heldout.L384.summary.json").read_text())
+        summary = json.loads((nano_dag / f"results/train/{stage}/summary.json").read_text())
+        assert summary["steps"] == 1 and (nano_dag / f"results/train/{stage}/model/model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_nano_dag_heldout_eval_and_effect_report(nano_dag):
+    import pyarrow.parquet as pq
+
+    held = json.loads((nano_dag / "results/eval/stage2/heldout.L384.summary.json").read_text())
     assert held["kind"] == "instruct" and held["decoding"]["n"] == 1 and held["overall"]["rows"] == 4
     assert set(held["row_scores"]) == {
-        r["id"] for r in pq.read_table(work / "results/eval/stage2/heldout.L384.parquet").to_pylist()
+        r["id"] for r in pq.read_table(nano_dag / "results/eval/stage2/heldout.L384.parquet").to_pylist()
     }
-    report = (work / "results/report/report.md").read_text()
+    report = (nano_dag / "results/report/report.md").read_text()
     head = report.split("## The effect: base vs trained", 1)
     assert len(head) == 2 and "### Table 2" not in head[0]  # the effect table comes before every paper table
     assert "| stage2 | heldout.L384 | 4 |" in head[1]
-    assert (work / "results/report/tables/effect.csv").read_text().startswith("model,cell,rows,base,")
+    assert (nano_dag / "results/report/tables/effect.csv").read_text().startswith("model,cell,rows,base,")
 
 
 def test_heldout_retrieval_never_overlaps_training(tmp_path, smollm2_dir):

@@ -138,14 +138,47 @@ def test_stale_checkpoints_are_not_resumed(tmp_path):
     data.write_bytes(b"rows v1")
     work = tmp_path / "work"
     fp = fingerprint(model, data, {"lr": 1})
-    prepare_work_dir(work, fp)
+    assert prepare_work_dir(work, fp) is None
     (work / "checkpoint-1").mkdir()
-    prepare_work_dir(work, fingerprint(model, data, {"lr": 1}))
+    assert prepare_work_dir(work, fingerprint(model, data, {"lr": 1})) is None
     assert (work / "checkpoint-1").exists()  # same run: resume
     data.write_bytes(b"rows v2")  # Snakemake reran the stage because its data changed
-    prepare_work_dir(work, fingerprint(model, data, {"lr": 1}))
-    assert not (work / "checkpoint-1").exists()
+    aside = prepare_work_dir(work, fingerprint(model, data, {"lr": 1}))
+    assert not (work / "checkpoint-1").exists() and (work / "FINGERPRINT").read_text().strip() != fp
+    assert aside == tmp_path / f"work.stale-{fp}" and (aside / "checkpoint-1").is_dir()  # moved aside, not deleted
     assert fingerprint(model, data, {"lr": 2}) != fingerprint(model, data, {"lr": 1})
+
+
+def test_scheduling_keys_keep_checkpoints_weight_keys_move_them_aside(tmp_path, train_cfg):
+    """A job that hit its time limit is resubmitted with more time or retries: it must resume, not restart. A new
+    learning rate starts afresh, and the old checkpoints are still there."""
+    from loongrl.train.grpo import prepare_work_dir, run_fingerprint
+
+    model, data = tmp_path / "model", tmp_path / "data.parquet"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    data.write_bytes(b"rows")
+
+    def prepare(**changes):
+        train = {**train_cfg, **changes}
+        fp = run_fingerprint(model_path=model, data_path=data, train=train, steps=168, seed=42, extra=["v", 16])
+        return prepare_work_dir(tmp_path / "work", fp)
+
+    prepare()
+    (tmp_path / "work/checkpoint-40").mkdir()
+    stages = {**train_cfg["stages"], "stage2": {**train_cfg["stages"]["stage2"], "steps": 99}}
+    for change in (
+        {"job_runtime": "96h"},
+        {"job_retries": 9},
+        {"save_steps": 5, "save_minutes": 30},
+        {"stage2_rollouts": 16, "stage2_shards": 8},
+        {"stages": stages},
+    ):
+        assert prepare(**change) is None, change
+        assert (tmp_path / "work/checkpoint-40").is_dir(), change
+    aside = prepare(learning_rate=2e-6)
+    assert aside is not None and (aside / "checkpoint-40").is_dir()
+    assert not (tmp_path / "work/checkpoint-40").exists()
 
 
 def test_accumulation_must_divide():

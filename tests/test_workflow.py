@@ -4,44 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT
-
-BIN = Path(sys.executable).parent
-ENV = {
-    **os.environ,
-    "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-    "HF_HUB_OFFLINE": "1",
-    "SLURM_ACCOUNT": "testacct",
-    "SLURM_PARTITION_CPU": "cpu",
-    "SLURM_PARTITION_GPU": "gpu",
-}
-COPY = ["Snakefile", "config.yaml", "workflow", "profiles", "data", "envs"]
-
-
-def snakemake(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, env=ENV, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def copy_project(dest: Path) -> Path:
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
+from conftest import ROOT, copy_project, snakemake
 
 
 def test_lint_clean():
@@ -130,11 +99,13 @@ def _hashes(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files)}
 
 
+# The tiny DAG (conftest.tiny_dag) runs once; each test below asserts one part of it. The determinism and ablation
+# tests rerun only the jobs they compare, after the others have read the first run's outputs.
+
+
 @pytest.mark.slow
-def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
-    work = copy_project(tmp_path)
-    snakemake("--profile", "profiles/local", cwd=work)
-    results = work / "results"
+def test_tiny_dag_mixtures_and_filter(tiny_dag):
+    results = tiny_dag / "results"
     for stage in ("warmup", "stage1"):
         t = pq.read_table(results / f"mixture/{stage}.parquet")
         assert t.num_rows > 0 and "prompt" in t.column_names
@@ -150,10 +121,17 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
     }
     warm = pq.read_table(results / "mixture/warmup.parquet").to_pylist()
     assert "keychain" not in {r["source"] for r in warm}
-    for p in (results / "filter").glob("*.passes.parquet"):
+    passes = list((results / "filter").glob("*.passes.parquet"))
+    assert passes
+    for p in passes:
         t = pq.read_table(p).to_pylist()
         assert t and all(r["n"] == 8 and len(r["predictions"]) == 8 for r in t)
-    # training half: warm-up -> stage I -> stage-II selection -> stage II, each a loadable HF model
+
+
+@pytest.mark.slow
+def test_tiny_dag_trains_three_stages_and_selects_stage2(tiny_dag):
+    """warm-up -> stage I -> stage-II selection -> stage II, each a loadable HF model with the hack monitor logged."""
+    results = tiny_dag / "results"
     for stage in ("warmup", "stage1", "stage2"):
         summary = json.loads((results / f"train/{stage}/summary.json").read_text())
         assert summary["steps"] == 2 and summary["mlflow_run_id"]
@@ -161,11 +139,18 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
         assert [r["step"] for r in rows] == [1, 2]
         assert all("reward/suspect_frac" in r and "reward/qa_rewarded" in r for r in rows)  # the hack monitor
         assert (results / f"train/{stage}/model/config.json").exists()
+    stage1 = pq.read_table(results / "mixture/stage1.parquet").to_pylist()
     sel = json.loads((results / "mixture/stage2.stats.json").read_text())
     assert sel["examples"] == len(stage1) and sel["kept"] == pq.read_table(results / "mixture/stage2.parquet").num_rows
+    summary = json.loads((results / "train/stage1/summary.json").read_text())
+    assert summary["best_checkpoint"] and set(summary["validation_rewards"]) == {"1", "2"}
+
+
+@pytest.mark.slow
+def test_tiny_dag_mlflow_runs(tiny_dag):
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{results / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tiny_dag / 'results/mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["loongrl"], output_format="list")
     assert sorted(r.info.run_name for r in runs) == ["stage1", "stage2", "warmup"]
     assert all(len(r.data.tags["config_hash"]) == 12 for r in runs)
@@ -176,9 +161,12 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
         assert any(n.endswith((".card.json", ".stats.json")) for n in names) and any(
             n.startswith("config-") for n in names
         ), names
-    stage1 = json.loads((results / "train/stage1/summary.json").read_text())
-    assert stage1["best_checkpoint"] and set(stage1["validation_rewards"]) == {"1", "2"}
-    # evaluation half and report: every cell summarised, every table and figure written and non-empty
+
+
+@pytest.mark.slow
+def test_tiny_dag_eval_matrix_and_report(tiny_dag):
+    """Every cell summarised for base and trained; every table and figure of the report written and non-empty."""
+    results = tiny_dag / "results"
     for model in ("base", "stage2"):
         for cell in (
             "longbench.all",
@@ -213,11 +201,29 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
         assert (rep / f"tables/{name}.csv").stat().st_size > 100
     for fig in ("effect_vs_length", "niah_base", "niah_stage2", "ruler_vs_length", "training_curves", "data_lengths"):
         assert (rep / f"figures/{fig}.png").read_bytes()[:4] == b"\x89PNG"
-    snakemake("--profile", "profiles/local", "--report", "results/report.html", cwd=work)
-    html = (results / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_tiny_dag_html_report(tiny_dag):
+    snakemake("--profile", "profiles/local", "--report", "results/report.html", cwd=tiny_dag)
+    html = (tiny_dag / "results/report.html").read_text()
     assert "table2.csv" in html and "niah_stage2.png" in html and "effect_vs_length.png" in html
-    first = _hashes(work)
-    # Rebuild the data half after the (slow) filter from scratch: the bytes must not change.
+
+
+@pytest.mark.slow
+def test_tiny_dag_moved_checkout_reruns_nothing(tiny_dag, tmp_path):
+    """No rule param holds an absolute path (the MLflow URI, the launcher's files): the finished DAG, copied to
+    another folder with its timestamps, plans no job."""
+    moved = shutil.copytree(tiny_dag, tmp_path / "elsewhere", symlinks=True)
+    out = snakemake("-n", "--profile", "profiles/local", cwd=moved)
+    assert "Nothing to be done" in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
+
+
+@pytest.mark.slow
+def test_tiny_dag_data_half_is_deterministic(tiny_dag):
+    """Rebuild the data half after the (slow) filter from scratch: the bytes must not change."""
+    first = _hashes(tiny_dag)
+    assert first
     snakemake(
         "--profile",
         "profiles/local",
@@ -227,14 +233,19 @@ def test_local_end_to_end_is_complete_and_deterministic(tmp_path):
         "math_data",
         "--until",
         "preflight",
-        cwd=work,
+        cwd=tiny_dag,
     )
-    assert _hashes(work) == first
-    assert not list(results.rglob("*.tmp")), "no temporary files left behind"
-    # An ablation row (eval.ablations) reaches the report through the rule and the CLI: Table 4 is written.
-    (work / "ablation.yaml").write_text("eval:\n  ablations:\n    table4: {'LoongRL w/o KeyChain': base}\n")
+    assert _hashes(tiny_dag) == first
+    assert not list((tiny_dag / "results").rglob("*.tmp")), "no temporary files left behind"
+
+
+@pytest.mark.slow
+def test_tiny_dag_ablation_reaches_table4(tiny_dag):
+    """An ablation row (eval.ablations) reaches the report through the rule and the CLI: Table 4 is written."""
+    (tiny_dag / "ablation.yaml").write_text("eval:\n  ablations:\n    table4: {'LoongRL w/o KeyChain': base}\n")
     overlay = ["--configfile", "config.yaml", "profiles/local/config.tiny.yaml", "ablation.yaml"]
-    snakemake("--profile", "profiles/local", "results/report/tables/table4.csv", *overlay, cwd=work)
+    snakemake("--profile", "profiles/local", "results/report/tables/table4.csv", *overlay, cwd=tiny_dag)
+    rep = tiny_dag / "results/report"
     table4 = (rep / "tables/table4.csv").read_text().splitlines()
     assert table4[1].startswith("ours:LoongRL w/o KeyChain (base),") and "Table 4" in (rep / "report.md").read_text()
 

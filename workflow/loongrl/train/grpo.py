@@ -184,16 +184,46 @@ def last_checkpoint(work_dir: Path, world_size: int = 1) -> Path | None:
     return max(found)[1] if found else None
 
 
+# `train` keys that shape the SLURM job or the checkpoint bookkeeping, never the trained weights. They are left out of
+# a stage's fingerprint: raising `job_runtime` or `job_retries` after a job hit its time limit, or changing a
+# stage-II or another stage's key, must resume stage I, not restart it. The world size stays in (the caller's
+# `extra`): ZeRO-3 checkpoints are sharded by rank. Every other key (and any key added later) counts.
+SCHEDULING_KEYS = frozenset(
+    {
+        "job_runtime",
+        "job_retries",
+        "gpus",  # through the world size
+        "nodes",  # through the world size
+        "gpu_type",
+        "cpus_per_gpu",
+        "gpu_memory_gib",
+        "dist_timeout_minutes",
+        "save_steps",
+        "save_minutes",
+        "save_total_limit",
+        "per_device_eval_batch",
+        "stages",  # this stage's steps, data and init model are fingerprinted directly
+        "select_best",  # the validation slice is in `extra`
+        "stage2_rollouts",
+        "stage2_backend",
+        "stage2_shards",
+        "stage2_engine",
+    }
+)
+
+
 def run_fingerprint(
     *, model_path: Path, data_path: Path, train: dict[str, Any], steps: int, seed: int, extra: Any
 ) -> str:
-    """What a stage's checkpoints depend on: settings, the data's bytes, and the init model's files.
+    """What a stage's trained weights depend on: the optimisation and sampling settings, the data's bytes, the init
+    model's files, the steps and the seed (``SCHEDULING_KEYS`` excluded).
 
     Checkpoints live outside Snakemake's outputs so that a killed job can resume; when Snakemake reruns a stage
     because something upstream changed (new data, a retrained init model, other settings), the old checkpoints
     must not be resumed. The fingerprint is stored in the work dir and a mismatch starts the stage afresh.
     """
-    h = hashlib.sha256(json.dumps([train, steps, seed, extra], sort_keys=True, default=str).encode())
+    weights = {k: v for k, v in train.items() if k not in SCHEDULING_KEYS}
+    h = hashlib.sha256(json.dumps([weights, steps, seed, extra], sort_keys=True, default=str).encode())
     with open(data_path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
             h.update(block)
@@ -204,15 +234,36 @@ def run_fingerprint(
     return h.hexdigest()[:16]
 
 
-def prepare_work_dir(work_dir: Path, fingerprint: str) -> None:
-    """Keep ``work_dir``'s checkpoints only if they were made for the same fingerprint."""
+def prepare_work_dir(work_dir: Path, fingerprint: str) -> Path | None:
+    """Keep ``work_dir``'s checkpoints only if they were made for the same fingerprint.
+
+    Checkpoints of another run are moved aside, never deleted (they may hold days of GPU time, and a fingerprint
+    can change for a reason the user did not intend): to ``<work_dir>.stale-<their fingerprint>``, logged, and
+    returned. Delete them by hand once they are not wanted.
+    """
     stamp = work_dir / "FINGERPRINT"
+    aside = None
     if work_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != fingerprint):
-        if any(work_dir.iterdir()):
-            log.warning("%s holds checkpoints of a different run; starting this stage afresh", work_dir)
-        shutil.rmtree(work_dir)
+        if any(p.name != "FINGERPRINT" for p in work_dir.iterdir()):
+            old = stamp.read_text().strip() if stamp.exists() else "unstamped"
+            aside = work_dir.with_name(f"{work_dir.name}.stale-{old}")
+            n = 1
+            while aside.exists():
+                aside, n = work_dir.with_name(f"{work_dir.name}.stale-{old}.{n}"), n + 1
+            work_dir.rename(aside)
+            log.warning(
+                "%s holds checkpoints of another run (fingerprint %s, this run %s): moved to %s; this stage starts "
+                "afresh",
+                work_dir,
+                old,
+                fingerprint,
+                aside,
+            )
+        else:
+            shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(fingerprint + "\n")
+    return aside
 
 
 def truncate_metrics(path: Path, step: int) -> None:

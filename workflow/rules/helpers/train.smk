@@ -1,6 +1,10 @@
 # Training half: one GRPO job per stage in train.stages, and the stage-II selection between stage I and II.
+import os
+
 # MLflow: a sqlite store under results/ unless MLFLOW_TRACKING_URI is set (the train CLI gives that precedence).
-MLFLOW_URI = f"sqlite:///{Path('results/mlflow.db').resolve()}"
+# Relative to the working directory every job runs in (sqlite:/// + a relative path), never absolute: the URI is a
+# rule param, and an absolute one would make a moved checkout retrain every stage ("Params have changed").
+MLFLOW_URI = "sqlite:///results/mlflow.db"
 
 
 def train_init_model(wildcards):
@@ -19,9 +23,13 @@ def train_launcher(cpus_per_task=None):
     GPUs itself; otherwise each node's task may be bound to a single core.
     """
     gpus, nodes = TRAIN["gpus"], TRAIN["nodes"]
-    cfg = Path(workflow.basedir) / "workflow/accelerate/zero3.yaml"
+    # relative to the working directory (the jobs run there): the launch line is a rule param, and an absolute path
+    # would make a moved checkout retrain every stage
+    cfg = os.path.relpath(Path(workflow.basedir) / "workflow/accelerate/zero3.yaml")
     if nodes > 1:
-        script = Path(workflow.basedir) / "workflow/scripts/accelerate_node.sh"
+        script = os.path.relpath(
+            Path(workflow.basedir) / "workflow/scripts/accelerate_node.sh"
+        )
         step = f"srun --nodes {nodes} --ntasks {nodes} --ntasks-per-node 1 --kill-on-bad-exit=1"
         if cpus_per_task:
             step += f" --cpus-per-task {cpus_per_task}"
