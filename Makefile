@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install vllm-env demo demo-tiny effect demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory gpu-check dryrun-slurm report clean
+.PHONY: install vllm-env demo demo-tiny effect demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory gpu-check engine-check dryrun-slurm report clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +95,20 @@ bench-engines: vllm-env
 # an eval cell through vLLM, with throughput and peak memory -> results/gpu_check/gpu_check.json
 gpu-check:
 	python benchmarks/gpu_check.py --out results/gpu_check
+
+# Every GPU job the paper DAG plans (config.yaml and each preset), checked by its engine's own validation on CPU:
+# vLLM's EngineArgs, TRL's GRPOConfig, the attention kernel against the rule's env -> results/engine_check/*.md
+ENGINE_CONFIGS := paper: presets/qwen7b-16xa100.yaml presets/qwen14b-8xmi300x.yaml
+engine-check: install vllm-env
+	@mkdir -p results/engine_check
+	@set -e; for c in $(ENGINE_CONFIGS); do \
+	  name=$$(basename $${c%:} .yaml); extra=$${c%:}; [ "$$c" = "paper:" ] && extra=""; \
+	  echo "== $$name"; \
+	  snakemake -n -p --profile profiles/slurm all --configfile config.yaml $$extra \
+	    > results/engine_check/$$name.dryrun.txt 2>&1 || { tail -20 results/engine_check/$$name.dryrun.txt; exit 1; }; \
+	  PYTHONPATH=workflow $(VLLM_VENV)/bin/python -m loongrl.enginecheck results/engine_check/$$name.dryrun.txt \
+	    --output results/engine_check/$$name.md; \
+	done
 
 dryrun-slurm: install
 	SLURM_ACCOUNT=$${SLURM_ACCOUNT:-myaccount} snakemake -n --profile profiles/slurm all

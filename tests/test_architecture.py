@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from loongrl.sources import PKG, graph, module_name  # the import graph the Snakefile's code inputs use
 
-PKG = Path(__file__).resolve().parents[1] / "workflow" / "loongrl"
 # Which layers a layer may import from. Core is every other top-level module of the package; ``loongrl.pipeline``
-# (the Snakefile's config validation, joining every section's checks) sits above all of them.
+# (the Snakefile's config validation, joining every section's checks) and ``loongrl.enginecheck`` (every GPU stage's
+# engine request) sit above all of them.
 ALLOWED = {
     "core": {"core"},
     "data": {"core", "data"},
@@ -26,36 +27,9 @@ SUBPACKAGES = ("data", "train", "eval", "report")
 
 def layer(module: str) -> str:
     parts = module.split(".")
-    if parts[1:2] == ["pipeline"]:
+    if parts[1:2] in (["pipeline"], ["enginecheck"]):  # both join every layer: config checks, the engine check
         return "pipeline"
     return parts[1] if len(parts) > 1 and parts[1] in SUBPACKAGES else "core"
-
-
-def module_name(path: Path, root: Path = PKG) -> str:
-    rel = path.relative_to(root.parent).with_suffix("")
-    parts = list(rel.parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def imports(path: Path, root: Path = PKG) -> set[str]:
-    """Every ``loongrl`` module imported by ``path``, at top level or inside functions."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "loongrl":
-            for alias in node.names:
-                sub = f"{node.module}.{alias.name}"
-                found.add(sub if (root.parent / (sub.replace(".", "/") + ".py")).exists() else node.module)
-                if (root.parent / sub.replace(".", "/")).is_dir():
-                    found.add(sub)
-        elif isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.split(".")[0] == "loongrl"}
-    return found
-
-
-def graph(root: Path = PKG) -> dict[str, set[str]]:
-    return {module_name(p, root): imports(p, root) for p in sorted(root.rglob("*.py"))}
 
 
 def violations(root: Path = PKG) -> list[str]:
@@ -149,3 +123,16 @@ def test_every_stage_keeps_its_cli(module):
     res = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     assert f"python -m {module}" in res.stdout
+
+
+def test_stage_sources_follow_the_import_graph():
+    """What a stage's rule takes as code inputs (workflow/rules/common.smk stage_code): the module, its packages'
+    __init__, the core modules it imports, transitively; never another stage's module."""
+    from loongrl.sources import module_sources
+
+    rel = {str(p.relative_to(PKG)) for p in module_sources("loongrl.data.keychain")}
+    assert {"__init__.py", "data/__init__.py", "data/keychain.py", "io.py"} <= rel
+    assert not any(r.startswith(("eval/", "train/", "report/")) for r in rel), rel
+    assert "report/__main__.py" in {str(p.relative_to(PKG)) for p in module_sources("loongrl.report")}
+    with pytest.raises(ValueError, match="no such module"):
+        module_sources("loongrl.data.nothing_here")

@@ -142,6 +142,25 @@ def test_local_source_too_small_fails_at_config_load(paper, monkeypatch):
         validate_config(cfg)
 
 
+def test_local_raw_qa_reads_train_splits_only(paper, monkeypatch):
+    """The shipped samples hold train and dev files: the default globs take the train files only, and a glob that
+    reaches a dev file is a config error naming the key, unless raw_qa.allow_eval_splits says so."""
+    from loongrl.data.check_inputs import EVAL_SPLIT
+
+    monkeypatch.chdir(ROOT)
+    raw = paper["raw_qa"]
+    for ds, spec in raw["local_files"].items():
+        files = sorted(p.name for pat in spec["files"] for p in (ROOT / raw["local_dir"] / spec["folder"]).glob(pat))
+        assert files and not [f for f in files if EVAL_SPLIT.search(f)], (ds, files)
+    cfg = deep_merge(paper, yaml.safe_load((ROOT / "profiles/local/config.tiny.yaml").read_text()))
+    validate_config(copy.deepcopy(cfg))  # the local profile: the train files suffice
+    cfg["raw_qa"]["local_files"]["hotpotqa"]["files"] = ["hotpot_*.json"]
+    with pytest.raises(ConfigError, match=r"config key 'raw_qa.local_files.hotpotqa'.*hotpot_dev_distractor_v1"):
+        validate_config(copy.deepcopy(cfg))
+    cfg["raw_qa"]["allow_eval_splits"] = True
+    validate_config(cfg)
+
+
 def test_conda_envs_pin_what_pyproject_pins():
     """envs/*.yaml (--sdm conda) and pyproject.toml (the pip route) install the same versions: every pip entry of an
     env equals pyproject's requirement for that package, the `vllm` extra's (the GPU stack) over the base one's."""

@@ -125,20 +125,44 @@ def test_evaluate_and_summarize_report_caps_and_buckets():
     assert set(summ["by_task_bucket"]) == {"narrativeqa@16-32K", "qasper@0-16K"}
 
 
-def test_yarn_per_cell_label_at_the_papers_factor():
-    """YaRN x4 for the 64K / 128K cells only, decided by the cell's length label, never raised past 4; unlabelled
-    cells (LongBench) by prompt + generation against the native window."""
+def test_cell_plan_yarn_by_label_and_past_native_policy():
+    """YaRN x4 for the 64K / 128K cells by their label, never raised past 4; a cell whose prompt + generation passes
+    the native positions (the 32K RULER cell with 8,192 reasoning tokens; blocker 2 of issue 28: a 40,960 window
+    on 32,768 positions, refused by vLLM) follows eval.past_native, and the window is sized from the rows' own caps."""
     y = {"factor": 4.0, "native_context": 32768, "min_length": 65536}
 
-    def rows(*lengths, prompt=1000):
-        return [{"length": n, "prompt_tokens": prompt} for n in lengths]
+    def plan(length, prompt, cap, policy="yarn", yarn=y, caps=None):
+        n = len(caps) if caps else 1
+        return evaluate.plan_cell(
+            [prompt] * n,
+            labels=[length] * n,
+            caps=caps or [cap],
+            native=32768,
+            yarn=yarn,
+            past_native=policy,
+            source="t.parquet",
+        )
 
-    assert evaluate.cell_yarn(y, rows(32768, prompt=32000), 8192) is None  # 32K RULER cell: native, as the paper
-    assert evaluate.cell_yarn(y, rows(65536), 8192) == {"factor": 4.0, "native_context": 32768}
-    assert evaluate.cell_yarn(y, rows(131072, prompt=131000), 8192)["factor"] == 4.0  # not 4.25
-    assert evaluate.cell_yarn(y, rows(0, prompt=30000), 10000) is not None  # LongBench prompt past 32K
-    assert evaluate.cell_yarn(y, rows(0, prompt=10000), 10000) is None
-    assert evaluate.cell_yarn(None, rows(131072), 8192) is None
+    short = plan(16384, 16384, 8192)  # fits natively: no YaRN, window = prompt + cap
+    assert short.yarn is None and short.window == 24576 and not short.extend and not short.past_native
+    ruler32 = plan(32768, 32768, 8192)
+    assert ruler32.yarn == {"factor": 4.0, "native_context": 32768} and ruler32.past_native
+    assert ruler32.window == 40960 <= ruler32.position_limit == 131072 and not ruler32.extend
+    ext = plan(32768, 32768, 8192, policy="extend")
+    assert ext.yarn is None and ext.extend and ext.window == 40960 and ext.position_limit == 32768
+    clip = plan(32768, 30000, 8192, policy="clip")
+    assert clip.yarn is None and clip.window == 32768 and clip.caps == [2768] and clip.clipped == 1
+    with pytest.raises(ValueError, match="row 0 has a 32768-token prompt, no room"):
+        plan(32768, 32768, 8192, policy="clip")
+    r128 = plan(131072, 131000, 8192)
+    assert r128.yarn["factor"] == 4.0 and r128.extend and r128.window == 139192  # not 4.25: vLLM's override
+    assert plan(65536, 65000, 8192).yarn is not None
+    # instruct RULER rows carry their own small caps: the window is the rows', not the cell's 8,192
+    assert plan(32768, 32000, 8192, caps=[128, 30]).window == 32128
+    assert plan(0, 30000, 10000).yarn is not None and plan(0, 10000, 10000).yarn is None  # LongBench, unlabelled
+    with pytest.raises(ValueError, match=r"eval\.yarn is null"):
+        plan(32768, 32768, 8192, yarn=None)
+    assert plan(131072, 1000, 8192, yarn=None, policy="extend").yarn is None
 
 
 def test_yarn_override_keeps_rope_theta():

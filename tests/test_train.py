@@ -62,24 +62,25 @@ def test_paper_values_reach_grpoconfig(train_cfg, tmp_path, monkeypatch):
 
 def test_model_init_kwargs_bf16_and_attention(train_cfg, monkeypatch):
     """bf16 weights under DeepSpeed (fp32 masters in its optimizer), fp32 for one process (a 1e-6 step is below
-    bf16's resolution), flash attention on GPU or a clear error naming the key, sdpa as the explicit opt-in."""
+    bf16's resolution); sdpa by default (nothing to build), flash attention as the opt-in, with a clear error
+    naming the key where flash-attn is missing."""
     import importlib.util
 
     from loongrl.train.grpo import model_init_kwargs
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn" else real(name))
     assert model_init_kwargs(train_cfg, gpu=True, deepspeed=True) == {
         "dtype": "bfloat16",
-        "attn_implementation": "flash_attention_2",
+        "attn_implementation": "sdpa",
     }
     assert model_init_kwargs(train_cfg, gpu=True, deepspeed=False)["dtype"] == "float32"
     assert model_init_kwargs(train_cfg, gpu=False, deepspeed=True) == {"dtype": "float32"}  # CPU: sdpa by default
+    flash = {**train_cfg, "attn_implementation": "flash_attention_2"}
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn" else real(name))
+    assert model_init_kwargs(flash, gpu=True, deepspeed=True)["attn_implementation"] == "flash_attention_2"
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flash_attn" else real(name))
     with pytest.raises(RuntimeError, match=r"train\.attn_implementation.*flash-attn.*sdpa"):
-        model_init_kwargs(train_cfg, gpu=True, deepspeed=True)
-    sdpa = {**train_cfg, "attn_implementation": "sdpa"}
-    assert model_init_kwargs(sdpa, gpu=True, deepspeed=True)["attn_implementation"] == "sdpa"
+        model_init_kwargs(flash, gpu=True, deepspeed=True)
 
 
 def test_time_bounded_checkpoints():

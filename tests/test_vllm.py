@@ -222,7 +222,14 @@ def test_eval_cell_with_vllm(smollm2_dir, tmp_path):
     )
     # YaRN on this 1K cell (min_length 1024) so the engine's own config can be checked: rope_theta kept
     yarn = {"factor": 2.0, "native_context": 8192, "min_length": 1024}
-    run = {"backend": "vllm", "gpu_memory_utilization": 0.2, "enforce_eager": True, "batch_size": 4, "yarn": yarn}
+    run = {
+        "backend": "vllm",
+        "gpu_memory_utilization": 0.2,
+        "enforce_eager": True,
+        "batch_size": 4,
+        "yarn": yarn,
+        "past_native": "yarn",
+    }
     decoding = {"greedy": False, "n": 2, "temperature": 0.6, "top_p": 0.95, "max_new_tokens": 24}
     samples, summary = tmp_path / "samples.parquet", tmp_path / "summary.json"
     _run(
@@ -248,6 +255,9 @@ def test_eval_cell_with_vllm(smollm2_dir, tmp_path):
     info = json.loads(summary.read_text())
     assert info["decoding"]["n"] == 2 and info["overall"] is not None
     assert Path(info["tasks_file"]) == tasks
+    window = info["window"]  # plan_cell: YaRN x2 over 8,192 native positions; the window is the rows' own
+    assert window["position_limit"] == 16384 and window["max_model_len"] == got[0]["prompt_tokens"] + 24
+    assert not window["extended_past_limit"] and not window["rows_generation_clipped"]
     native = json.loads((smollm2_dir / "config.json").read_text())
     theta = (native.get("rope_parameters") or {}).get("rope_theta", native.get("rope_theta"))
     assert (

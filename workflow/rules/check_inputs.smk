@@ -4,6 +4,7 @@ rule check_inputs:
         math=expand("results/math/{task}.parquet", task=["dapo_math", "math_choice"]),
         books=books_dir(),
         tokenizer=model_dir("policy"),
+        code=stage_code("loongrl.data.check_inputs"),
     output:
         "results/check_inputs.json",
     log:
@@ -20,5 +21,5 @@ rule check_inputs:
             {k: config[k] for k in ("split", "mixture", "retrieval", "fill", "filter")}
         ),
     shell:
-        "python -m loongrl.data.check_inputs --raw {params.raw:q} --math {params.math:q} --books-dir {input.books} "
-        "--tokenizer {input.tokenizer} --config {params.cfg:q} --output {output} > {log} 2>&1"
+        "python -m loongrl.data.check_inputs --raw {params.raw:q} --math {params.math:q} --books-dir {input.books:q} "
+        "--tokenizer {input.tokenizer:q} --config {params.cfg:q} --output {output:q} > {log:q} 2>&1"

@@ -1,4 +1,5 @@
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from loongrl.data.filter_source import first_round  # noqa: E402
 from loongrl.data.released import CONFIGS as RELEASED_CONFIGS  # noqa: E402
 from loongrl.models import TINY_MODEL, WHEEL_MODELS, model_slug  # noqa: E402
 from loongrl.pipeline import validate_config  # noqa: E402
+from loongrl.sources import module_sources  # noqa: E402
 
 # Schema + cross-key checks; fills in the schema's default of every optional key, so rules index config directly.
 validate_config(config)
@@ -72,13 +74,26 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
 
+def stage_code(module):
+    """The package files ``python -m <module>`` runs, as an input of the stage's jobs. Snakemake tracks only the
+    shell text of a job, so without them an edit to a stage's module (or to a core module it imports) would rerun
+    nothing. Relative paths, so that a moved checkout reruns nothing. Downloads take none: their outputs are
+    external data, pinned by sha256."""
+    return [os.path.relpath(p) for p in module_sources(module)]
+
+
 def pairs(mapping):
-    return " ".join(f"{k}={v}" for k, v in sorted(mapping.items()))
+    """``k=v`` arguments, one a key: a list, so that a rule's ``{params.x:q}`` quotes each one."""
+    return [f"{k}={v}" for k, v in sorted(mapping.items())]
 
 
 def sha256_arg(sha):
-    """``--sha256 <hex>`` for a pinned download, nothing when the config leaves it null (the rule records it)."""
-    return f"--sha256 {sha}" if sha else ""
+    """``--sha256 <hex>`` for a pinned download, nothing when the config leaves it null (the rule records it).
+
+    A list of arguments, quoted one by one by the rule's ``{params.sha:q}``: no config value reaches a shell
+    command unquoted (snakemake/utils.py:437-512 format each element of a list and quote it).
+    """
+    return ["--sha256", sha] if sha else []
 
 
 def final_outputs():

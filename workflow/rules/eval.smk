@@ -19,7 +19,7 @@ rule download_longbench:
         sha=sha256_arg(EVAL["longbench"]["sha256"]),
     shell:
         "python -m loongrl.download --dataset longbench --url {params.url:q} --files {params.files:q} "
-        "{params.sha} --out-dir $(dirname {output.manifest}) > {log} 2>&1"
+        '{params.sha:q} --out-dir "$(dirname {output.manifest:q})" > {log:q} 2>&1'
 
 
 rule download_longbench_v2:
@@ -36,7 +36,7 @@ rule download_longbench_v2:
         sha=sha256_arg(EVAL["longbench_v2"]["sha256"]),
     shell:
         "python -m loongrl.download --dataset longbench_v2 --url {params.url:q} --files data.json "
-        "{params.sha} --out-dir $(dirname {output.manifest}) > {log} 2>&1"
+        '{params.sha:q} --out-dir "$(dirname {output.manifest:q})" > {log:q} 2>&1'
 
 
 rule download_short_eval:
@@ -52,8 +52,8 @@ rule download_short_eval:
         url=lambda wc: EVAL["short"]["downloads"][wc.sbench]["url"],
         files=lambda wc: EVAL["short"]["downloads"][wc.sbench]["files"],
     shell:
-        "python -m loongrl.download --dataset {wildcards.sbench} --url {params.url:q} "
-        "--files {params.files:q} --out-dir $(dirname {output.manifest}) > {log} 2>&1"
+        "python -m loongrl.download --dataset {wildcards.sbench:q} --url {params.url:q} "
+        '--files {params.files:q} --out-dir "$(dirname {output.manifest:q})" > {log:q} 2>&1'
 
 
 rule download_ruler_qa:
@@ -68,14 +68,15 @@ rule download_ruler_qa:
     params:
         url=lambda wc: EVAL["ruler"]["qa_downloads"][wc.qa]["url"],
     shell:
-        "python -m loongrl.download --dataset ruler_{wildcards.qa} --url {params.url:q} "
-        "--files {wildcards.file} --out-dir $(dirname {output}) > {log} 2>&1"
+        "python -m loongrl.download --dataset ruler_{wildcards.qa:q} --url {params.url:q} "
+        '--files {wildcards.file} --out-dir "$(dirname {output:q})" > {log:q} 2>&1'
 
 
 rule eval_tasks:
     input:
         data=eval_task_inputs,
         tokenizer=model_dir("policy"),
+        code=stage_code("loongrl.eval.tasks"),
     output:
         "results/eval/tasks/{bench}.{cell}.{kind}.parquet",
     log:
@@ -92,15 +93,16 @@ rule eval_tasks:
         length=cell_length,
         seed=config["seed"],
     shell:
-        "python -m loongrl.eval.tasks {wildcards.bench} --input {params.src} --tokenizer {input.tokenizer} "
-        "--params {params.cfg:q} --length {params.length} --cell {wildcards.cell} --kind {wildcards.kind} "
-        "--seed {params.seed} --threads {threads} --output {output} > {log} 2>&1"
+        "python -m loongrl.eval.tasks {wildcards.bench:q} --input {params.src:q} --tokenizer {input.tokenizer:q} "
+        "--params {params.cfg:q} --length {params.length:q} --cell {wildcards.cell:q} --kind {wildcards.kind:q} "
+        "--seed {params.seed:q} --threads {threads} --output {output:q} > {log:q} 2>&1"
 
 
 rule eval_validation:
     input:
         data=longbench_inputs(),
         tokenizer=model_dir("policy"),
+        code=stage_code("loongrl.eval.tasks"),
     output:
         "results/eval/validation.parquet",
     log:
@@ -114,8 +116,8 @@ rule eval_validation:
         # generated inside the training job: its prompts get the training prompts' cap, not LongBench's 120K
         cap=config["mixture"]["max_prompt_tokens"],
     shell:
-        "python -m loongrl.eval.tasks validation --input {params.src} --tokenizer {input.tokenizer} "
-        "--params {params.cfg:q} --seed {params.seed} --max-input-tokens {params.cap} --output {output} > {log} 2>&1"
+        "python -m loongrl.eval.tasks validation --input {params.src:q} --tokenizer {input.tokenizer:q} "
+        "--params {params.cfg:q} --seed {params.seed:q} --max-input-tokens {params.cap:q} --output {output:q} > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -124,6 +126,7 @@ rule evaluate:
         checked=ancient("results/check_inputs.json"),  # order only: no GPU job before the inputs suffice
         tasks=eval_task_file,
         books=eval_books_dir(),
+        code=stage_code("loongrl.eval.evaluate"),
     output:
         samples="results/eval/{model}/{bench}.{cell}.parquet",
         summary="results/eval/{model}/{bench}.{cell}.summary.json",
@@ -144,16 +147,17 @@ rule evaluate:
         kind=lambda wc: model_kind(EVAL, wc.model).name,
         seed=config["seed"],
     shell:
-        "python -m loongrl.eval.evaluate --model {input.model} --model-name {wildcards.model} --tasks {input.tasks} "
-        "--params {params.cfg:q} --decoding {params.decoding:q} --kind {params.kind} --books {input.books} "
+        "python -m loongrl.eval.evaluate --model {input.model:q} --model-name {wildcards.model:q} --tasks {input.tasks:q} "
+        "--params {params.cfg:q} --decoding {params.decoding:q} --kind {params.kind:q} --books {input.books:q} "
         "--gpus {resources.gpu} "
-        "--seed {params.seed} --samples {output.samples} --summary {output.summary} > {log} 2>&1"
+        "--seed {params.seed:q} --samples {output.samples:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 
 rule contamination:
     input:
         train=expand("results/raw_qa/{dataset}.parquet", dataset=DATASETS),
         longbench=f"results/eval/tasks/longbench.all.{kinds_in_use(EVAL)[0]}.parquet",
+        code=stage_code("loongrl.eval.contamination"),
     output:
         "results/eval/contamination.json",
     log:
@@ -161,5 +165,5 @@ rule contamination:
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m loongrl.eval.contamination --train {input.train} --longbench {input.longbench} "
-        "--output {output} > {log} 2>&1"
+        "python -m loongrl.eval.contamination --train {input.train:q} --longbench {input.longbench:q} "
+        "--output {output:q} > {log:q} 2>&1"

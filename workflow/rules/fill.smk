@@ -3,6 +3,7 @@ rule fill_context:
         pool="results/split/{dataset}/{pool}.parquet",
         fillers="results/split/{dataset}/fillers.parquet",
         tokenizer=model_dir("policy"),
+        code=stage_code("loongrl.data.fill"),
     output:
         data="results/fill/{pool}/{dataset}.L{length}.parquet",
         stats="results/fill/{pool}/{dataset}.L{length}.stats.json",
@@ -21,6 +22,6 @@ rule fill_context:
         system=config["mixture"]["system_prompt"],
         seed=config["seed"],
     shell:
-        "python -m loongrl.data.fill --pool {input.pool} --fillers {input.fillers} --tokenizer {input.tokenizer} "
-        "--length {wildcards.length} --params {params.cfg:q} --system-prompt {params.system} --seed {params.seed} "
-        "--output {output.data} --stats {output.stats} > {log} 2>&1"
+        "python -m loongrl.data.fill --pool {input.pool:q} --fillers {input.fillers:q} --tokenizer {input.tokenizer:q} "
+        "--length {wildcards.length:q} --params {params.cfg:q} --system-prompt {params.system:q} --seed {params.seed:q} "
+        "--output {output.data:q} --stats {output.stats:q} > {log:q} 2>&1"

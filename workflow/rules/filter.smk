@@ -3,6 +3,7 @@ rule filter_source:
         raw="results/raw_qa/{dataset}.parquet",
         model=model_dir("filter"),
         checked=ancient("results/check_inputs.json"),  # order only: no GPU job before the inputs suffice
+        code=stage_code("loongrl.data.filter_source"),
     output:
         "results/filter/shards/{dataset}.{shard}.passes.parquet",
     log:
@@ -23,14 +24,15 @@ rule filter_source:
         select=filter_select,
         work="resources/cache/filter/{dataset}.{shard}",
     shell:
-        "python -m loongrl.data.filter_source run --input {input.raw} --model {input.model} "
-        "--model-name {params.name:q} --params {params.cfg:q} --seed {params.seed} {params.select} "
-        "--gpus {resources.gpu} --work-dir {params.work} --output {output} > {log} 2>&1"
+        "python -m loongrl.data.filter_source run --input {input.raw:q} --model {input.model:q} "
+        "--model-name {params.name:q} --params {params.cfg:q} --seed {params.seed:q} {params.select:q} "
+        "--gpus {resources.gpu} --work-dir {params.work:q} --output {output:q} > {log:q} 2>&1"
 
 
 checkpoint filter_round:
     input:
-        round_chunks,
+        chunks=round_chunks,
+        code=stage_code("loongrl.data.filter_source"),
     output:
         "results/filter/rounds/{dataset}.r{round}.json",
     log:
@@ -41,13 +43,14 @@ checkpoint filter_round:
     params:
         plan=lambda wc: as_json(filter_plan(wc.dataset)),
     shell:
-        "python -m loongrl.data.filter_source round {input} --dataset {wildcards.dataset} "
-        "--round {wildcards.round} --plan {params.plan:q} --output {output} > {log} 2>&1"
+        "python -m loongrl.data.filter_source round {input.chunks:q} --dataset {wildcards.dataset:q} "
+        "--round {wildcards.round:q} --plan {params.plan:q} --output {output:q} > {log:q} 2>&1"
 
 
 rule gather_filter:
     input:
-        filter_shards("results/filter/shards/{dataset}.{shard}.passes.parquet"),
+        shards=filter_shards("results/filter/shards/{dataset}.{shard}.passes.parquet"),
+        code=stage_code("loongrl.data.filter_source"),
     output:
         "results/filter/{dataset}.passes.parquet",
     log:
@@ -56,7 +59,7 @@ rule gather_filter:
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m loongrl.data.filter_source gather {input} --output {output} > {log} 2>&1"
+        "python -m loongrl.data.filter_source gather {input.shards:q} --output {output:q} > {log:q} 2>&1"
 
 
 rule filter_source_fallback:
@@ -66,6 +69,7 @@ rule filter_source_fallback:
         model=(
             model_dir("filter_fallback") if config["models"]["filter_fallback"] else []
         ),
+        code=stage_code("loongrl.data.filter_source"),
     output:
         "results/filter/shards/{dataset}.{shard}.fallback.parquet",
     log:
@@ -86,15 +90,16 @@ rule filter_source_fallback:
         shards=config["filter"]["shards"],
         work="resources/cache/filter_fallback/{dataset}.{shard}",
     shell:
-        "python -m loongrl.data.filter_source run --input {input.raw} --only-failed {input.passes} "
-        "--model {input.model} --model-name {params.name:q} --params {params.cfg:q} --seed {params.seed} "
-        "--shard {wildcards.shard} --shards {params.shards} --gpus {resources.gpu} --work-dir {params.work} "
-        "--output {output} > {log} 2>&1"
+        "python -m loongrl.data.filter_source run --input {input.raw:q} --only-failed {input.passes:q} "
+        "--model {input.model:q} --model-name {params.name:q} --params {params.cfg:q} --seed {params.seed:q} "
+        "--shard {wildcards.shard:q} --shards {params.shards:q} --gpus {resources.gpu} --work-dir {params.work:q} "
+        "--output {output:q} > {log:q} 2>&1"
 
 
 rule gather_filter_fallback:
     input:
-        filter_shards("results/filter/shards/{dataset}.{shard}.fallback.parquet"),
+        shards=filter_shards("results/filter/shards/{dataset}.{shard}.fallback.parquet"),
+        code=stage_code("loongrl.data.filter_source"),
     output:
         "results/filter/{dataset}.fallback.parquet",
     log:
@@ -103,4 +108,4 @@ rule gather_filter_fallback:
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m loongrl.data.filter_source gather {input} --output {output} > {log} 2>&1"
+        "python -m loongrl.data.filter_source gather {input.shards:q} --output {output:q} > {log:q} 2>&1"

@@ -3,6 +3,7 @@ rule insert_keychain:
         filled="results/fill/keychain/{dataset}.L{length}.parquet",
         raw="results/raw_qa/{dataset}.parquet",
         tokenizer=model_dir("policy"),
+        code=stage_code("loongrl.data.keychain"),
     output:
         data="results/keychain/{dataset}.L{length}.parquet",
         stats="results/keychain/{dataset}.L{length}.stats.json",
@@ -21,6 +22,6 @@ rule insert_keychain:
         system=config["mixture"]["system_prompt"],
         seed=config["seed"],
     shell:
-        "python -m loongrl.data.keychain --filled {input.filled} --raw {input.raw} --tokenizer {input.tokenizer} "
-        "--length {wildcards.length} --params {params.cfg:q} --system-prompt {params.system} "
-        "--seed {params.seed} --output {output.data} --stats {output.stats} > {log} 2>&1"
+        "python -m loongrl.data.keychain --filled {input.filled:q} --raw {input.raw:q} --tokenizer {input.tokenizer:q} "
+        "--length {wildcards.length:q} --params {params.cfg:q} --system-prompt {params.system:q} "
+        "--seed {params.seed:q} --output {output.data:q} --stats {output.stats:q} > {log:q} 2>&1"

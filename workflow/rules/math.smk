@@ -12,13 +12,14 @@ rule download_math:
         file=lambda wc: math_spec(wc.task)["file"],
         sha=lambda wc: sha256_arg(math_spec(wc.task)["sha256"]),
     shell:
-        "python -m loongrl.download --dataset {wildcards.task} --url {params.url:q} --files {params.file:q} "
-        "{params.sha} --out-dir $(dirname {output}) > {log} 2>&1"
+        "python -m loongrl.download --dataset {wildcards.task:q} --url {params.url:q} --files {params.file:q} "
+        '{params.sha:q} --out-dir "$(dirname {output:q})" > {log:q} 2>&1'
 
 
 rule math_data:
     input:
         lambda wc: math_input(wc.task),
+        code=stage_code("loongrl.data.math_data"),
     output:
         "results/math/{task}.parquet",
     log:
@@ -28,5 +29,5 @@ rule math_data:
     params:
         file=lambda wc: math_file(wc.task),
     shell:
-        "python -m loongrl.data.math_data --task {wildcards.task} --input {params.file} --output {output} "
-        "> {log} 2>&1"
+        "python -m loongrl.data.math_data --task {wildcards.task:q} --input {params.file:q} --output {output:q} "
+        "> {log:q} 2>&1"

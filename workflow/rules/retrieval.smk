@@ -10,13 +10,14 @@ rule download_books:
     params:
         ids=lambda wc: config["retrieval"]["gutenberg_ids"],
     shell:
-        "python -m loongrl.books download --ids {params.ids} --out-dir {output} > {log} 2>&1"
+        "python -m loongrl.books download --ids {params.ids:q} --out-dir {output:q} > {log:q} 2>&1"
 
 
 rule build_retrieval:
     input:
         books=books_dir(),
         tokenizer=model_dir("policy"),
+        code=stage_code("loongrl.data.retrieval"),
     output:
         "results/retrieval/L{length}.parquet",
     log:
@@ -35,16 +36,17 @@ rule build_retrieval:
         seed=config["seed"],
         heldout=config["retrieval"]["heldout_books"],
     shell:
-        "python -m loongrl.data.retrieval --books-dir {input.books} --tokenizer {input.tokenizer} "
-        "--length {wildcards.length} --reserve {params.reserve} --params {params.cfg:q} "
-        "--system-prompt {params.system} --seed {params.seed} --exclude-books {params.heldout} "
-        "--output {output} > {log} 2>&1"
+        "python -m loongrl.data.retrieval --books-dir {input.books:q} --tokenizer {input.tokenizer:q} "
+        "--length {wildcards.length:q} --reserve {params.reserve:q} --params {params.cfg:q} "
+        "--system-prompt {params.system:q} --seed {params.seed:q} --exclude-books {params.heldout:q} "
+        "--output {output:q} > {log:q} 2>&1"
 
 
 rule build_retrieval_heldout:
     input:
         books=books_dir(),
         tokenizer=model_dir("policy"),
+        code=stage_code("loongrl.data.retrieval"),
     output:
         "results/retrieval/heldout.L{length}.parquet",
     log:
@@ -71,7 +73,7 @@ rule build_retrieval_heldout:
         seed=config["seed"] + 1,
         books=config["retrieval"]["heldout_books"],
     shell:
-        "python -m loongrl.data.retrieval --books-dir {input.books} --tokenizer {input.tokenizer} "
-        "--length {wildcards.length} --reserve {params.reserve} --params {params.cfg:q} "
-        "--system-prompt {params.system} --seed {params.seed} --only-books {params.books} "
-        "--output {output} > {log} 2>&1"
+        "python -m loongrl.data.retrieval --books-dir {input.books:q} --tokenizer {input.tokenizer:q} "
+        "--length {wildcards.length:q} --reserve {params.reserve:q} --params {params.cfg:q} "
+        "--system-prompt {params.system:q} --seed {params.seed:q} --only-books {params.books:q} "
+        "--output {output:q} > {log:q} 2>&1"

@@ -4,6 +4,7 @@ rule split:
         passes="results/filter/{dataset}.passes.parquet",
         fallback=filter_fallback_input,
         tokenizer=model_dir("policy"),
+        code=stage_code("loongrl.data.split"),
     output:
         plain="results/split/{dataset}/plain.parquet",
         keychain="results/split/{dataset}/keychain.parquet",
@@ -26,9 +27,9 @@ rule split:
             }
         ),
         fallback=lambda wc, input: (
-            f"--fallback-passes {input.fallback}" if input.fallback else ""
+            ["--fallback-passes", input.fallback] if input.fallback else []
         ),
     shell:
-        "python -m loongrl.data.split --raw {input.raw} --passes {input.passes} {params.fallback} "
-        "--tokenizer {input.tokenizer} --params {params.cfg:q} --plain {output.plain} "
-        "--keychain {output.keychain} --fillers {output.fillers} --stats {output.stats} > {log} 2>&1"
+        "python -m loongrl.data.split --raw {input.raw:q} --passes {input.passes:q} {params.fallback:q} "
+        "--tokenizer {input.tokenizer:q} --params {params.cfg:q} --plain {output.plain:q} "
+        "--keychain {output.keychain:q} --fillers {output.fillers:q} --stats {output.stats:q} > {log:q} 2>&1"

@@ -4,6 +4,7 @@ include: "helpers/train.smk"
 rule memory_preflight:
     input:
         model=model_dir("policy"),
+        code=stage_code("loongrl.train.memory"),
     output:
         "results/train/memory_preflight.json",
     log:
@@ -15,8 +16,8 @@ rule memory_preflight:
         cfg=as_json(TRAIN),
         prompt_tokens=config["mixture"]["max_prompt_tokens"],
     shell:
-        "python -m loongrl.train.memory --model {input.model} --params {params.cfg:q} "
-        "--prompt-tokens {params.prompt_tokens} --output {output} > {log} 2>&1"
+        "python -m loongrl.train.memory --model {input.model:q} --params {params.cfg:q} "
+        "--prompt-tokens {params.prompt_tokens:q} --output {output:q} > {log:q} 2>&1"
 
 
 rule train_stage:
@@ -25,6 +26,7 @@ rule train_stage:
         memory=ancient("results/train/memory_preflight.json"),
         model=train_init_model,
         data=train_data,
+        code=stage_code("loongrl.train.grpo"),
     output:
         model=directory("results/train/{tstage}/model"),
         metrics="results/train/{tstage}/metrics.jsonl",
@@ -54,20 +56,21 @@ rule train_stage:
         seed=config["seed"],
         card=train_data_card,
         val=lambda wc, input: (
-            f"--eval-data {input.val}" if "val" in input.keys() else ""
+            ["--eval-data", input.val] if "val" in input.keys() else []
         ),
     shell:
-        "{params.launch} -m loongrl.train.grpo --model {input.model} --data {input.data} --params {params.cfg:q} "
-        "--steps {params.steps} --work-dir {params.work} --output {output.model} --metrics {output.metrics} "
-        "--summary {output.summary} --gpus {params.gpus} --world {params.world} --seed {params.seed} --mlflow-uri {params.uri:q} "
-        "--run-name {wildcards.tstage} {params.val} "
-        "--artifact {input.data} --artifact {params.card} > {log} 2>&1"
+        "{params.launch} -m loongrl.train.grpo --model {input.model:q} --data {input.data:q} --params {params.cfg:q} "
+        "--steps {params.steps:q} --work-dir {params.work:q} --output {output.model:q} --metrics {output.metrics:q} "
+        "--summary {output.summary:q} --gpus {params.gpus:q} --world {params.world:q} --seed {params.seed:q} --mlflow-uri {params.uri:q} "
+        "--run-name {wildcards.tstage:q} {params.val:q} "
+        "--artifact {input.data:q} --artifact {params.card:q} > {log:q} 2>&1"
 
 
 rule stage2_rollouts:
     input:
         model="results/train/stage1/model",
         data="results/mixture/stage1.parquet",
+        code=stage_code("loongrl.train.stage2"),
     output:
         "results/mixture/stage2_shards/{shard}.solved.parquet",
     log:
@@ -78,7 +81,7 @@ rule stage2_rollouts:
         "../../envs/filter.yaml"
     threads: 4
     resources:
-        gpu=TRAIN["gpus"],
+        gpu=TRAIN["stage2_gpus"],
         runtime="12h",
         mem_mb=64000,
     params:
@@ -88,9 +91,9 @@ rule stage2_rollouts:
         shards=TRAIN["stage2_shards"],
         seed=config["seed"],
     shell:
-        "python -m loongrl.train.stage2 count --model {input.model} --data {input.data} --params {params.cfg:q} "
-        "--backend {params.backend} --n {params.n} --shard {wildcards.shard} --shards {params.shards} "
-        "--gpus {resources.gpu} --seed {params.seed} --output {output} > {log} 2>&1"
+        "python -m loongrl.train.stage2 count --model {input.model:q} --data {input.data:q} --params {params.cfg:q} "
+        "--backend {params.backend:q} --n {params.n:q} --shard {wildcards.shard:q} --shards {params.shards:q} "
+        "--gpus {resources.gpu} --seed {params.seed:q} --output {output:q} > {log:q} 2>&1"
 
 
 rule select_stage2:
@@ -100,6 +103,7 @@ rule select_stage2:
             "results/mixture/stage2_shards/{shard}.solved.parquet",
             shard=range(TRAIN["stage2_shards"]),
         ),
+        code=stage_code("loongrl.train.stage2"),
     output:
         data="results/mixture/stage2.parquet",
         stats="results/mixture/stage2.stats.json",
@@ -109,5 +113,5 @@ rule select_stage2:
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m loongrl.train.stage2 select --data {input.data} {input.counts} --output {output.data} "
-        "--stats {output.stats} > {log} 2>&1"
+        "python -m loongrl.train.stage2 select --data {input.data:q} {input.counts:q} --output {output.data:q} "
+        "--stats {output.stats:q} > {log:q} 2>&1"

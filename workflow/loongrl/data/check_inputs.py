@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,11 @@ MATH_KEYS = {"dapo_math": "dapo", "math_choice": "math_choice"}
 
 def _local_rows(files: list[Path]) -> int:
     return sum(len(read_rows(f)) for f in files)
+
+
+# A file name that marks an evaluation split (hotpot_dev_distractor_v1.json, musique_ans_v1.0_dev.jsonl, dev.json,
+# validation.parquet, test.json): raw-QA local files must not be one unless raw_qa.allow_eval_splits says so.
+EVAL_SPLIT = re.compile(r"(?:^|[_.\-])(?:dev|val|valid|validation|test)(?:[_.\-]|$)", re.IGNORECASE)
 
 
 def config_errors(config: dict[str, Any]) -> list[str]:
@@ -66,6 +72,14 @@ def config_errors(config: dict[str, Any]) -> list[str]:
             files = sorted({p for pat in spec["files"] for p in folder.glob(pat)})
             if not files:
                 msgs.append(f"config key 'raw_qa.local_files.{ds}': no file matches {spec['files']} in {folder}")
+                continue
+            held = [p.name for p in files if EVAL_SPLIT.search(p.name)]
+            if held and not raw.get("allow_eval_splits"):
+                msgs.append(
+                    f"config key 'raw_qa.local_files.{ds}': {spec['files']} match the evaluation split file(s) "
+                    f"{held} in {folder}: training questions come from train splits (set raw_qa.allow_eval_splits: "
+                    "true to train on them anyway)"
+                )
                 continue
             have = _local_rows(files)
             if raw["max_questions"] is not None:

@@ -187,7 +187,8 @@ def gather(inputs: list[Path], output: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
+    """The job's command line (the engine check parses a planned job's arguments with it)."""
     ap = argparse.ArgumentParser(prog="python -m loongrl.data.filter_source", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="sample and score one shard of the questions")
@@ -213,7 +214,11 @@ def main(argv: list[str] | None = None) -> None:
     gat = sub.add_parser("gather", help="concatenate shard outputs in order")
     gat.add_argument("inputs", nargs="+", type=Path)
     gat.add_argument("--output", required=True, type=Path)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     setup_logging()
     if args.cmd == "round":
         filter_round(
@@ -227,6 +232,20 @@ def main(argv: list[str] | None = None) -> None:
     n = max((s["n"] for s in scored), default=0)
     hist = [sum(1 for s in scored if s["correct"] == k) for k in range(n + 1)]
     log.info("%s: %d questions scored; correct-count histogram 0..%d: %s", args.output, len(scored), n, hist)
+
+
+def engine_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The engine settings of a ``run`` job (``make_backend`` keywords but the device): tensor parallel
+    ``filter.tensor_parallel_size``, at most the GPUs granted. ``loongrl.enginecheck`` validates the same dict."""
+    cfg = json.loads(args.params)
+    return {
+        "batch_size": cfg["batch_size"],
+        "tensor_parallel_size": min(cfg["tensor_parallel_size"], max(args.gpus, 1)),
+        "gpu_memory_utilization": cfg["gpu_memory_utilization"],
+        "max_model_len": cfg["max_model_len"],
+        "seed": args.seed,
+        "enforce_eager": cfg["enforce_eager"],
+    }
 
 
 def run_shard(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -248,17 +267,7 @@ def run_shard(args: argparse.Namespace) -> list[dict[str, Any]]:
     )
     scored: list[dict[str, Any]] = []
     if rows:
-        backend = make_backend(
-            cfg["backend"],
-            args.model,
-            device=pick_device(args.gpus),
-            batch_size=cfg["batch_size"],
-            tensor_parallel_size=min(cfg["tensor_parallel_size"], max(args.gpus, 1)),
-            gpu_memory_utilization=cfg["gpu_memory_utilization"],
-            max_model_len=cfg["max_model_len"],
-            seed=args.seed,
-            enforce_eager=cfg["enforce_eager"],
-        )
+        backend = make_backend(cfg["backend"], args.model, device=pick_device(args.gpus), **engine_request(args))
         scored = run_filter(rows, backend, params, args.model_name, match=cfg["match"], work_dir=args.work_dir)
     write_parquet(scored, args.output, PASS_SCHEMA)
     return scored

@@ -139,13 +139,11 @@ def followups(
 
 
 def generate_rows(
-    rows: list[dict[str, Any]], backend: InferenceBackend, params: SamplingParams
+    rows: list[dict[str, Any]], backend: InferenceBackend, params: SamplingParams, caps: list[int] | None = None
 ) -> list[list[Completion]]:
-    """Completions of every row, in row order; a row's own ``meta.max_new_tokens`` (RULER's per-task caps for the
-    instruct kind) lowers the cell's cap, so rows are generated in one call per distinct cap."""
-    caps = [
-        min(params.max_new_tokens, json.loads(r["meta"]).get("max_new_tokens") or params.max_new_tokens) for r in rows
-    ]
+    """Completions of every row, in row order, each with its own generation cap (``row_caps``, or the cell's plan
+    when the window clipped them), so rows are generated in one call per distinct cap."""
+    caps = row_caps(rows, params.max_new_tokens) if caps is None else caps
     out: list[list[Completion] | None] = [None] * len(rows)
     for cap in sorted(set(caps)):
         idx = [i for i, c in enumerate(caps) if c == cap]
@@ -163,10 +161,11 @@ def evaluate(
     kind: ModelKind = KINDS["reasoning"],
     ifeval=None,
     followup_max_new_tokens: int = 0,
+    caps: list[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Generate and score every row; completions are read as the model's ``kind`` reads them (reasoning: the
     answer after ``</think>``, none without it)."""
-    completions = generate_rows(rows, backend, params)
+    completions = generate_rows(rows, backend, params, caps)
     answers = followups(rows, completions, backend, params, max_new_tokens=followup_max_new_tokens)
     out = []
     for row, comps, answer_calls in zip(rows, completions, answers, strict=True):
@@ -195,23 +194,113 @@ def evaluate(
     return out
 
 
-def cell_yarn(yarn: dict[str, Any] | None, rows: list[dict[str, Any]], max_new_tokens: int) -> dict[str, Any] | None:
-    """Whether a cell runs under YaRN, and at which factor: ``{factor, native_context}`` or None.
+PAST_NATIVE = ("yarn", "extend", "clip")
 
-    The paper's rule [P §4.1; Qwen2.5's model card]: YaRN with factor 4 over the 32K native window for the 64K and
-    128K cells only, so a cell's *length label* decides (``eval.yarn.min_length``), never the prompts inside it,
-    and the factor is the configured one (a 128K prompt plus its generation may run a few thousand positions past
-    factor x native; the summary records it). Cells without a length label (LongBench) get YaRN when their longest
-    prompt plus the generation cap exceeds the native window.
+
+@dataclasses.dataclass(frozen=True)
+class CellPlan:
+    """The engine window of one eval cell and what it did to fit the rows' prompts and generation caps.
+
+    ``position_limit`` is what the engine's rotary embedding covers: the model's ``max_position_embeddings``, or
+    factor x native under YaRN. ``window`` is the engine's ``max_model_len`` (the longest prompt + its cap, never
+    less); ``extend`` says it passes ``position_limit`` through vLLM's long-length override. ``caps`` are the rows'
+    generation caps (the cell's, lowered by a row's own ``meta.max_new_tokens`` and, under ``clip``, by the room
+    left in the window); ``clipped`` counts the rows whose cap the window lowered.
     """
-    if not yarn:
-        return None
-    labels = [r["length"] for r in rows if r["length"]]
-    if labels:
-        needed = max(labels) >= yarn["min_length"]
-    else:
-        needed = max(r["prompt_tokens"] for r in rows) + max_new_tokens > yarn["native_context"]
-    return {"factor": yarn["factor"], "native_context": yarn["native_context"]} if needed else None
+
+    window: int
+    position_limit: int
+    yarn: dict[str, Any] | None
+    caps: list[int]
+    extend: bool
+    clipped: int
+    past_native: bool  # some prompt + generation passes the model's native positions
+
+
+def plan_cell(
+    prompts: list[int],
+    *,
+    labels: list[int],
+    caps: list[int],
+    native: int,
+    yarn: dict[str, Any] | None,
+    past_native: str,
+    source: str,
+) -> CellPlan:
+    """Size a cell's engine window from its rows (prompt tokens, length labels, generation caps).
+
+    YaRN [P §4.1; Qwen2.5's model card]: factor ``yarn.factor`` over ``yarn.native_context`` for cells labelled
+    ``yarn.min_length`` or longer (the paper's 64K and 128K cells). A cell whose prompt + generation passes the
+    model's ``native`` positions although its label is shorter (a 32K RULER cell with 8,192 reasoning tokens, an
+    unlabelled LongBench cell) is the paper's blind spot (⚠ not stated): ``past_native`` decides —
+    ``yarn`` runs it under YaRN as the model card documents for input past 32K; ``extend`` keeps native RoPE and
+    passes the limit with vLLM's long-length override (positions past training, unscaled); ``clip`` ends generation
+    at the native window (what a native-window engine does), and a row left no room is an error.
+    Past factor x native (a 128K prompt + 8K generation) ``yarn`` and ``extend`` take the override, ``clip`` clips.
+    """
+    if past_native not in PAST_NATIVE:
+        raise ValueError(f"eval.past_native: {past_native!r} (expected one of {', '.join(PAST_NATIVE)})")
+    if not prompts:
+        raise ValueError(f"{source}: no task rows")
+    needed = max(p + c for p, c in zip(prompts, caps, strict=True))
+    over = needed > native
+    use_yarn = bool(yarn) and (any(n >= yarn["min_length"] for n in labels if n) or (over and past_native == "yarn"))
+    if over and past_native == "yarn" and not yarn:
+        raise ValueError(
+            f"{source}: prompt + generation = {needed} positions, past the model's {native}, and eval.past_native is "
+            "'yarn' but eval.yarn is null (set eval.yarn, or eval.past_native: extend or clip)"
+        )
+    rope = {"factor": yarn["factor"], "native_context": yarn["native_context"]} if use_yarn else None
+    limit = int(yarn["factor"] * yarn["native_context"]) if use_yarn else native
+    out = list(caps)
+    if past_native == "clip":
+        for i, (p, c) in enumerate(zip(prompts, caps, strict=True)):
+            if p >= limit:
+                raise ValueError(
+                    f"{source}: row {i} has a {p}-token prompt, no room to generate within {limit} positions "
+                    "(eval.past_native: clip); a shorter cell, eval.niah.reserve, or eval.past_native: yarn"
+                )
+            out[i] = min(c, limit - p)
+    window = max(p + c for p, c in zip(prompts, out, strict=True))
+    return CellPlan(
+        window=window,
+        position_limit=limit,
+        yarn=rope,
+        caps=out,
+        extend=window > limit,
+        clipped=sum(a != b for a, b in zip(out, caps, strict=True)),
+        past_native=over,
+    )
+
+
+def row_caps(rows: list[dict[str, Any]], max_new_tokens: int) -> list[int]:
+    """Each row's generation cap: the cell's, lowered by the row's own ``meta.max_new_tokens`` (RULER's per-task
+    caps for the instruct kind)."""
+    return [min(max_new_tokens, json.loads(r["meta"]).get("max_new_tokens") or max_new_tokens) for r in rows]
+
+
+def native_positions(model_path: str | Path) -> int:
+    """The model's ``max_position_embeddings`` (its config.json), the window vLLM derives its limit from."""
+    cfg = json.loads((Path(model_path) / "config.json").read_text())
+    if not cfg.get("max_position_embeddings"):
+        raise ValueError(f"{model_path}/config.json: no max_position_embeddings")
+    return int(cfg["max_position_embeddings"])
+
+
+def engine_request(args: argparse.Namespace, plan: CellPlan) -> dict[str, Any]:
+    """The engine settings of an evaluate job (``make_backend`` keywords but the device) for its cell's plan.
+    ``loongrl.enginecheck`` validates the same dict."""
+    p = json.loads(args.params)
+    rope = model_rope_parameters(args.model, **plan.yarn) if plan.yarn else None
+    return {
+        "seed": args.seed,
+        "tensor_parallel_size": max(1, args.gpus),
+        "gpu_memory_utilization": p["gpu_memory_utilization"],
+        "enforce_eager": p["enforce_eager"],
+        "max_model_len": plan.window,
+        "rope_parameters": rope,
+        "batch_size": p["batch_size"],
+    }
 
 
 def _stats(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -260,7 +349,8 @@ def summarize(samples: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, 
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
+    """The job's command line (the engine check parses a planned job's arguments with it)."""
     ap = argparse.ArgumentParser(prog="python -m loongrl.eval.evaluate", description=__doc__)
     ap.add_argument("--model", type=Path, required=True, help="HF model folder")
     ap.add_argument("--model-name", required=True, help="label in tables (base, warmup, stage1, ...)")
@@ -273,7 +363,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--samples", type=Path, required=True)
     ap.add_argument("--summary", type=Path, required=True)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     setup_logging()
     p = json.loads(args.params)
     dec = json.loads(args.decoding)
@@ -287,26 +381,29 @@ def main(argv: list[str] | None = None) -> None:
         max_new_tokens=dec["max_new_tokens"],
         seed=args.seed,
     )
-    longest = max(r["prompt_tokens"] for r in rows)
-    window = longest + params.max_new_tokens
-    yarn = cell_yarn(p["yarn"], rows, params.max_new_tokens)
-    rope = model_rope_parameters(args.model, **yarn) if yarn else None
-    if rope and window > rope["factor"] * rope["original_max_position_embeddings"]:
-        # vLLM refuses a max_model_len past the scaled window unless told; YaRN's rotation is defined beyond it
-        log.warning("prompt + generation = %d positions, past YaRN's %.0fx window", window, rope["factor"])
-        os.environ["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"
-    backend = make_backend(
-        p["backend"],
-        args.model,
-        device=pick_device(args.gpus),
-        seed=args.seed,
-        tensor_parallel_size=max(1, args.gpus),
-        gpu_memory_utilization=p["gpu_memory_utilization"],
-        enforce_eager=p["enforce_eager"],
-        max_model_len=window,
-        rope_parameters=rope,
-        batch_size=p["batch_size"],
+    plan = plan_cell(
+        [r["prompt_tokens"] for r in rows],
+        labels=[r["length"] for r in rows],
+        caps=row_caps(rows, params.max_new_tokens),
+        native=native_positions(args.model),
+        yarn=p["yarn"],
+        past_native=p["past_native"],
+        source=str(args.tasks),
     )
+    if plan.extend:
+        # vLLM refuses a max_model_len past the positions its rope covers unless told (vllm/envs.py
+        # VLLM_ALLOW_LONG_MAX_MODEL_LEN, read by ModelConfig's max-length check); only when the plan says so
+        log.warning(
+            "window %d passes the %d positions the rope covers (eval.past_native)", plan.window, plan.position_limit
+        )
+        os.environ["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"
+    if plan.clipped:
+        log.warning(
+            "%d rows' generation caps lowered to fit %d positions (eval.past_native: clip)",
+            plan.clipped,
+            plan.position_limit,
+        )
+    backend = make_backend(p["backend"], args.model, device=pick_device(args.gpus), **engine_request(args, plan))
     with tempfile.TemporaryDirectory(prefix="loongrl-nltk-") as work:
         ifeval = ifeval_scorer(args.books, Path(work)) if any(r["metric"] == "ifeval" for r in rows) else None
         samples = evaluate(
@@ -316,6 +413,7 @@ def main(argv: list[str] | None = None) -> None:
             kind=KINDS[args.kind],
             ifeval=ifeval,
             followup_max_new_tokens=dec.get("followup_max_new_tokens", 0),
+            caps=plan.caps,
         )
     write_parquet(samples, args.samples, SAMPLE_SCHEMA)
     info = {
@@ -332,9 +430,15 @@ def main(argv: list[str] | None = None) -> None:
         "backend": p["backend"],
         # the rope parameters the engine reports after it started (rope_theta included), None without YaRN
         "yarn": getattr(backend, "rope", None),
-        "positions_past_yarn_window": max(0, window - int(rope["factor"] * rope["original_max_position_embeddings"]))
-        if rope
-        else 0,
+        # how the cell fit the engine (plan_cell): the report names cells that ran past native positions
+        "window": {
+            "max_model_len": plan.window,
+            "position_limit": plan.position_limit,
+            "past_native": plan.past_native,
+            "policy": p["past_native"],
+            "extended_past_limit": max(0, plan.window - plan.position_limit),
+            "rows_generation_clipped": plan.clipped,
+        },
     }
     summary = summarize(samples, info)
     write_json(summary, args.summary)

@@ -16,7 +16,7 @@ from typing import Any
 
 from loongrl.eval import longbench, longbench_v2, short, synthetic
 from loongrl.eval.kinds import KINDS, ModelKind, kind_decoding
-from loongrl.eval.rows import task_row
+from loongrl.eval.rows import length_slack, task_row
 from loongrl.io import read_parquet
 from loongrl.prompts import FILTER_QA_TEMPLATE, PLAIN_QA_TEMPLATE
 
@@ -55,6 +55,19 @@ class Benchmark:
     metrics: tuple[str, ...]
     cells: Callable[[dict[str, Any]], list[str]] = one_cell
     decoding: Callable[[dict[str, Any], ModelKind], dict[str, Any]] = shared_decoding
+    # the longest prompt a cell's rows can have, from its settings and length (None: not known before the build);
+    # the engine check sizes an evaluate job's window from it before the task file exists
+    prompt_bound: Callable[[dict[str, Any], int], int | None] = lambda ev, length: None
+
+
+def labelled_bound(reserve: Callable[[dict[str, Any]], int] = lambda ev: 0):
+    """Cells labelled by context length: the prompt fills length - reserve, within ``length_slack`` (check_lengths)."""
+    return lambda ev, length: length - reserve(ev) + length_slack(length)
+
+
+def input_cap(name: str):
+    """LongBench-style cells: the whole chat prompt is cut to ``<name>.max_input_tokens``."""
+    return lambda ev, length: ev[name]["max_input_tokens"]
 
 
 def length_cells(name: str) -> Callable[[dict[str, Any]], list[str]]:
@@ -169,7 +182,14 @@ def _short(name: str) -> Callable[[BuildRequest], list[dict[str, Any]]]:
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (
-        Benchmark("longbench", ("longbench", "validation"), "longbench", _longbench, ("longbench_qa",)),
+        Benchmark(
+            "longbench",
+            ("longbench", "validation"),
+            "longbench",
+            _longbench,
+            ("longbench_qa",),
+            prompt_bound=input_cap("longbench"),
+        ),
         Benchmark(
             "longbench_v2",
             ("longbench_v2",),
@@ -178,8 +198,18 @@ BENCHMARKS: dict[str, Benchmark] = {
             ("longbench_v2", "longbench_v2_compensated"),
             cells=lambda ev: list(ev["longbench_v2"]["buckets"]),
             decoding=longbench_v2_decoding,
+            prompt_bound=input_cap("longbench_v2"),
         ),
-        Benchmark("niah", ("niah",), "books", _niah, ("niah",), cells=length_cells("niah"), decoding=own_cap("niah")),
+        Benchmark(
+            "niah",
+            ("niah",),
+            "books",
+            _niah,
+            ("niah",),
+            cells=length_cells("niah"),
+            decoding=own_cap("niah"),
+            prompt_bound=labelled_bound(lambda ev: ev["niah"]["reserve"]),
+        ),
         Benchmark(
             "ruler",
             ("ruler",),
@@ -188,6 +218,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             ("ruler_all", "ruler_part"),
             cells=length_cells("ruler"),
             decoding=own_cap("ruler"),
+            prompt_bound=labelled_bound(),
         ),
         Benchmark(
             "heldout",
@@ -197,6 +228,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             ("retrieval_multikey",),
             cells=length_cells("heldout"),
             decoding=own_cap("heldout"),
+            prompt_bound=labelled_bound(),
         ),
         Benchmark("mmlu", ("short",), "short", _short("mmlu"), ("choice",)),
         Benchmark("math500", ("short",), "short", _short("math500"), ("math",)),

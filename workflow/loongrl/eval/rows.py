@@ -71,7 +71,17 @@ def finish(rows: list[dict[str, Any]], tokenizer) -> list[dict[str, Any]]:
     return rows
 
 
-def check_lengths(rows: list[dict[str, Any]], *, reserve: int = 0, tolerance: float = 0.03, source: str) -> None:
+LENGTH_TOLERANCE = 0.03  # a labelled row's prompt may miss its cell's length by this share (or 128 tokens)
+
+
+def length_slack(length: int, tolerance: float = LENGTH_TOLERANCE) -> int:
+    """How far a row's prompt may miss its cell's length (``check_lengths``); the engine check's bound adds it."""
+    return int(max(tolerance * length, 128))
+
+
+def check_lengths(
+    rows: list[dict[str, Any]], *, reserve: int = 0, tolerance: float = LENGTH_TOLERANCE, source: str
+) -> None:
     """Every row with a length label must fill it: ``prompt_tokens`` within ``tolerance`` of ``length - reserve``
     (or 128 tokens on short cells, where one RULER noise sentence is already a few percent).
 
@@ -84,7 +94,7 @@ def check_lengths(rows: list[dict[str, Any]], *, reserve: int = 0, tolerance: fl
         if not r["length"]:
             continue
         target = r["length"] - reserve
-        if abs(r["prompt_tokens"] - target) > max(tolerance * r["length"], 128):
+        if abs(r["prompt_tokens"] - target) > length_slack(r["length"], tolerance):
             raise DataError(
                 source,
                 r["id"],

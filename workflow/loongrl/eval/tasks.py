@@ -27,9 +27,8 @@ from loongrl.schemas import MIXTURE_SCHEMA
 log = logging.getLogger(__name__)
 
 
-def main(argv: list[str] | None = None) -> None:
-    from loongrl.models import load_tokenizer
-
+def parser() -> argparse.ArgumentParser:
+    """The job's command line (the engine check parses a planned job's arguments with it)."""
     ap = argparse.ArgumentParser(prog="python -m loongrl.eval.tasks", description=__doc__)
     ap.add_argument("benchmark", choices=[*BENCHMARKS, "validation"])
     ap.add_argument("--input", type=Path, nargs="*", default=[], help="official data files / folders")
@@ -44,7 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--max-input-tokens", type=int, default=None, help="validation: prompt cap (the training prompts' limit)"
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    from loongrl.models import load_tokenizer
+
+    args = parser().parse_args(argv)
     setup_logging()
     p = json.loads(args.params)
     tok = load_tokenizer(args.tokenizer)

@@ -167,12 +167,29 @@ def csv_table(columns: list[str], ours: dict[str, dict[str, Cell]], paper: dict 
     return buf.getvalue()
 
 
+def window_label(summary: dict[str, Any]) -> str:
+    """How a cell fit the engine's positions (evaluate.plan_cell): native, YaRN, vLLM's long-length override past
+    the positions the rope covers, or generation clipped to the window."""
+    w = summary.get("window")
+    if not w:
+        return "–"
+    parts = [f"YaRN x{summary['yarn']['factor']:g}" if summary.get("yarn") else "native"]
+    if w["past_native"] and summary.get("yarn"):
+        parts.append("past native")
+    if w["extended_past_limit"]:
+        parts.append(f"+{w['extended_past_limit']} past the rope (override)")
+    if w["rows_generation_clipped"]:
+        parts.append(f"{w['rows_generation_clipped']} rows' generation clipped")
+    return ", ".join(parts)
+
+
 def truncation_md(by_model: dict[str, dict[str, Any]], order: list[str]) -> str:
     lines = [
         "### Truncation accounting\n",
+        "Window: how the cell's prompts + generation fit the model's positions (`eval.past_native`).\n",
         "| model | kind | cell | rows | samples | score | cap-hit share | no-`</think>` share | input truncated share "
-        "| mean completion tokens |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| mean completion tokens | window |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in order:
         for cell, s in sorted(by_model[m].items()):
@@ -180,7 +197,7 @@ def truncation_md(by_model: dict[str, dict[str, Any]], order: list[str]) -> str:
             lines.append(
                 f"| {m} | {s.get('kind', '–')} | {cell} | {o['rows']} | {o['samples']} | {100 * o['score']:.1f} "
                 f"| {o['hit_cap_share']:.2f} | {o.get('no_think_share', 0.0):.2f} | {o['input_truncated_share']:.2f} "
-                f"| {o['completion_tokens_mean']:.0f} |"
+                f"| {o['completion_tokens_mean']:.0f} | {window_label(s)} |"
             )
     return "\n".join(lines) + "\n"
 

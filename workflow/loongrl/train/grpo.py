@@ -577,9 +577,8 @@ def copy_model_files(checkpoint: Path, dest: Path) -> None:
         shutil.copy2(p, dest / p.name)
 
 
-def main(argv: list[str] | None = None) -> None:
-    import os
-
+def parser() -> argparse.ArgumentParser:
+    """The job's command line (the engine check parses a planned job's arguments with it)."""
     ap = argparse.ArgumentParser(prog="python -m loongrl.train.grpo", description=__doc__)
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--data", type=Path, required=True)
@@ -598,7 +597,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tag", action="append", default=[], help="KEY=VALUE run tags")
     ap.add_argument("--eval-data", type=Path, default=None, help="validation slice: keep the best checkpoint")
     ap.add_argument("--artifact", action="append", default=[], type=Path, help="files logged with the run")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    import os
+
+    args = parser().parse_args(argv)
     setup_logging()
 
     uri = os.environ.get("MLFLOW_TRACKING_URI") or args.mlflow_uri

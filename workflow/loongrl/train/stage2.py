@@ -64,7 +64,8 @@ def select_unsolved(
 SOLVED_SCHEMA = pa.schema([("id", pa.string()), ("solved", pa.int32()), ("n", pa.int32())])
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
+    """The job's command line (the engine check parses a planned job's arguments with it)."""
     ap = argparse.ArgumentParser(prog="python -m loongrl.train.stage2", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     count = sub.add_parser("count", help="roll out one shard of the mixture and count solved rollouts")
@@ -83,7 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     select.add_argument("counts", type=Path, nargs="+", help="the shards' solved-count files")
     select.add_argument("--output", type=Path, required=True)
     select.add_argument("--stats", type=Path, required=True)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     setup_logging()
     if args.cmd == "count":
         count_shard(args)
@@ -91,22 +96,25 @@ def main(argv: list[str] | None = None) -> None:
         select_from_counts(args.data, args.counts, output=args.output, stats_path=args.stats)
 
 
+def engine_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The engine settings of a ``count`` job (``make_backend`` keywords but the device): one engine over the
+    job's GPUs (``train.stage2_gpus``). ``loongrl.enginecheck`` validates the same dict."""
+    engine = json.loads(args.params)["stage2_engine"]
+    return {
+        "seed": args.seed,
+        "tensor_parallel_size": max(1, args.gpus),
+        "gpu_memory_utilization": engine["gpu_memory_utilization"],
+        "max_model_len": engine["max_model_len"],
+        "enforce_eager": engine["enforce_eager"],
+    }
+
+
 def count_shard(args: argparse.Namespace) -> None:
     train = json.loads(args.params)
     rows = shard_rows(read_parquet(args.data), args.shard, args.shards)
     solved: list[int] = []
     if rows:
-        engine = train["stage2_engine"]
-        backend = make_backend(
-            args.backend,
-            args.model,
-            device=pick_device(args.gpus),
-            seed=args.seed,
-            tensor_parallel_size=max(1, args.gpus),
-            gpu_memory_utilization=engine["gpu_memory_utilization"],
-            max_model_len=engine["max_model_len"],
-            enforce_eager=engine["enforce_eager"],
-        )
+        backend = make_backend(args.backend, args.model, device=pick_device(args.gpus), **engine_request(args))
         params = SamplingParams(
             n=args.n,
             temperature=train["temperature"],

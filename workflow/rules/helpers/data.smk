@@ -110,8 +110,8 @@ def filter_select(wildcards):
     """Which questions a filter job samples: a block of the file (budget all) or a chunk of the seeded order."""
     f = config["filter"]
     if f["budget"] == "all":
-        return f"--shard {wildcards.shard} --shards {f['shards']}"
-    return f"--chunk {wildcards.shard} --chunk-size {f['chunk_questions']}"
+        return ["--shard", wildcards.shard, "--shards", str(f["shards"])]
+    return ["--chunk", wildcards.shard, "--chunk-size", str(f["chunk_questions"])]
 
 
 def round_chunks(wildcards):

@@ -81,7 +81,14 @@ def eval_task_params(b):
 
 def eval_run_params():
     """The engine settings of an evaluate job (backend, memory, batch size, YaRN)."""
-    keys = ["backend", "gpu_memory_utilization", "enforce_eager", "batch_size", "yarn"]
+    keys = [
+        "backend",
+        "gpu_memory_utilization",
+        "enforce_eager",
+        "batch_size",
+        "yarn",
+        "past_native",
+    ]
     return as_json({k: EVAL[k] for k in keys})
 
 
