@@ -226,3 +226,66 @@ def test_stage_cli_turns_a_truncated_parquet_into_one_line(tmp_path, tiny_model_
     assert "Traceback" not in res.stderr and last[-1].startswith("error (keychain): ")
     assert f"{cut}: row -: field '<file>': not a readable parquet file" in last[-1]
     assert not out.exists() and not (tmp_path / "stats.json").exists()
+
+
+def _keychain_cli(tmp_path, tiny_model_dir, filled, raw):
+    import subprocess
+    import sys
+
+    params = '{"chain_length": 3, "chains_per_1k": 1, "key_format": "uuid", "quote_start_key": false, "insert_at": "x"}'
+    cmd = [sys.executable, "-m", "loongrl.data.keychain", "--filled", str(filled), "--raw", str(raw)]
+    cmd += ["--tokenizer", str(tiny_model_dir), "--length", "1024", "--params", params]
+    cmd += ["--output", str(tmp_path / "kc.parquet"), "--stats", str(tmp_path / "stats.json")]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        # a string answer used to become a list of its characters downstream (issue 29 item 8)
+        ([{"id": "a", "dataset": "d", "question": "q", "answers": "Paris"}], "field 'answers': type string"),
+        ([{"id": "a", "dataset": "d", "question": "q"}], "field 'answers': missing column"),
+        ([{"id": "a", "dataset": "d", "question": "q", "answers": []}], "row 0: field 'answers': expected a non-empty"),
+        (
+            [{"id": "a", "dataset": "d", "question": "q", "answers": ["x"]}] * 2,
+            "row 1: field 'id': duplicate id 'a'",
+        ),
+    ],
+)
+def test_stage_reads_check_columns_types_answers_and_ids(tmp_path, tiny_model_dir, rows, message):
+    """A stage's input is checked when read: columns and types against the QA schema, answers a non-empty list of
+    strings, unique ids. One line naming the file, the row and the field; exit 2; nothing written."""
+    from loongrl.io import write_parquet
+
+    filled = tmp_path / "filled.parquet"
+    write_parquet(rows, filled)
+    res = _keychain_cli(tmp_path, tiny_model_dir, filled, filled)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error (keychain): {filled}: ") and message in last
+    assert not (tmp_path / "kc.parquet").exists()
+
+
+def test_read_rows_names_a_non_utf8_file(tmp_path):
+    from loongrl.io import read_rows
+
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes('{"q": "café"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match=rf"{bad}: row byte 10: field '<file>': not UTF-8 text"):
+        read_rows(bad)
+
+
+def test_download_error_is_one_line(tmp_path):
+    """A sha256 mismatch from the download CLI: one line naming the dataset, url and both digests; exit 2."""
+    import subprocess
+    import sys
+
+    srv = _Server(_zip_payload())
+    try:
+        cmd = [sys.executable, "-m", "loongrl.download", "--dataset", "2wikimqa", "--url", srv.url]
+        cmd += ["--files", "train.json", "--sha256", "0" * 64, "--retries", "1", "--out-dir", str(tmp_path)]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    finally:
+        srv.close()
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "sha256 of" in res.stderr.strip().splitlines()[-1] and "config pins " + "0" * 64 in res.stderr

@@ -272,6 +272,72 @@ def test_eval_cell_with_vllm(smollm2_dir, tmp_path):
     )  # read back from the running engine's model config
 
 
+def test_cell_at_native_length_runs_past_native_with_yarn(tmp_path):
+    """Issue 28's blocker 2, scaled by 1/16 and executed: a model with Qwen2.5-7B's head layout (28 heads, 4 KV heads)
+    and 2,048 native positions, the NIAH cell at its native length with generation on top. The old window
+    (prompt + cap, no YaRN below min_length) is refused by vLLM's own check; the job's plan (eval.past_native: yarn)
+    runs it under YaRN x4, and the summary says so."""
+    from loongrl.enginecheck import vllm_verdict
+    from loongrl.inference import vllm_engine_kwargs
+    from loongrl.io import read_parquet
+    from loongrl.models import build_tiny_model
+
+    model = tmp_path / "mini-qwen2.5-7b"
+    build_tiny_model(model, seed=0, hidden_size=896, layers=1, heads=28, kv_heads=4, max_positions=2048)
+    tasks = tmp_path / "niah.parquet"
+    settings = {"system_prompt": "none", "niah": {"lengths": [2048], "depths": [50], "reserve": 0}}
+    _run(
+        "loongrl.eval.tasks",
+        "niah",
+        "--input",
+        str(SAMPLES / "gutenberg"),
+        "--tokenizer",
+        str(model),
+        "--params",
+        json.dumps(settings),
+        "--length",
+        "2048",
+        "--cell",
+        "L2048",
+        "--output",
+        str(tasks),
+    )
+    prompt = read_parquet(tasks)[0]["prompt_tokens"]
+    old = vllm_verdict("old main", vllm_engine_kwargs(model, max_model_len=prompt + 64))
+    assert not old.ok and f"User-specified max_model_len ({prompt + 64}) is greater than the derived" in old.message
+    run = {
+        "backend": "vllm",
+        "gpu_memory_utilization": 0.2,
+        "enforce_eager": True,
+        "batch_size": 4,
+        "yarn": {"factor": 4.0, "native_context": 2048, "min_length": 4096},  # the paper's, / 16
+        "past_native": "yarn",
+    }
+    decoding = {"greedy": False, "n": 1, "temperature": 0.6, "top_p": 0.95, "max_new_tokens": 64}
+    summary = tmp_path / "summary.json"
+    _run(
+        "loongrl.eval.evaluate",
+        "--model",
+        str(model),
+        "--model-name",
+        "stage1",
+        "--tasks",
+        str(tasks),
+        "--params",
+        json.dumps(run),
+        "--decoding",
+        json.dumps(decoding),
+        "--samples",
+        str(tmp_path / "samples.parquet"),
+        "--summary",
+        str(summary),
+    )
+    info = json.loads(summary.read_text())
+    assert info["window"]["past_native"] and info["window"]["max_model_len"] == prompt + 64 > 2048
+    assert info["window"]["position_limit"] == 8192 and info["yarn"]["factor"] == 4.0
+    assert info["overall"]["samples"] == 1
+
+
 def test_trl_importance_ratio_decays_with_length(smollm2_dir, tmp_path):
     """Why train.vllm_importance_sampling_correction is off: TRL 1.16 compares vLLM's top-p-renormalised log-probs
     with the trainer's full-vocabulary ones, so every token's log ratio is log(nucleus mass) <= 0 and the sequence

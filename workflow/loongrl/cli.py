@@ -28,14 +28,14 @@ def add_synthesis_args(ap: argparse.ArgumentParser, params_help: str) -> None:
 
 def run(main: Callable[[], None]) -> None:
     """Run a stage's ``main`` as its ``python -m`` entry point: bad or unreadable input (a ``DataError`` naming the
-    file, row and field; a missing file; a corrupt or truncated parquet) ends in one line on stderr and exit
-    status 2 instead of a traceback. Outputs are written atomically, so nothing is left half-written.
-    ``LOONGRL_TRACEBACK=1`` re-raises, for debugging."""
-    from loongrl.io import DataError
+    file, row and field; a missing file; a corrupt or truncated parquet; a missing or mistyped column) and a failed
+    download (``StageError``) end in one line on stderr and exit status 2 instead of a traceback. Outputs are
+    written atomically, so nothing is left half-written. ``LOONGRL_TRACEBACK=1`` re-raises, for debugging."""
+    from loongrl.io import DataError, StageError
 
     try:
         main()
-    except (DataError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as exc:
+    except (DataError, StageError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as exc:
         if os.environ.get("LOONGRL_TRACEBACK") == "1":
             raise
         name = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "loongrl"

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from loongrl.cli import run, setup_logging
-from loongrl.io import atomic_path, write_json
+from loongrl.io import StageError, atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
 
-class DownloadError(RuntimeError):
+class DownloadError(StageError):
     """A download failed after all retries, or its checksum did not match the pinned one."""
 
 

@@ -27,6 +27,11 @@ class DataError(ValueError):
         super().__init__(f"{path}: row {row}: field '{field}': {problem}")
 
 
+class StageError(RuntimeError):
+    """An expected failure that is not about a row (a download that fails or does not match its pin): the stage
+    CLIs end it in one line, like a DataError."""
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; rename it onto ``dest`` only if the block succeeds."""
@@ -59,19 +64,68 @@ def write_parquet(rows: Sequence[dict[str, Any]], dest: str | os.PathLike, schem
         pq.write_table(table, tmp, compression="zstd", use_dictionary=True, write_statistics=True)
 
 
-def read_parquet(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a parquet file into a list of row dicts; a truncated or corrupt file is a DataError naming it."""
+def read_parquet(path: str | os.PathLike, schema: pa.Schema | None = None) -> list[dict[str, Any]]:
+    """Read a parquet file into a list of row dicts; a truncated or corrupt file is a DataError naming it.
+
+    With ``schema`` (the producing stage's), every column it names must be there with a type that casts to it
+    without loss: a missing column or a string where a list is expected is a DataError naming the file and the
+    column at read time, not a KeyError (or a list of characters) deep in the stage.
+    """
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        return pq.read_table(path).to_pylist()
+        table = pq.read_table(path)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         raise DataError(path, "-", "<file>", f"not a readable parquet file ({exc})") from exc
+    if schema is not None:
+        table = conform(table, schema, path)
+    return table.to_pylist()
+
+
+def conform(table: pa.Table, schema: pa.Schema, path: str | os.PathLike) -> pa.Table:
+    """``table`` with ``schema``'s columns cast to its types (extra columns kept); a DataError names the first
+    missing column or the first one whose values do not cast."""
+    names = set(table.column_names)
+    for f in schema:
+        if f.name not in names:
+            raise DataError(path, "-", f.name, f"missing column (the file has: {', '.join(table.column_names)})")
+        col = table.column(f.name)
+        if col.type == f.type:
+            continue
+        try:
+            cast = col.cast(f.type, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise DataError(path, "-", f.name, f"type {col.type}, expected {f.type} ({exc})") from exc
+        table = table.set_column(table.column_names.index(f.name), f.name, cast)
+    return table
+
+
+def check_qa_rows(
+    rows: list[dict[str, Any]], path: str | os.PathLike, *, answers: bool = True, empty_ok: bool = False
+) -> None:
+    """The rows every QA stage relies on: a non-empty table (unless ``empty_ok``: a pool the config leaves empty),
+    unique ``id``s and (``answers``) each row's ``answers`` a non-empty list of non-empty strings. A DataError names
+    the file, the row and the field."""
+    if not rows and not empty_ok:
+        raise DataError(path, "-", "<table>", "no rows")
+    seen: set[str] = set()
+    for i, r in enumerate(rows):
+        rid = r.get("id")
+        if rid in seen:
+            raise DataError(path, i, "id", f"duplicate id {rid!r}")
+        seen.add(rid)
+        if answers:
+            a = r.get("answers")
+            if not isinstance(a, list) or not a or not all(isinstance(x, str) and x.strip() for x in a):
+                raise DataError(path, i, "answers", f"expected a non-empty list of non-empty strings, got {a!r}")
 
 
 def read_rows(path: str | os.PathLike) -> list[Any]:
     """Read a JSON list or JSON-lines file; a broken line is reported with its line number."""
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"byte {exc.start}", "<file>", f"not UTF-8 text ({exc.reason})") from exc
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:

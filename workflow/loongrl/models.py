@@ -89,10 +89,21 @@ def build_qwen25_tokenizer(out_dir: Path):
     return tok
 
 
-def build_tiny_model(out_dir: Path, seed: int = 0, hidden_size: int = 128, layers: int = 2) -> None:
+def build_tiny_model(
+    out_dir: Path,
+    seed: int = 0,
+    hidden_size: int = 128,
+    layers: int = 2,
+    *,
+    heads: int | None = None,
+    kv_heads: int = 1,
+    max_positions: int = 32768,
+) -> None:
     """A random-init Qwen2ForCausalLM with the Qwen2.5 vocabulary, saved as a normal HF model folder.
 
     head_dim 64 (hidden 128, 2 heads) because vLLM's CPU attention kernel rejects head_dim 16 (env-probe §3b).
+    ``heads``, ``kv_heads`` and ``max_positions`` give a miniature of a real model's layout, which is what engines
+    validate (Qwen2.5-7B's 28 / 4 heads at head_dim 32, 32,768 / 16 positions: the scaled paper cells).
     """
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
@@ -104,9 +115,9 @@ def build_tiny_model(out_dir: Path, seed: int = 0, hidden_size: int = 128, layer
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=layers,
-        num_attention_heads=hidden_size // 64,
-        num_key_value_heads=1,
-        max_position_embeddings=32768,
+        num_attention_heads=heads or hidden_size // 64,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=max_positions,
         rope_theta=1000000.0,
         tie_word_embeddings=True,
         bos_token_id=tok.convert_tokens_to_ids("<|endoftext|>"),

@@ -16,6 +16,7 @@ QA_FIELDS = [
     pa.field("question", pa.string()),
     pa.field("answers", pa.list_(pa.string())),
 ]
+QA_SCHEMA = pa.schema(QA_FIELDS)  # what a stage reading QA rows checks at read time (io.read_parquet)
 RAW_SCHEMA = pa.schema([*QA_FIELDS, ("documents", pa.list_(DOC_TYPE)), ("gold_titles", pa.list_(pa.string()))])
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])

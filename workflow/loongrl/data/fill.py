@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from loongrl.cli import add_synthesis_args, run, setup_logging
-from loongrl.io import read_parquet, write_json, write_parquet
+from loongrl.io import check_qa_rows, read_parquet, write_json, write_parquet
 from loongrl.models import load_tokenizer
 from loongrl.prompts import (
     chat_token_counts,
@@ -35,7 +35,7 @@ from loongrl.prompts import (
     token_stats,
 )
 from loongrl.rng import example_rng
-from loongrl.schemas import QA_FIELDS
+from loongrl.schemas import QA_FIELDS, QA_SCHEMA
 from loongrl.tokens import counter_for
 
 log = logging.getLogger(__name__)
@@ -272,8 +272,10 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     p = json.loads(args.params)
     tok = load_tokenizer(args.tokenizer)
+    pool = read_parquet(args.pool, QA_SCHEMA)
+    check_qa_rows(pool, args.pool, empty_ok=True)  # split.*_questions may be 0
     rows, stats = fill_rows(
-        read_parquet(args.pool),
+        pool,
         read_parquet(args.fillers),
         tok,
         length=args.length,

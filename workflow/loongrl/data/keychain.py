@@ -29,11 +29,11 @@ from typing import Any
 import pyarrow as pa
 
 from loongrl.cli import add_synthesis_args, run, setup_logging
-from loongrl.io import read_parquet, write_json, write_parquet
+from loongrl.io import check_qa_rows, read_parquet, write_json, write_parquet
 from loongrl.models import load_tokenizer
 from loongrl.prompts import KEYCHAIN_TEMPLATE, chat_token_counts, messages, system_prompt, token_stats
 from loongrl.rng import example_rng
-from loongrl.schemas import QA_FIELDS
+from loongrl.schemas import QA_FIELDS, QA_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     setup_logging()
     p = json.loads(args.params)
+    filled = read_parquet(args.filled, QA_SCHEMA)
+    check_qa_rows(filled, args.filled, empty_ok=True)  # split.keychain_questions may be 0
     rows = build_keychain_rows(
-        read_parquet(args.filled),
-        [r["question"] for r in read_parquet(args.raw)],
+        filled,
+        [r["question"] for r in read_parquet(args.raw, QA_SCHEMA)],
         load_tokenizer(args.tokenizer),
         length=args.length,
         chain_length=p["chain_length"],

@@ -18,10 +18,10 @@ from typing import Any
 
 from loongrl.cli import run, setup_logging
 from loongrl.data.retrieval import passage_stats
-from loongrl.io import read_parquet, write_json, write_parquet, write_text
+from loongrl.io import check_qa_rows, read_parquet, write_json, write_parquet, write_text
 from loongrl.models import load_tokenizer
 from loongrl.prompts import chat_token_counts, messages, plain_messages, system_prompt
-from loongrl.schemas import MIXTURE_SCHEMA
+from loongrl.schemas import MIXTURE_SCHEMA, QA_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> None:
         out = {}
         for item in pairs:
             ds, _, path = str(item).partition("=")
-            out[ds] = read_parquet(path)
+            out[ds] = read_parquet(path, QA_SCHEMA)
+            check_qa_rows(out[ds], path)
         return out
 
     inputs = {

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from loongrl.cli import run, setup_logging
-from loongrl.io import read_parquet, write_json, write_parquet
+from loongrl.io import check_qa_rows, read_parquet, write_json, write_parquet
 from loongrl.models import load_tokenizer
 from loongrl.prompts import count_tokens_batch
 from loongrl.schemas import RAW_SCHEMA
@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     setup_logging()
     p = json.loads(args.params)
-    rows = read_parquet(args.raw)
+    rows = read_parquet(args.raw, RAW_SCHEMA)
+    check_qa_rows(rows, args.raw)
     dataset = rows[0]["dataset"]
     passes = {r["id"]: r for r in read_parquet(args.passes)}
     fallback = {r["id"]: r for r in read_parquet(args.fallback_passes)} if args.fallback_passes else None

@@ -26,6 +26,7 @@ from loongrl.books import load_books, strip_gutenberg
 from loongrl.cli import run, setup_logging
 from loongrl.eval.kinds import KINDS, ModelKind, read_completion
 from loongrl.eval.metrics import METRICS, score_reading
+from loongrl.eval.rows import EVAL_SCHEMA
 from loongrl.inference import (
     Completion,
     InferenceBackend,
@@ -34,7 +35,7 @@ from loongrl.inference import (
     model_rope_parameters,
     pick_device,
 )
-from loongrl.io import read_parquet, write_json, write_parquet
+from loongrl.io import DataError, check_qa_rows, read_parquet, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +274,15 @@ def plan_cell(
     )
 
 
+def check_task_rows(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """Before any generation: a non-empty task file, unique ids, and a metric the scorer knows on every row (an
+    unknown one would otherwise surface only after hours of generation)."""
+    check_qa_rows(rows, path, answers=False)
+    for i, r in enumerate(rows):
+        if r["metric"] not in METRICS:
+            raise DataError(path, i, "metric", f"unknown metric {r['metric']!r} (known: {', '.join(sorted(METRICS))})")
+
+
 def row_caps(rows: list[dict[str, Any]], max_new_tokens: int) -> list[int]:
     """Each row's generation cap: the cell's, lowered by the row's own ``meta.max_new_tokens`` (RULER's per-task
     caps for the instruct kind)."""
@@ -371,9 +381,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     p = json.loads(args.params)
     dec = json.loads(args.decoding)
-    rows = read_parquet(args.tasks)
-    if not rows:
-        raise ValueError(f"{args.tasks}: no task rows")
+    rows = read_parquet(args.tasks, EVAL_SCHEMA)
+    check_task_rows(rows, args.tasks)
     params = SamplingParams(
         n=1 if dec["greedy"] else dec["n"],
         temperature=0.0 if dec["greedy"] else dec["temperature"],
