@@ -186,3 +186,35 @@ def test_conda_envs_pin_what_pyproject_pins():
             want = pins.get(req.name.lower().replace("_", "-"))
             assert want is not None, f"{env.name}: {req.name} is not a dependency in pyproject.toml"
             assert (req.specifier, req.extras) == (want.specifier, want.extras), f"{env.name}: {spec} != {want}"
+
+
+def test_eval_haystacks_are_never_training_books(paper, tmp_path, monkeypatch):
+    """NIAH / RULER haystacks come from books training never reads (issue 31): the paper config downloads its own
+    ids; a local config uses retrieval.heldout_books; any overlap is a config error naming the key."""
+    from loongrl.eval.registry import haystack_books, haystack_errors
+
+    monkeypatch.chdir(ROOT)
+    assert not haystack_errors(paper) and haystack_books(paper) is None
+    assert not set(paper["eval"]["haystack_ids"]) & set(paper["retrieval"]["gutenberg_ids"])
+    shared = copy.deepcopy(paper)
+    shared["eval"]["haystack_ids"] = [145, 84]
+    assert haystack_errors(shared) == [
+        "config key 'eval.haystack_ids': [84] are training books (retrieval.gutenberg_ids)"
+    ]
+    with pytest.raises(ConfigError, match=r"eval\.haystack_ids"):
+        validate_config(shared)
+    local = load_config(ROOT / "config.yaml", ROOT / "profiles/local/config.tiny.yaml")
+    assert haystack_books(local) == ["pg84.txt"] and not haystack_errors(local)
+    local["retrieval"]["heldout_books"] = []
+    assert "retrieval.heldout_books" in haystack_errors(local)[0]
+    other = tmp_path / "books"
+    other.mkdir()
+    (other / "pg1342.txt").write_text("a training book under another folder")
+    local["eval"]["books_dir"] = str(other)
+    assert haystack_books(local) is None
+    assert haystack_errors(local) == [
+        "config key 'eval.books_dir': ['pg1342.txt'] are also training books (retrieval.books_dir)"
+    ]
+    # only configs that build book haystacks are held to it
+    local["eval"]["benchmarks"] = ["longbench"]
+    assert haystack_errors(local) == []

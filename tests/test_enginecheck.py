@@ -7,6 +7,7 @@ that the training env does not install. The vLLM tests share one paper dry run a
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -174,3 +175,20 @@ def test_engine_check_cli_exit_code(tmp_path):
         [sys.executable, "-m", "loongrl.enginecheck", str(listing)], capture_output=True, text=True, env=env
     )
     assert res.returncode != 0 and "| FAIL |" in res.stdout and "divisible by tensor parallel size (8)" in res.stdout
+
+
+@pytest.mark.vllm
+def test_local_judge_jobs_get_the_engine_check():
+    """A LongBench judge run by our vLLM backend is checked like any GPU job; an endpoint judge asks for none."""
+    judge = json.dumps({"model": "Qwen/Qwen2.5-32B-Instruct", "backend": "vllm", "batch_size": 16})
+    endpoint = json.dumps({"model": "deepseek-chat", "url": "https://api.deepseek.com/v1"})
+    line = (
+        "rule judge:\nShell command: python -m loongrl.eval.judge --samples s --summary y --tasks t --judge '{j}' "
+        "--model {m} --gpus {g} --seed 42 --out-samples a --out-summary b > l 2>&1\n"
+    )
+    m = "resources/models/Qwen--Qwen2.5-32B-Instruct"
+    text = line.format(j=judge, m=m, g=4) + line.format(j=judge, m=m, g=3) + line.format(j=endpoint, m="''", g=0)
+    verdicts = enginecheck.check(text)
+    assert [v.ok for v in verdicts] == [True, False]
+    assert verdicts[0].message.startswith("TP 4,")
+    assert "Total number of attention heads (40) must be divisible by tensor parallel size (3)" in verdicts[1].message

@@ -121,6 +121,26 @@ def test_nano_dag_heldout_eval_and_effect_report(nano_dag):
     assert (nano_dag / "results/report/tables/effect.csv").read_text().startswith("model,cell,rows,base,")
 
 
+@pytest.mark.slow
+def test_nano_dag_judges_longbench_with_smollm2(nano_dag):
+    """The laptop run takes the cluster's judge path (loongrl.eval.judge through our backend): every LongBench
+    cell is judged, the report reads the judged summaries and Table 2 names the judge."""
+    for model in ("base", "stage2"):
+        summ = json.loads((nano_dag / f"results/eval/{model}/longbench.all.judged.summary.json").read_text())
+        j = summ["judge"]
+        assert j["model"] == "smollm2-135m" and j["url"] is None and j["samples"] == 1
+        assert j["judge_calls"] + j["cached"] == j["judged"]
+        assert {"judge", "authors", "qwenlong_l1", "authors_boxed"} <= set(summ["overall"]["metrics"])
+        assert summ["overall"]["score"] == summ["overall"]["metrics"]["authors"]
+    report = (nano_dag / "results/report/report.md").read_text()
+    assert "or an LLM judge; LLM judge smollm2-135m (our inference backend)) and short-context" in report
+    assert list((nano_dag / "resources/judge_cache").rglob("*.json")) or all(
+        json.loads((nano_dag / f"results/eval/{m}/longbench.all.judged.summary.json").read_text())["judge"]["judged"]
+        == 0
+        for m in ("base", "stage2")
+    )
+
+
 def test_heldout_retrieval_never_overlaps_training(tmp_path, smollm2_dir):
     """The held-out eval's rows come from books training never sees (retrieval.heldout_books): no haystack
     paragraph, needle value or key of a held-out row occurs in a training row."""

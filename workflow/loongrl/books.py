@@ -109,8 +109,15 @@ def insert_needles(paras: list[str], needles: list[str], rng) -> str:
     return "".join(parts)
 
 
-def load_books(folders: list[Path]) -> dict[str, str]:
-    books = {f.name: read_book(f) for d in folders for f in sorted(Path(d).glob("*.txt"))}
+def load_books(folders: list[Path], only: list[str] | None = None) -> dict[str, str]:
+    """Every ``*.txt`` book of the folders by file name; ``only``: just these files (all must be there)."""
+    files = [f for d in folders for f in sorted(Path(d).glob("*.txt"))]
+    if only is not None:
+        missing = sorted(set(only) - {f.name for f in files})
+        if missing:
+            raise FileNotFoundError(f"books {missing} not in {[str(d) for d in folders]}")
+        files = [f for f in files if f.name in set(only)]
+    books = {f.name: read_book(f) for f in files}
     if not books:
         raise FileNotFoundError(f"no *.txt books in {[str(d) for d in folders]}")
     return books

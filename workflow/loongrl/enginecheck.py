@@ -212,6 +212,22 @@ def check_stage2(job: Job, models: Models) -> list[Verdict]:
     return [vllm_verdict(job.label, kw)]
 
 
+def check_judge(job: Job, models: Models) -> list[Verdict]:
+    """A LongBench judge job run by our vLLM backend (an endpoint judge asks for no GPU)."""
+    from loongrl.eval import judge
+    from loongrl.inference import backend_kwargs, vllm_engine_kwargs
+
+    args = judge.parser().parse_args(job.argv)
+    cfg = json.loads(args.judge)
+    if cfg.get("url") or cfg.get("backend", "vllm") != "vllm":
+        return []
+    model = models.config_dir(args.model)
+    if model is None:
+        return [_missing_model(job, args.model)]
+    kw = vllm_engine_kwargs(model, **backend_kwargs("vllm", judge.engine_request(cfg, gpus=args.gpus, seed=args.seed)))
+    return [vllm_verdict(job.label, kw)]
+
+
 def check_evaluate(job: Job, models: Models, task_jobs: dict[str, Job]) -> list[Verdict]:
     """An evaluate job's window, planned as the job plans it (``plan_cell``) from the longest prompt its task file
     can hold (the benchmark's ``prompt_bound``, from the task builder job's own settings and length)."""
@@ -337,6 +353,8 @@ def check(text: str, fixtures: Path = FIXTURES) -> list[Verdict]:
             out += check_evaluate(j, models, task_jobs)
         elif j.module == "loongrl.train.grpo":
             out += check_train(j, models)
+        elif j.module == "loongrl.eval.judge":
+            out += check_judge(j, models)
     return out
 
 

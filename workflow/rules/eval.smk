@@ -22,6 +22,21 @@ rule download_longbench:
         '{params.sha:q} --out-dir "$(dirname {output.manifest:q})" > {log:q} 2>&1'
 
 
+rule download_eval_books:
+    output:
+        directory("resources/eval/books"),
+    log:
+        "logs/eval/download_books.log",
+    retries: 2
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    params:
+        ids=lambda wc: EVAL["haystack_ids"],
+    shell:
+        "python -m loongrl.books download --ids {params.ids:q} --out-dir {output:q} > {log:q} 2>&1"
+
+
 rule download_longbench_v2:
     output:
         manifest="resources/eval/longbench_v2/MANIFEST.json",
@@ -151,6 +166,37 @@ rule evaluate:
         "--params {params.cfg:q} --decoding {params.decoding:q} --kind {params.kind:q} --books {input.books:q} "
         "--gpus {resources.gpu} "
         "--seed {params.seed:q} --samples {output.samples:q} --summary {output.summary:q} > {log:q} 2>&1"
+
+
+rule judge:
+    input:
+        samples="results/eval/{model}/{bench}.{cell}.parquet",
+        summary="results/eval/{model}/{bench}.{cell}.summary.json",
+        tasks=eval_task_file,
+        judge=judge_model_input,
+        code=stage_code("loongrl.eval.judge"),
+    output:
+        samples="results/eval/{model}/{bench}.{cell}.judged.parquet",
+        summary="results/eval/{model}/{bench}.{cell}.judged.summary.json",
+    log:
+        "logs/eval/{model}/{bench}.{cell}.judge.log",
+    benchmark:
+        "benchmarks/eval/{model}/{bench}.{cell}.judge.tsv"
+    conda:
+        "../../envs/filter.yaml"
+    threads: 4
+    resources:
+        gpu=lambda wc: 0 if EVAL["judge"].get("url") else EVAL["judge"].get("gpus", 1),
+        mem_mb=64000,
+        runtime="12h",
+    params:
+        judge=lambda wc: judge_params(),
+        model=lambda wc, input: input.judge[0] if input.judge else "",
+        seed=config["seed"],
+    shell:
+        "python -m loongrl.eval.judge --samples {input.samples:q} --summary {input.summary:q} --tasks {input.tasks:q} "
+        "--judge {params.judge:q} --model {params.model:q} --gpus {resources.gpu} --seed {params.seed:q} "
+        "--out-samples {output.samples:q} --out-summary {output.summary:q} > {log:q} 2>&1"
 
 
 rule contamination:

@@ -10,8 +10,13 @@ as its kind asks:
 * ``instruct`` (Qwen2.5-Instruct and other non-reasoning models): no LoongRL system prompt, T=0 with one sample,
   RULER with the official completion suffix as an assistant prefill (``answer_prefix`` in RULER's
   ``scripts/eval/synthetic/constants.py``) and its per-task generation caps, LongBench v2 in the official CoT
-  setting, and the whole completion read; its stated answer is the last box, else the text after "the answer is"
-  (the format of the official filter prompt this kind gets on LongBench v1), else the whole completion.
+  setting, and the whole completion read; its stated answer is the last box, else the text after the last "the
+  answer is" (the format of the official filter prompt this kind gets on LongBench v1), else the whole completion
+  (flagged ``fallback``: LongBench v1 never scores it, and reports its share).
+
+LongBench v1's headline reads every kind the authors' way (``authors_answer``), whatever the kind: the last box
+anywhere in the lower-cased completion, else the text after the last "the answer is"; a missing ``</think>`` does
+not void the answer there [KC ``filter_again/judge_utils.py`` ``boxed_exact_match_judge``].
 
 Which kind a model is comes from ``eval.kinds`` (label -> kind), ``eval.default_kind`` for the rest.
 """
@@ -21,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from loongrl.verifiers import THINK_END, answer_region, extract_boxed, stated_answer
+from loongrl.verifiers import THINK_END, answer_region, boxed_spans, extract_boxed
 
 
 @dataclass(frozen=True)
@@ -50,14 +55,68 @@ class Reading:
     region: str
     stated: str | None
     no_think: bool  # reasoning kind: the completion never wrote </think>, so it has no answer
+    text: str = ""  # the whole completion (the authors' LongBench reading ignores </think>)
+    fallback: bool = False  # instruct kind: nothing stated, ``stated`` is the whole reply
 
 
 def read_completion(text: str, kind: ModelKind) -> Reading:
     if kind.think:
         if THINK_END not in text:
-            return Reading("", None, True)
-        return Reading(answer_region(text), extract_boxed(text), False)
-    return Reading(text, stated_answer(text), False)
+            return Reading("", None, True, text)
+        return Reading(answer_region(text), extract_boxed(text), False, text)
+    spans = boxed_spans(text)
+    if spans:
+        return Reading(text, spans[-1][2], False, text)
+    stated = last_answer_is(text)
+    return Reading(text, text.strip() if stated is None else stated, False, text, fallback=stated is None)
+
+
+def last_answer_is(text: str) -> str | None:
+    """The text after the last case-insensitive "the answer is" (a reply that corrects itself states the later
+    answer), stripped of a leading colon, or None."""
+    at = text.lower().rfind("the answer is")
+    if at < 0:
+        return None
+    return text[at + len("the answer is") :].strip().lstrip(":").strip()
+
+
+# ------------------------------------------------------------------------ the authors' LongBench v1 reading
+def _authors_last_box(low: str) -> str | None:
+    """``last_boxed_only_string`` + ``remove_boxed`` of KC ``filter_again/judge_utils.py`` (~57-99), quirks kept so
+    the scores equal theirs: a ``\\boxed `` (with a space) anywhere wins, read up to the next ``$``; else the last
+    ``\\boxed`` (or, without one, ``\\fbox``) brace-matched, its first 7 characters and last one dropped (for
+    ``\\fbox{`` that drops the answer's first character); an unclosed box is no box."""
+    if "\\boxed " in low:
+        return low.split("\\boxed ")[-1].split("$")[0]
+    idx = low.rfind("\\boxed")
+    if idx < 0:
+        idx = low.rfind("\\fbox")
+        if idx < 0:
+            return None
+    depth = 0
+    for i in range(idx, len(low)):
+        if low[i] == "{":
+            depth += 1
+        elif low[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return low[idx : i + 1][len("\\boxed{") : -1]
+    return None
+
+
+def authors_answer(text: str) -> tuple[str | None, str]:
+    """(answer, how) as the authors' LongBench v1 judge reads a completion [KC ``judge_utils.py``
+    ``boxed_exact_match_judge`` ~102-133]: lower-case it and drop literal empty boxes; the last box (read in
+    the text with its ``*``), else the text after the last "the answer is" with ``*`` removed and the ends
+    stripped of spaces and full stops; ``how`` is ``boxed``, ``answer_is`` or ``none`` (answer None)."""
+    low = text.lower().replace("\\boxed{}", "")
+    box = _authors_last_box(low)
+    if box is not None:
+        return box, "boxed"
+    plain = low.replace("*", "")
+    if "the answer is" in plain:
+        return plain.rsplit("the answer is", 1)[-1].strip().strip(".").strip(), "answer_is"
+    return None, "none"
 
 
 def kind_decoding(dec: dict[str, Any], kind: ModelKind) -> dict[str, Any]:

@@ -115,7 +115,8 @@ def _niah(req: BuildRequest) -> list[dict[str, Any]]:
     # one cell per length, so each runs under its own YaRN decision (64K/128K only) and engine window; the CLI
     # without --length builds every configured length into one file
     p = {**req.settings["niah"], "lengths": [req.length]} if req.length else req.settings["niah"]
-    return synthetic.build_niah(req.inputs, req.tokenizer, p, system=req.system, seed=req.seed)
+    books = req.settings.get("haystack_books")
+    return synthetic.build_niah(req.inputs, req.tokenizer, p, system=req.system, seed=req.seed, books=books)
 
 
 def _ruler(req: BuildRequest) -> list[dict[str, Any]]:
@@ -128,6 +129,7 @@ def _ruler(req: BuildRequest) -> list[dict[str, Any]]:
         seed=req.seed,
         threads=req.threads,
         prefix=req.kind.answer_prefix,
+        books=req.settings.get("haystack_books"),
     )
 
 
@@ -245,6 +247,48 @@ def eval_cells(ev: dict[str, Any]) -> list[tuple[str, str]]:
     return [(name, cell) for name, b in BENCHMARKS.items() if name in chosen for cell in b.cells(ev)]
 
 
+def haystack_books(config: dict[str, Any]) -> list[str] | None:
+    """The book files NIAH and RULER cut their haystacks from, within the eval books folder (None: all of them).
+
+    Never the training books [issue 31; the paper trained on PG19 and evaluated RULER on essays]: with downloads
+    the eval books are their own ids (``eval.haystack_ids``, ``resources/eval/books``); with local books in the
+    training folder, the books training never sees (``retrieval.heldout_books``)."""
+    r, ev = config.get("retrieval", {}), config["eval"]
+    if r.get("source") == "download":
+        return None
+    if Path(ev["books_dir"]).resolve() == Path(r.get("books_dir", "")).resolve():
+        return list(r.get("heldout_books") or [])
+    return None
+
+
+def haystack_errors(config: dict[str, Any]) -> list[str]:
+    """Config messages when an eval haystack would be cut from a training book."""
+    r, ev = config.get("retrieval", {}), config["eval"]
+    if not any(BENCHMARKS[b].data == "books" for b, _ in eval_cells(ev)):
+        return []
+    if r.get("source") == "download":
+        shared = sorted(set(ev.get("haystack_ids") or []) & set(r.get("gutenberg_ids") or []))
+        if shared:
+            return [f"config key 'eval.haystack_ids': {shared} are training books (retrieval.gutenberg_ids)"]
+        if not ev.get("haystack_ids"):
+            return ["config key 'eval.haystack_ids': NIAH / RULER need books that training never sees"]
+        return []
+    books = haystack_books(config)
+    if books is not None:
+        if not books:
+            return [
+                "config key 'retrieval.heldout_books': NIAH / RULER haystacks would be the training books "
+                "(eval.books_dir is retrieval.books_dir); hold out books training never sees, or point "
+                "eval.books_dir at other books"
+            ]
+        return []
+    training = {f.name for f in Path(r.get("books_dir", "")).glob("*.txt")} - set(r.get("heldout_books") or [])
+    shared = sorted(training & {f.name for f in Path(ev["books_dir"]).glob("*.txt")})
+    if shared:
+        return [f"config key 'eval.books_dir': {shared} are also training books (retrieval.books_dir)"]
+    return []
+
+
 def config_errors(config: dict[str, Any]) -> list[str]:
     """Cross-key checks of the ``eval`` section (the schema checks types and keys)."""
     ev = config.get("eval")
@@ -295,6 +339,7 @@ def config_errors(config: dict[str, Any]) -> list[str]:
         msgs.append("config key 'eval.longbench_v2.url': required when eval.longbench_v2.source is 'download'")
     if lb2["source"] == "local" and "local_file" not in lb2:
         msgs.append("config key 'eval.longbench_v2.local_file': required when eval.longbench_v2.source is 'local'")
+    msgs += haystack_errors(config)
     if (ev.get("heldout") or {}).get("lengths") and not config.get("retrieval", {}).get("heldout_books"):
         msgs.append("config key 'retrieval.heldout_books': eval.heldout needs books that training never sees")
     room = ev["niah"]["reserve"] + 64

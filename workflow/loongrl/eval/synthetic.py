@@ -87,8 +87,17 @@ def _insert_at_depth(text: str, needle: str, depth: float) -> str:
     return f"{text[:pos]} {needle} {text[pos:]}".strip()
 
 
-def build_niah(folders: list[Path], tokenizer, p: dict[str, Any], *, system: str | None, seed: int) -> list[dict]:
-    hay = Haystack(load_books(folders), tokenizer)
+def build_niah(
+    folders: list[Path],
+    tokenizer,
+    p: dict[str, Any],
+    *,
+    system: str | None,
+    seed: int,
+    books: list[str] | None = None,
+) -> list[dict]:
+    """NIAH rows; ``books``: the haystack's file names in ``folders`` (None: every book there)."""
+    hay = Haystack(load_books(folders, books), tokenizer)
     overhead = count_prompt_tokens(
         tokenizer, messages(NIAH_TEMPLATE.format(context=NIAH_NEEDLE, question=NIAH_QUESTION), system)
     )
@@ -517,9 +526,11 @@ def build_ruler(
     seed: int,
     threads: int = 1,
     prefix: bool = False,
+    books: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Every (task, index) example of one length; with ``threads`` > 1 spread over forked worker processes;
-    ``prefix``: RULER's answer prefixes and per-task caps (the instruct kind).
+    ``prefix``: RULER's answer prefixes and per-task caps (the instruct kind); ``books``: the haystack's file names
+    (None: every book of the folders).
 
     Each example has its own RNG, so the rows are identical whatever the number of workers.
     """
@@ -528,7 +539,7 @@ def build_ruler(
     if unknown:
         raise ValueError(f"unknown RULER tasks {unknown}; known: {list(RULER_TASKS)}")
     ruler = Ruler(
-        load_books(inputs),
+        load_books(inputs, books),
         tokenizer,
         length=length,
         system=system,

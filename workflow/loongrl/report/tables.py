@@ -28,11 +28,28 @@ BUCKETS = [label for _, hi, label in evaluate.BUCKETS if hi <= 65536]  # Table 3
 
 
 def load_summaries(paths: list[Path]) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{model: {"<bench>.<cell>": summary}}`` from ``results/eval/<model>/<bench>.<cell>.summary.json``."""
+    """``{model: {"<bench>.<cell>": summary}}`` from ``results/eval/<model>/<bench>.<cell>.summary.json``; a judged
+    cell's summary (``<bench>.<cell>.judged.summary.json``, ``loongrl.eval.judge``) stands for the cell."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for p in paths:
-        out.setdefault(p.parent.name, {})[p.name.removesuffix(".summary.json")] = json.loads(p.read_text())
+        key = p.name.removesuffix(".summary.json").removesuffix(".judged")
+        out.setdefault(p.parent.name, {})[key] = json.loads(p.read_text())
     return out
+
+
+def judge_label(by_model: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """What Table 2's LongBench columns were scored with: the judge that ran (model, endpoint) or, without one, the
+    rule's lower bound. Cells judged by different judges are named apart."""
+    judges = sorted(
+        {
+            f"LLM judge {j['model']}" + (f" at {j['url']}" if j.get("url") else " (our inference backend)")
+            for cells in by_model.values()
+            if (j := (cells.get("longbench.all") or {}).get("judge"))
+        }
+    )
+    unjudged = any("longbench.all" in c and not c["longbench.all"].get("judge") for c in by_model.values())
+    parts = judges + (["no judge: lower bound"] if unjudged or not judges else [])
+    return "; ".join(parts)
 
 
 class Cell:

@@ -3,13 +3,42 @@ import re
 # Helpers of the evaluation rules: the matrix, inputs and settings of each builder and evaluate job.
 
 
+def judged(bench):
+    """Whether a benchmark's cells go through the LLM judge (eval.judge set, LongBench v1 rows)."""
+    return bool(EVAL.get("judge")) and "longbench_qa" in BENCHMARKS[bench].metrics
+
+
 def eval_summaries():
-    """Every cell of the matrix eval models x benchmarks (registry order) x cells."""
+    """Every cell of the matrix eval models x benchmarks (registry order) x cells; a judged cell's summary is the
+    judge stage's (loongrl.eval.judge), which replaces the evaluate job's in the report.
+    """
     return [
-        f"results/eval/{m}/{b}.{c}.summary.json"
+        f"results/eval/{m}/{b}.{c}.{'judged.' if judged(b) else ''}summary.json"
         for m in EVAL_MODELS
         for b, c in eval_cells(EVAL)
     ]
+
+
+def model_ref_dir(ref):
+    """The local folder of a model reference: a models role, a local folder, or a hub id (downloaded)."""
+    if ref in config["models"]:
+        return model_dir(ref)
+    return ref if Path(ref).is_dir() else f"resources/models/{model_slug(ref)}"
+
+
+def judge_model_input(wildcards):
+    """The judge's model folder when our backend runs it; nothing for an endpoint (eval.judge.url)."""
+    j = EVAL["judge"]
+    return [] if j.get("url") else [model_ref_dir(j["model"])]
+
+
+def judge_params():
+    """eval.judge with the backend's keys defaulted from eval (one JSON for the stage)."""
+    j = dict(EVAL["judge"])
+    j.setdefault("backend", EVAL["backend"])
+    # a role names the model it stands for: the verdict cache is keyed by the model, not by the role
+    j["model"] = config["models"].get(j["model"], j["model"])
+    return as_json(j)
 
 
 def eval_model_dir(wildcards):
@@ -23,8 +52,10 @@ def eval_model_dir(wildcards):
 
 
 def eval_books_dir():
+    """The folder NIAH / RULER haystacks (and IFEval's Punkt model) read: its own downloaded books, or the local
+    folder (where eval.registry.haystack_books names the books training never sees)."""
     if config["retrieval"]["source"] == "download":
-        return "resources/books"
+        return "resources/eval/books"
     return EVAL["books_dir"]
 
 
@@ -74,6 +105,8 @@ def eval_task_params(b):
     """The eval settings the builder of benchmark ``b`` reads, and only those (adding a model reruns no builder)."""
     out = {"system_prompt": EVAL["system_prompt"]}
     out.update({k: EVAL[k] for k in BENCHMARKS[b].settings})
+    if BENCHMARKS[b].data == "books":
+        out["haystack_books"] = haystack_books(config)
     if "ruler" in out:
         out["ruler"] = {**EVAL["ruler"], "qa_files": ruler_qa_files()}
     return as_json(out)
