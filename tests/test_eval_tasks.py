@@ -82,16 +82,33 @@ def test_mmlu_official_headerless_format_and_bad_answer(tmp_path):
         bench_short.load_mmlu(f)
 
 
-def test_niah_grid_lengths_and_depths(qwen_tokenizer):
-    p = {"lengths": [1024, 4096], "depths": [0, 50, 100], "reserve": 0}
+@pytest.mark.parametrize("needle", ["minference", "kamradt"])
+def test_niah_grid_lengths_and_depths(qwen_tokenizer, needle):
+    p = {"lengths": [1024, 4096], "depths": [0, 50, 100], "reserve": 0, "needle": needle}
     rows = finish(bench_synthetic.build_niah(BOOKS, qwen_tokenizer, p, system=None, seed=42), qwen_tokenizer)
     assert len(rows) == 6
+    sentences = {}
     for r in rows:
         assert 0.97 * r["length"] <= r["prompt_tokens"] <= r["length"]
         ctx = r["prompt"][-1]["content"]
-        assert ctx.count(bench_synthetic.NIAH_NEEDLE) == 1
+        if needle == "kamradt":
+            sentence = bench_synthetic.NIAH_NEEDLE
+            assert r["metric"] == "niah" and r["answers"] == [bench_synthetic.NIAH_ANSWER]
+        else:
+            # MInference's needle: a city and a 7-digit number per row; the question names the same city
+            m = re.search(r"The special magic ([A-Z][a-z]+) number is: (\d{7})\.", ctx)
+            assert m and r["answers"] == [m.group(2)] and r["metric"] == "niah_number"
+            assert f"What is the special magic {m.group(1)} number?" in ctx
+            sentence = m.group(0)
+            row = {"id": r["id"], "metric": r["metric"], "answers": r["answers"]}
+            assert score_one(row, f"</think>It is {m.group(2)}.")[1]["number_in_answer"] == 1.0
+            assert score_one(row, "</think>It is 1234567.")[1]["number_in_answer"] == float(m.group(2) == "1234567")
+        assert ctx.count(sentence) == 1
+        sentences[(r["length"], json.loads(r["meta"])["depth"])] = sentence
+    if needle == "minference":
+        assert len(set(sentences.values())) > 1  # drawn per row
     first = {json.loads(r["meta"])["depth"]: r["prompt"][-1]["content"] for r in rows if r["length"] == 4096}
-    pos = {d: t.index(bench_synthetic.NIAH_NEEDLE) / len(t) for d, t in first.items()}
+    pos = {d: t.index(sentences[(4096, d)]) / len(t) for d, t in first.items()}
     assert pos[0] < 0.05 and 0.4 < pos[50] < 0.6 and pos[100] > 0.9
 
 

@@ -11,7 +11,8 @@
 * Word-level EM: the training reward's default rule (``loongrl.answers``), reported beside it, never instead of it.
 * RULER ``string_match_all`` / ``string_match_part`` [NVIDIA/RULER ``scripts/eval/synthetic/constants.py``]:
   case-insensitive reference-in-prediction, averaged over references / maxed over references.
-* Needle-in-a-haystack: a deterministic replacement for Kamradt's GPT judge (token recall of the needle's answer).
+* Needle-in-a-haystack: MInference's score (the paper's NIAH figure: 1 when the needle's number is in the answer),
+  or, for the Kamradt needle, a deterministic replacement for Kamradt's GPT judge (token recall of its answer).
 
 Scores here are fractions in [0, 1]; tables multiply by 100 as the papers print them. ``METRICS`` is the one table
 of metric families: what a task row's ``metric`` names, which scores it computes and which one is primary.
@@ -240,6 +241,11 @@ def _longbench_v2(row: dict[str, Any], reading: Reading, _: Any) -> Scored:
 METRICS: dict[str, Metric] = {
     "longbench_qa": Metric("authors", _longbench_qa),
     "niah": Metric("needle_recall", _on_region("needle_recall", needle_recall)),
+    # MInference's NIAH score: 1 when the needle's number is in the answer [needle_tools.py ~364]
+    "niah_number": Metric(
+        "number_in_answer",
+        _on_region("number_in_answer", lambda region, answers: float(any(a in region for a in answers))),
+    ),
     "ruler_all": Metric("string_match_all", _on_region("string_match_all", string_match_all)),
     "ruler_part": Metric("string_match_part", _on_region("string_match_part", string_match_part)),
     "choice": Metric("accuracy", _on_stated(choice_score)),

@@ -37,6 +37,31 @@ from loongrl.rng import example_rng
 NIAH_NEEDLE = "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day."
 NIAH_QUESTION = "What is the best thing to do in San Francisco?"
 NIAH_ANSWER = "eat a sandwich and sit in Dolores Park on a sunny day"
+# MInference's NIAH, the harness of the paper's NIAH figure (the authors' plotting notebook is its needle_viz;
+# released-data-and-anchors §4) [MInference experiments/needle_in_a_haystack/needle_tools.py: the needle ~149, the
+# question ~131, a random 7-digit number ~133 and ~243-246, correct when the number is in the output ~364]. The
+# cities are ours; the prompt around it is the Kamradt template below (MInference's own differs: ⚠ stated).
+MAGIC_NEEDLE = "The special magic {city} number is: {number}."
+MAGIC_QUESTION = "What is the special magic {city} number?"
+MAGIC_CITIES = (
+    "Lisbon", "Nairobi", "Montevideo", "Oslo", "Hanoi", "Lima", "Tbilisi", "Accra",
+    "Wellington", "Reykjavik", "Quito", "Manila", "Dublin", "Kampala", "Tallinn", "Havana",
+)  # fmt: skip
+NIAH_NEEDLES = ("minference", "kamradt")
+
+
+def niah_needle(variant: str, rng) -> tuple[str, str, str, str]:
+    """(needle, question, answer, metric) of a NIAH row: ``minference`` (the paper's figure; a city and a 7-digit
+    number drawn per row, scored by the number's presence) or ``kamradt`` (the San Francisco sentence, scored by
+    the recall of its answer's words)."""
+    if variant == "kamradt":
+        return NIAH_NEEDLE, NIAH_QUESTION, NIAH_ANSWER, "niah"
+    if variant != "minference":
+        raise ValueError(f"eval.niah.needle: unknown needle {variant!r}; known: {list(NIAH_NEEDLES)}")
+    city, number = rng.choice(MAGIC_CITIES), seven_digit(rng)
+    return MAGIC_NEEDLE.format(city=city, number=number), MAGIC_QUESTION.format(city=city), number, "niah_number"
+
+
 NIAH_TEMPLATE = (
     "<context>\n{context}\n</context>\n\n{question} Don't give information outside the document or repeat your findings"
 )
@@ -98,8 +123,17 @@ def build_niah(
 ) -> list[dict]:
     """NIAH rows; ``books``: the haystack's file names in ``folders`` (None: every book there)."""
     hay = Haystack(load_books(folders, books), tokenizer)
+    variant = p.get("needle", "minference")
+    longest = (
+        niah_needle("kamradt", None)
+        if variant == "kamradt"
+        else (
+            MAGIC_NEEDLE.format(city=max(MAGIC_CITIES, key=len), number="9999999"),
+            MAGIC_QUESTION.format(city=max(MAGIC_CITIES, key=len)),
+        )
+    )
     overhead = count_prompt_tokens(
-        tokenizer, messages(NIAH_TEMPLATE.format(context=NIAH_NEEDLE, question=NIAH_QUESTION), system)
+        tokenizer, messages(NIAH_TEMPLATE.format(context=longest[0], question=longest[1]), system)
     )
     rows = []
     for length in p["lengths"]:
@@ -109,18 +143,18 @@ def build_niah(
         _, paras = hay.stretch(rng, 2 * budget)
         context = tokenizer.decode(tokenizer("\n\n".join(paras), add_special_tokens=False)["input_ids"][:budget])
         for depth in p["depths"]:
-            user = NIAH_TEMPLATE.format(context=_insert_at_depth(context, NIAH_NEEDLE, depth), question=NIAH_QUESTION)
+            needle, question, answer, metric = niah_needle(variant, example_rng(seed, "niah-needle", length, depth))
             rows.append(
                 task_row(
                     id=f"niah-L{length}-D{depth:g}",
                     benchmark="niah",
                     task="niah",
-                    user=user,
-                    answers=[NIAH_ANSWER],
-                    metric="niah",
+                    user=NIAH_TEMPLATE.format(context=_insert_at_depth(context, needle, depth), question=question),
+                    answers=[answer],
+                    metric=metric,
                     system=system,
                     length=length,
-                    meta={"depth": depth},
+                    meta={"depth": depth, "needle": variant},
                 )
             )
     return rows

@@ -49,8 +49,13 @@ log = logging.getLogger(__name__)
 
 def merged_niah(cells: dict[str, Any]) -> dict[str, Any] | None:
     """One NIAH grid from the per-length cells (``niah.L<n>``; an older single ``niah.all`` cell works too)."""
-    grid = {k: v for cell, s in cells.items() if cell.startswith("niah.") for k, v in s["by_length_depth"].items()}
-    return {"by_length_depth": grid} if grid else None
+    niah = [s for cell, s in cells.items() if cell.startswith("niah.")]
+    grid = {k: v for s in niah for k, v in s["by_length_depth"].items()}
+    if not grid:
+        return None
+    metrics = {m for s in niah for m in (s.get("overall") or {}).get("metrics", {})}
+    needle = "MInference needle, number in answer" if "number_in_answer" in metrics else "Kamradt needle, word recall"
+    return {"by_length_depth": grid, "needle": needle}
 
 
 def build_report(

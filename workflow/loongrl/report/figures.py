@@ -86,8 +86,9 @@ def niah_heatmap(model: str, summ: dict[str, Any], path: Path, label: str) -> No
     ax.set_yticks(range(len(depths)), [f"{d:g}%" for d in depths])
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("needle depth")
-    ax.set_title(f"Needle in a haystack: {model}")
-    fig.colorbar(im, ax=ax, label="score (needle recall, %)")
+    needle = summ.get("needle", "Kamradt needle, word recall")
+    ax.set_title(f"Needle in a haystack: {model} ({needle.split(',')[0]})")
+    fig.colorbar(im, ax=ax, label=f"score ({needle.split(', ')[1]}, %)")
     _save(fig, path, label)
 
 
