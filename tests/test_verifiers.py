@@ -130,6 +130,20 @@ HEDGE_AUDIT = [
     ("gold range, hyphen answer", "1939-1945", ["1939–1945"], 1, 1, 1),
     ("negation after the answer", "Berlin, not Paris", ["Berlin"], 1, 1, 1),
     ("gold with plus", "Google+", ["Google+"], 1, 1, 1),
+    # issue 30's two holes: a second candidate in parentheses or after "vs."; invisible characters
+    ("second candidate in parentheses", "Paris (Lyon)", ["Paris"], 0, 0, 0),
+    ("gold in parentheses", "Lyon (Paris)", ["Paris"], 0, 0, 0),
+    ("vs. pair", "Paris vs. Lyon", ["Paris"], 0, 0, 0),
+    ("versus pair", "Lyon versus Paris", ["Paris"], 0, 0, 0),
+    ("year-and-kind qualifier", "Titanic (1997 film)", ["Titanic"], 1, 1, 1),
+    ("kind qualifier", "Georgia (country)", ["Georgia"], 1, 1, 1),
+    ("birth-year qualifier", "Ed Wood (born 1924)", ["Ed Wood"], 1, 1, 1),
+    ("gold with its own parenthesis", "Titanic (1997 film)", ["Titanic (1997 film)"], 1, 1, 1),
+    ("gold with vs.", "Kramer vs. Kramer", ["Kramer vs. Kramer"], 1, 1, 1),
+    ("zero-width space", "Ber\u200blin", ["Berlin"], 1, 1, 1),
+    ("soft hyphen", "Ber\u00adlin", ["Berlin"], 1, 1, 1),
+    ("word joiner", "Ed Wo\u2060od", ["Ed Wood"], 1, 1, 1),
+    ("zero-width space in the gold", "Berlin", ["Ber\u200blin"], 1, 1, 1),
 ]
 
 

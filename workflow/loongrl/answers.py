@@ -16,9 +16,9 @@ one (joined by ``;`` ``/`` ``|`` ``or`` ``and`` ``&`` ``+``, line breaks or comm
 function words, a negation of the gold (``not Berlin``) or a range that spans it (``from 1990 to 1995``).
 
 ``canonical`` is applied to a boxed answer and the golds before the reward's (and the eval word-EM's) matching:
-Unicode NFKC (full-width digits, non-breaking spaces), LaTeX text wrappers unwrapped (``\\text{Berlin}``,
-``\\textbf``, ``\\mathrm``, ``$...$``, nested too) and ``&`` read as ``and``. The paper-comparable metrics
-(sub-EM, LongBench's F1) keep the official normalisation alone.
+Unicode NFKC (full-width digits, non-breaking spaces), invisible format characters removed (zero-width space),
+LaTeX text wrappers unwrapped (``\\text{Berlin}``, ``\\textbf``, ``\\mathrm``, ``$...$``, nested too) and ``&`` read
+as ``and``. The paper-comparable metrics (sub-EM, LongBench's F1) keep the official normalisation alone.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ def canonical(text: str) -> str:
     normalisation drops ASCII punctuation only, so ``1939–1945`` would keep its en dash), ``&`` as ``and``. Line
     breaks are kept (they separate candidates); SQuAD normalisation folds the remaining whitespace."""
     text = unicodedata.normalize("NFKC", text)
+    # invisible format characters (zero-width space and joiners, word joiner, BOM, soft hyphen: Unicode category
+    # Cf) would split a correct answer's word ("Ber\u200blin") and make it miss
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     prev = None
     while prev != text:
         prev, text = text, _DOLLARS.sub(r"\1", _WRAPPER.sub(r"\1", text))
@@ -128,7 +131,26 @@ _ITEM_SEPARATORS = {
     "and": r"\band\b",  # also "&" (canonical reads it as "and")
     "+": r"\+",
     "line break": r"\n",
+    "vs": r"\bvs\b\.?|\bversus\b",
 }
+# Words of a parenthesis that qualifies the one answer ("Titanic (1997 film)", "Georgia (country)") rather than
+# offering a second one ("Paris (Lyon)"); a parenthesis with a digit is a qualifier too (a year, a date).
+QUALIFIERS = frozenset(
+    """film movie series tv show miniseries episode band group album song single novel book novella play musical
+    opera poem magazine newspaper journal game video character comics comic city town village state county country
+    province region district river lake mountain island company corporation team club party singer musician rapper
+    actor actress writer author novelist poet politician footballer player athlete director painter artist
+    composer producer king queen emperor pope saint born died nee formerly ship aircraft car ballet painting
+    sculpture franchise brand university college school church station airport stadium bridge building""".split()
+)
+_PAREN = re.compile(r"^(.*?)\s*\(([^()]*)\)\s*(.*)$", re.DOTALL)
+
+
+def _qualifier(inner: str) -> bool:
+    words = normalize_answer(inner).split()
+    return any(ch.isdigit() for ch in inner) or all(w in QUALIFIERS or w in FUNCTION_WORDS for w in words)
+
+
 _COMMA = re.compile(r",(?!\d{3}(?!\d))")  # a comma that is not a thousands separator (2,000)
 _NUMBER = re.compile(r"^[\d.,]+$")
 
@@ -136,7 +158,9 @@ _NUMBER = re.compile(r"^[\d.,]+$")
 def candidates(pred: str, golds: Iterable[str]) -> list[str]:
     """The items a prediction lists, or ``[pred]`` when it is one answer.
 
-    Items are separated by ``;`` ``/`` ``|`` ``+``, the words ``or`` / ``and`` (``&``) or line breaks (any count),
+    Items are separated by ``;`` ``/`` ``|`` ``+``, the words ``or`` / ``and`` (``&``) / ``vs.`` / ``versus``, line
+    breaks (any count), a parenthesis that is not a qualifier (``Paris (Lyon)``; ``Titanic (1997 film)`` and
+    ``Georgia (country)`` are one answer: ``QUALIFIERS``, or a digit inside),
     or by commas when there are three or more items, or two that are both numbers (``1944, 1945``). Two comma items
     such as ``Paris, France`` or ``September 2, 1945`` read as one answer with a qualifier. A separator that a gold
     answer itself contains (``AC/DC``, ``Trick or Treat``, ``Tom and Jerry``, ``Crosby, Stills, Nash``) is not split
@@ -145,6 +169,12 @@ def candidates(pred: str, golds: Iterable[str]) -> list[str]:
     lowered = [canonical(g).lower() for g in golds]
     seps = [rx for rx in _ITEM_SEPARATORS.values() if not any(re.search(rx, g) for g in lowered)]
     text = pred.strip()
+    paren = _PAREN.match(text)
+    if paren and not any("(" in g for g in lowered) and not _qualifier(paren.group(2)):
+        # a second answer inside parentheses ("Paris (Lyon)"): the items are the text around it and inside it
+        items = [x.strip() for x in (paren.group(1) + " " + paren.group(3), paren.group(2)) if x.strip()]
+        if len(items) > 1:
+            return items
     if seps:
         items = [x.strip() for x in re.split("|".join(seps), text, flags=re.IGNORECASE) if x.strip()]
         if len(items) > 1:
