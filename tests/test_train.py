@@ -353,3 +353,45 @@ def test_a_run_killed_after_its_last_checkpoint_is_not_trained_further(tiny_mode
     a = (tmp_path / "first/model.safetensors").read_bytes()
     assert a == (tmp_path / "second/model.safetensors").read_bytes()
     assert (tmp_path / "second/tokenizer.json").exists()
+
+
+def test_resumed_epoch_sees_its_own_prompt_order(tiny_model_dir, tmp_path, train_cfg):
+    """A job requeued inside epoch 1 builds a new sampler: with TRL's RepeatSampler it replays epoch 0's
+    permutation (the generator is seeded once, at construction); the stage's trainer draws epoch e's order from
+    seed + e, so the resumed epoch sees what the uninterrupted run would have."""
+    from loongrl.io import read_parquet
+    from loongrl.train import grpo
+    from transformers import AutoTokenizer, TrainerState
+    from trl import GRPOTrainer
+    from trl.trainer.utils import RepeatSampler
+
+    data = tmp_path / "mix.parquet"
+    write_choice_mixture(data, n=16)
+    params = {**train_cfg, "prompts_per_step": 2, "num_generations": 2, "per_device_batch": 4}
+    params.update(max_completion_length=4, gradient_checkpointing=False)
+    args = grpo.grpo_config(params, 4, tmp_path / "work", world_size=1, gpu=False, seed=7)
+    trainer = grpo.epoch_ordered(GRPOTrainer)(
+        model=str(tiny_model_dir),
+        reward_funcs=lambda completions, **_: [0.0] * len(completions),
+        args=args,
+        train_dataset=grpo.load_mixture(data),
+        processing_class=AutoTokenizer.from_pretrained(tiny_model_dir),
+    )
+    (hook,) = [c for c in trainer.callback_handler.callbacks if type(c).__name__ == "EpochOrder"]
+
+    def run_epochs(sampler, epochs):
+        out = []
+        for e in epochs:
+            hook.on_epoch_begin(trainer.args, TrainerState(epoch=e), None)
+            out.append(list(sampler))
+        return out
+
+    order0, order1 = run_epochs(trainer._get_train_sampler(), [0.0, 1.0])  # the uninterrupted run
+    (resumed,) = run_epochs(trainer._get_train_sampler(), [1.5])  # a new process, restored mid-epoch 1
+    assert resumed == order1 != order0
+    assert sorted(set(order0)) == list(range(len(read_parquet(data))))
+    # TRL's own sampler, as main used it: the requeued epoch 1 replays epoch 0
+    kw = {"data_source": list(range(16)), "mini_repeat_count": 2, "batch_size": 2, "seed": 7}
+    plain = RepeatSampler(**kw)
+    first, second = list(plain), list(plain)
+    assert list(RepeatSampler(**kw)) == first != second

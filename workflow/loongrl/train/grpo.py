@@ -275,6 +275,63 @@ def truncate_metrics(path: Path, step: int) -> None:
         tmp.write_text("".join(line + "\n" for line in keep))
 
 
+def epoch_ordered(trainer_cls: type) -> type:
+    """``trainer_cls`` (TRL's GRPOTrainer) whose prompt order is a function of (seed, epoch) alone.
+
+    TRL's ``RepeatSampler`` seeds its generator once, at construction (trl/trainer/utils.py:926-928), and draws
+    each epoch's permutation from where the generator stands (:933). A requeued job builds a new sampler and
+    resumes inside epoch e >= 1 (transformers/trainer.py:1673, 1887-1891 skips the epoch's trained batches), so it
+    would replay epoch 0's permutation: prompts seen twice, others never. Here the generator is re-seeded with
+    seed + epoch before every permutation, and the epoch comes from the trainer's state at every epoch start
+    (``on_epoch_begin``; the state is restored from the checkpoint before that), so a resumed epoch sees the
+    order the uninterrupted run would have. transformers also calls ``set_epoch`` directly on one process
+    (trainer.py:1896-1903); under accelerate's ``BatchSamplerShard`` that call does not reach the sampler, the
+    callback does.
+    """
+    from transformers import TrainerCallback
+    from trl.trainer.utils import RepeatSampler
+
+    class EpochRepeatSampler(RepeatSampler):
+        epoch = 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self):
+            if self.shuffle:
+                self.generator.manual_seed((self.seed or 0) + self.epoch)
+            return super().__iter__()
+
+    class EpochOrder(TrainerCallback):
+        def __init__(self, samplers: list[EpochRepeatSampler]):
+            self.samplers = samplers
+
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            # state.epoch is epoch + (step + 1) / steps_in_epoch: whole at an epoch's start, e.g. 1.5 on a resume
+            for s in self.samplers:
+                s.set_epoch(int((state.epoch or 0.0) + 1e-6))
+
+    class EpochOrderedTrainer(trainer_cls):
+        def __init__(self, *args, callbacks=None, **kwargs):
+            self.epoch_samplers: list[EpochRepeatSampler] = []
+            super().__init__(*args, callbacks=[*(callbacks or []), EpochOrder(self.epoch_samplers)], **kwargs)
+
+        def _get_train_sampler(self, dataset=None):
+            base = super()._get_train_sampler(dataset)
+            sampler = EpochRepeatSampler(
+                data_source=base.data_source,
+                mini_repeat_count=base.mini_repeat_count,
+                batch_size=base.batch_size,
+                repeat_count=base.repeat_count,
+                shuffle=base.shuffle,
+                seed=base.seed,
+            )
+            self.epoch_samplers.append(sampler)
+            return sampler
+
+    return EpochOrderedTrainer
+
+
 def metrics_callback(path: Path, monitor: HackMonitor | None = None):
     """A TrainerCallback appending every logged step's metrics to a JSONL file (flushed per line).
 
@@ -510,7 +567,7 @@ def run_stage(
             rules = RewardRules.from_config(train["reward"])
             monitor = HackMonitor(rules)
             reward_funcs = make_reward_fns(rules, monitor)
-        trainer = GRPOTrainer(
+        trainer = epoch_ordered(GRPOTrainer)(
             model=str(model_path),
             reward_funcs=reward_funcs,
             args=args,
