@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install vllm-env demo demo-tiny effect demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory gpu-check engine-check dryrun-slurm report clean
+.PHONY: install vllm-env demo demo-tiny effect demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory bench-accumulation gpu-check engine-check dryrun-slurm report clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,10 @@ bench-learning: install
 # the memory preflight's per-token terms against a measured GRPO step (peak RSS at 1K / 3K / 5K-token prompts)
 bench-memory: install
 	python benchmarks/memory_check.py
+
+# ZeRO-3's gradient accumulation arithmetic in a bf16 vs an fp32 buffer, against fp64 (train.grad_accum_dtype)
+bench-accumulation: install
+	python benchmarks/grad_accumulation.py
 
 # vLLM vs transformers generation on the same prompts, on CPU (the vLLM environment holds both engines)
 bench-engines: vllm-env

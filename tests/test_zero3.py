@@ -117,6 +117,10 @@ def test_train_stage_rule_on_two_processes(deepspeed_ok, tiny_model_dir, tmp_pat
     assert all(p.numel() > 0 for p in model.parameters())  # the ZeRO-3 shards were gathered, not saved empty
     steps = [r["step"] for r in _rows(work / "results/train/warmup/metrics.jsonl")]
     assert steps == [1, 2]
+    # ZeRO-3 accumulated and reduced the bf16 model's gradients in fp32 (train.grad_accum_dtype / reduce_dtype),
+    # as the running engine and its ZeRO-3 optimizer report
+    dtypes = json.loads((work / "results/train/warmup/summary.json").read_text())["gradient_dtypes"]
+    assert dtypes == {"model": "bfloat16", "grad_accum": "float32", "reduce": "float32", "zero3_partition": "float32"}
 
 
 def kill_tree(pid: int) -> None:

@@ -275,6 +275,37 @@ def truncate_metrics(path: Path, step: int) -> None:
         tmp.write_text("".join(line + "\n" for line in keep))
 
 
+def set_gradient_dtypes(trainer: Any, train: dict[str, Any]) -> None:
+    """ZeRO-3's gradient precision, by DeepSpeed's own config keys (``train.grad_accum_dtype`` ->
+    ``data_types.grad_accum_dtype``, ``train.reduce_dtype`` -> ``communication_data_type``), on the DeepSpeed config
+    the job runs with (accelerate's plugin, built from workflow/accelerate/zero3.yaml). It must be set before
+    ``train()``: the engine is created in accelerate's ``prepare`` there and reads them once
+    (deepspeed/runtime/engine.py:1801-1810 ``get_data_types``, 1719 ``communication_data_type``; the ZeRO-3
+    optimizer gets both, engine.py:2782-2783). Without DeepSpeed (CPU, one GPU) nothing is accumulated across ranks
+    and transformers accumulates in the parameters' own gradients."""
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    if plugin is None:
+        return
+    plugin.deepspeed_config["data_types"] = {"grad_accum_dtype": train.get("grad_accum_dtype", "fp32")}
+    plugin.deepspeed_config["communication_data_type"] = train.get("reduce_dtype", "fp32")
+
+
+def gradient_dtypes(trainer: Any) -> dict[str, str] | None:
+    """The gradient dtypes the running DeepSpeed engine reports (None without DeepSpeed): what the stage's summary
+    records, read back rather than assumed."""
+    engine = getattr(trainer, "model_wrapped", None)
+    if engine is None or not hasattr(engine, "get_data_types"):
+        return None
+    model_dtype, accum = engine.get_data_types()
+    optimizer = getattr(engine, "optimizer", None)
+    return {
+        "model": str(model_dtype).removeprefix("torch."),
+        "grad_accum": str(accum).removeprefix("torch."),
+        "reduce": str(engine.communication_data_type).removeprefix("torch."),
+        "zero3_partition": str(getattr(optimizer, "gradient_accumulation_dtype", None)).removeprefix("torch."),
+    }
+
+
 def epoch_ordered(trainer_cls: type) -> type:
     """``trainer_cls`` (TRL's GRPOTrainer) whose prompt order is a function of (seed, epoch) alone.
 
@@ -558,7 +589,7 @@ def run_stage(
         from transformers import TrainerState
 
         state = TrainerState.load_from_json(str(resume / "trainer_state.json"))
-        train_loss = None
+        train_loss, grad_dtypes = None, None
         if main_process:
             copy_model_files(Path(state.best_model_checkpoint or resume), tmp)
     else:
@@ -576,8 +607,10 @@ def run_stage(
             processing_class=tokenizer,
             callbacks=[metrics_callback(metrics_path, monitor), time_save_callback(train["save_minutes"])],
         )
+        set_gradient_dtypes(trainer, train)
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         state = trainer.state
+        grad_dtypes = gradient_dtypes(trainer)
         train_loss = result.training_loss if not math.isnan(result.training_loss) else None
         # Every rank takes part in saving (ZeRO-3 gathers the sharded weights), but only the main process touches
         # the folders: a rank that renamed the result while another still wrote into it would break the save.
@@ -606,6 +639,8 @@ def run_stage(
         "vllm_importance_sampling_correction": args.vllm_importance_sampling_correction,
         "use_bias_correction_kl": args.use_bias_correction_kl,
         "dist_timeout_minutes": train["dist_timeout_minutes"],
+        # ZeRO-3's gradient dtypes as the engine reports them (None without DeepSpeed)
+        "gradient_dtypes": grad_dtypes,
         "peak_gpu_reserved_gib": peak_gpu_reserved_gib(),
     }
     write_json(summary, summary_path)

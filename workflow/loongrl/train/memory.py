@@ -4,8 +4,9 @@ GRPO at LoongRL's lengths (a ~20K-token prompt plus 4K of completion per sequenc
 show only after the job has waited for its GPUs. The estimate adds up, per device, what TRL 1.16 on DeepSpeed
 ZeRO-3 (bf16, fp32 master weights) holds at the peak of a training micro-step:
 
-* weights, gradients (bf16) and AdamW state (fp32 master + two moments), divided over the ranks by the ZeRO stage;
-  the reference model's bf16 shards when ``beta > 0`` (TRL prepares it with the same ZeRO-3 config);
+* weights (bf16), gradients (fp32 or bf16: train.grad_accum_dtype) and AdamW state (fp32 master + two moments),
+  divided over the ranks by the ZeRO stage; the reference model's bf16 shards when ``beta > 0`` (TRL prepares it
+  with the same ZeRO-3 config);
 * ZeRO-3's gathered working set: the embedding and the LM head whole while in use, and the LM head's full fp32
   gradient, which TRL's chunked LM-head backward accumulates before ZeRO reduce-scatters it
   (trl/kernels/chunked_logprob.py:405-412);
@@ -115,8 +116,10 @@ def estimate(
     gpu_gib: float = 80.0,
     reference_model: bool = True,
     attention: str = "flash_attention_2",
+    grad_bytes: int = 4,
 ) -> dict[str, float]:
-    """GiB per device for each part, and ``total``."""
+    """GiB per device for each part, and ``total``. ``grad_bytes``: the accumulated gradient partition's bytes per
+    parameter (4: fp32, ``train.grad_accum_dtype``; 2: bf16, DeepSpeed's default for a bf16 model)."""
     p, s, b, h = shape.params, prompt_tokens + completion_tokens, per_device_batch, shape.hidden
     shard = max(world_size, 1)
     heads = shape.heads
@@ -124,7 +127,7 @@ def estimate(
     layer = recomputed_layer_bytes(shape)
     parts = {
         "weights": 2 * p / (shard if zero_stage >= 3 else 1),
-        "gradients": 2 * p / (shard if zero_stage >= 2 else 1),
+        "gradients": grad_bytes * p / (shard if zero_stage >= 2 else 1),
         "optimizer": 12 * p / (shard if zero_stage >= 1 else 1),
         "reference": (2 * p / (shard if zero_stage >= 3 else 1)) if reference_model else 0,
         "zero3_gathered": 2 * shape.embedding * head_matrices if zero_stage >= 3 else 0,
@@ -181,6 +184,7 @@ def check(
         else 0.0,
         "reference_model": train["beta"] > 0,
         "attention": train["attn_implementation"],
+        "grad_bytes": 4 if train.get("grad_accum_dtype", "fp32") == "fp32" else 2,
     }
     est = estimate(shape, per_device_batch=train["per_device_batch"], gpu_gib=gpu_gib, **kwargs)
     problems = []
