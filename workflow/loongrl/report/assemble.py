@@ -138,6 +138,7 @@ def build_report(
                     ("sub-EM any gold", "sub_em_any"),
                     ("word-EM", "word_em"),
                     ("share: no answer stated", "authors_no_answer"),
+                    ("share: instruct reply states nothing (sub-EM 0)", "whole_reply"),
                     ("share: empty answer scored", "authors_empty"),
                 )
             },
