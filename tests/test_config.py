@@ -218,3 +218,34 @@ def test_eval_haystacks_are_never_training_books(paper, tmp_path, monkeypatch):
     # only configs that build book haystacks are held to it
     local["eval"]["benchmarks"] = ["longbench"]
     assert haystack_errors(local) == []
+
+
+def test_paper_exact_preset_restates_every_marked_deviation(paper):
+    """presets/paper-exact.yaml holds a line for every config.yaml key whose comment carries ⚠ (paper and the
+    authors' code disagree), sets the reward back to the paper's two-way substring rule, and validates."""
+    preset = yaml.safe_load((ROOT / "presets/paper-exact.yaml").read_text())
+    marked, stack, pending = [], [], False
+    for line in (ROOT / "config.yaml").read_text().splitlines():
+        body = line.split("#", 1)[0]
+        pending = pending or ("⚠" in line and bool(stack))  # the file's header comment names the mark only
+        if not body.strip():
+            continue
+        indent = len(body) - len(body.lstrip())
+        key = body.strip().split(":", 1)[0]
+        stack = [(i, k) for i, k in stack if i < indent] + [(indent, key)]
+        if pending:
+            marked.append([k for _, k in stack])
+            pending = False
+
+    def has(tree, path):
+        for k in path:
+            if not isinstance(tree, dict) or k not in tree:
+                return False
+            tree = tree[k]
+        return True
+
+    assert len(marked) >= 7, marked
+    missing = [".".join(p) for p in marked if not has(preset, p)]
+    assert not missing, f"presets/paper-exact.yaml lacks {missing}"
+    assert preset["train"]["reward"] == {"match": "chars", "reject_hedges": False, "guards": False}
+    validate_config(deep_merge(copy.deepcopy(paper), preset))

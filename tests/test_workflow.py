@@ -380,3 +380,21 @@ def test_paper_presets_dry_run(tmp_path):
     counts = job_counts(out.stdout + out.stderr)
     assert counts["train_stage"] == 2 and counts["evaluate"] == 3 * 21  # NIAH x 8 lengths, LongBench v2 x 3 buckets
     assert "results/train/warmup" not in out.stdout + out.stderr
+    # the paper exactly: the 7B shape with every deviation set back; the authors' judge over an endpoint (no GPU)
+    out = snakemake(
+        "-n",
+        "-p",
+        "--profile",
+        "profiles/slurm",
+        "all",
+        "--configfile",
+        "config.yaml",
+        "presets/qwen7b-16xa100.yaml",
+        "presets/paper-exact.yaml",
+        cwd=work,
+    )
+    text = out.stdout + out.stderr
+    counts = job_counts(text)
+    assert counts["judge"] == 4 and counts["train_stage"] == 3  # one LongBench judge job per evaluated model
+    assert "--preset paper-exact" in text and '"match": "chars"' in text
+    assert "https://api.deepseek.com/v1" in text

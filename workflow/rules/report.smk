@@ -57,8 +57,9 @@ rule report:
     params:
         hash=CONFIG_HASH,
         policy=config["models"]["policy"],
+        preset=config.get("preset") or "none",
         ablations=as_json(EVAL["ablations"] or {}),
     shell:
         "python -m loongrl.report --summaries {input.summaries:q} --paper {input.paper:q} "
         "--train-metrics {input.metrics:q} --mixtures {input.mixtures:q} --contamination {input.contamination:q} "
-        '--ablations {params.ablations:q} --config-hash {params.hash:q} --policy {params.policy:q} --out-dir "$(dirname {output.md:q})" > {log:q} 2>&1'
+        '--ablations {params.ablations:q} --config-hash {params.hash:q} --policy {params.policy:q} --preset {params.preset:q} --out-dir "$(dirname {output.md:q})" > {log:q} 2>&1'

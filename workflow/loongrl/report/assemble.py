@@ -66,6 +66,7 @@ def build_report(
     config_hash: str,
     policy: str,
     date: str,
+    preset: str = "none",
     train_metrics: list[Path] = (),
     mixtures: list[Path] = (),
     contamination: Path | None = None,
@@ -151,7 +152,9 @@ def build_report(
         specs[table] = (titles[table], sc_cols, ours, paper[table])
     md = [
         "# LoongRL reproduction report\n",
-        f"Policy model `{policy}`, config hash `{config_hash}`, generated {date}. Scores are percentages; "
+        f"Policy model `{policy}`, config hash `{config_hash}`, preset `{preset}` (config.yaml's `preset` key: "
+        "`paper-exact` is the paper's settings, presets/paper-exact.yaml), "
+        f"generated {date}. Scores are percentages; "
         "`(cap x%)` is the share of completions that hit the generation cap. `–`: not evaluated in this config "
         "(a task missing from the data, or an average over an incomplete row).\n",
     ]
@@ -219,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ablations", default="{}", help="JSON: {table4|table5: {row label: eval model}}")
     ap.add_argument("--config-hash", default="unknown")
     ap.add_argument("--policy", default="unknown")
+    ap.add_argument("--preset", default="none", help="the config's preset label (presets/*.yaml)")
     ap.add_argument("--date", default=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"))
     ap.add_argument("--out-dir", type=Path, required=True)
     args = ap.parse_args(argv)
@@ -230,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         config_hash=args.config_hash,
         policy=args.policy,
         date=args.date,
+        preset=args.preset,
         train_metrics=args.train_metrics,
         mixtures=args.mixtures,
         contamination=args.contamination,
