@@ -8,7 +8,8 @@ _PKG = str(Path(workflow.basedir) / "workflow")
 sys.path.insert(0, _PKG)
 
 from loongrl.config import config_hash  # noqa: E402
-from loongrl.eval.registry import BENCHMARKS, SHORT, eval_cells, haystack_books  # noqa: E402
+from loongrl.eval.registry import BENCHMARKS, SHORT, eval_cells  # noqa: E402
+from loongrl.eval.registry import haystack_books  # noqa: E402
 from loongrl.eval.kinds import KINDS, kinds_in_use, model_kind  # noqa: E402
 from loongrl.data.filter_source import first_round  # noqa: E402
 from loongrl.data.released import CONFIGS as RELEASED_CONFIGS  # noqa: E402
