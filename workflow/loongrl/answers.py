@@ -67,12 +67,13 @@ def canonical(text: str) -> str:
     return _AMP.sub(" and ", text)
 
 
-def extract_answer_is(completion: str) -> str | None:
-    """Text after the first case-insensitive "the answer is" (the filter prompt's format), or None."""
-    m = _ANSWER_IS.search(completion)
-    if m is None:
+def extract_answer_is(completion: str, *, last: bool = False) -> str | None:
+    """Text after the first (``last``: the last) case-insensitive "the answer is" (the filter prompt's format),
+    stripped of a leading colon, or None. A reply that corrects itself states the later answer."""
+    found = list(_ANSWER_IS.finditer(completion)) if last else [_ANSWER_IS.search(completion)]
+    if not found or found[-1] is None:
         return None
-    return completion[m.end() :].strip().lstrip(":").strip()
+    return completion[found[-1].end() :].strip().lstrip(":").strip()
 
 
 MATCH_MODES = ("words", "chars", "gold_in_pred", "cem")

@@ -39,7 +39,6 @@ from typing import Any
 
 from loongrl.cli import run, setup_logging
 from loongrl.eval.evaluate import SAMPLE_SCHEMA, summarize
-from loongrl.eval.kinds import authors_answer
 from loongrl.inference import Messages, SamplingParams, make_backend, pick_device
 from loongrl.io import StageError, atomic_path, read_parquet, write_json, write_parquet
 
@@ -190,14 +189,11 @@ def endpoint_judge(cfg: dict[str, Any], *, seed: int, retries: int = 4) -> Compl
 
 # ------------------------------------------------------------------------------------------- applying them
 def judge_items(samples: list[dict[str, Any]], gold: Callable[[dict[str, Any]], str]) -> list[tuple[str, str, str]]:
-    """(question, answer, first gold) of every sample that states an answer (the authors' reading); a sample
-    that states none gets no call and verdict 0."""
-    items = []
-    for x in samples:
-        said, _ = authors_answer(x["completion"])
-        if said is not None and said.strip():
-            items.append((json.loads(x["meta"])["question"], said.strip(), gold(x)))
-    return items
+    """(question, answer, first gold) of every sample that states an answer (``extracted``: the authors' reading,
+    ``kinds.authors_answer``, recorded by evaluate); a sample that states none gets no call and verdict 0."""
+    return [
+        (json.loads(x["meta"])["question"], x["extracted"].strip(), gold(x)) for x in samples if x["extracted"].strip()
+    ]
 
 
 def apply_verdicts(samples: list[dict[str, Any]], answers: dict[str, list[str]], entries: dict) -> list[dict]:
@@ -206,8 +202,7 @@ def apply_verdicts(samples: list[dict[str, Any]], answers: dict[str, list[str]],
     out = []
     for x in samples:
         scores = {s["name"]: s["value"] for s in x["scores"]}
-        said, _ = authors_answer(x["completion"])
-        key = (json.loads(x["meta"])["question"], (said or "").strip(), answers[x["id"]][0])
+        key = (json.loads(x["meta"])["question"], x["extracted"].strip(), answers[x["id"]][0])
         entry = entries.get(key)
         verdict = float(entry["verdict"]) if entry else 0.0
         scores["judge"] = verdict

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from loongrl.answers import extract_answer_is
 from loongrl.verifiers import THINK_END, answer_region, boxed_spans, extract_boxed
 
 
@@ -67,17 +68,8 @@ def read_completion(text: str, kind: ModelKind) -> Reading:
     spans = boxed_spans(text)
     if spans:
         return Reading(text, spans[-1][2], False, text)
-    stated = last_answer_is(text)
+    stated = extract_answer_is(text, last=True)
     return Reading(text, text.strip() if stated is None else stated, False, text, fallback=stated is None)
-
-
-def last_answer_is(text: str) -> str | None:
-    """The text after the last case-insensitive "the answer is" (a reply that corrects itself states the later
-    answer), stripped of a leading colon, or None."""
-    at = text.lower().rfind("the answer is")
-    if at < 0:
-        return None
-    return text[at + len("the answer is") :].strip().lstrip(":").strip()
 
 
 # ------------------------------------------------------------------------ the authors' LongBench v1 reading
