@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install vllm-env demo demo-tiny effect demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory bench-accumulation gpu-check engine-check dryrun-slurm report clean
+.PHONY: install vllm-env demo demo-tiny effect demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory bench-accumulation gpu-check gpu-smoke gpu-smoke-wheels engine-check dryrun-slurm report clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -99,6 +99,19 @@ bench-engines: vllm-env
 # an eval cell through vLLM, with throughput and peak memory -> results/gpu_check/gpu_check.json
 gpu-check:
 	python benchmarks/gpu_check.py --out results/gpu_check
+
+# One lent GPU with torch, transformers and accelerate but no vLLM and no network (the device tool): the paper's
+# sequence shape through TRL's loss on a 7B-wide slice (memory per token beside the preflight), bf16 vs fp32
+# accumulation, a 1-rank ZeRO-3 launch killed and resumed, fwd+bwd throughput -> $(SMOKE_OUT)/gpu_smoke.{json,md}.
+# It installs the wheels `make gpu-smoke-wheels` put in resources/gpu-smoke/wheels (carry that folder).
+SMOKE_OUT ?= $(if $(OUT),$(OUT),results/gpu_smoke)
+gpu-smoke:
+	python3 benchmarks/gpu_check.py --smoke --out $(SMOKE_OUT)
+
+# The wheels the machine lacks (TRL, DeepSpeed, datasets, ...: CPython 3.12, x86-64), then the carry plan: fails
+# above 60 MiB with the project, or when an import would fail there
+gpu-smoke-wheels: install
+	python benchmarks/gpu_check.py --smoke --build-wheels --dry-run
 
 # Every GPU job the paper DAG plans (config.yaml and each preset), checked by its engine's own validation on CPU:
 # vLLM's EngineArgs, TRL's GRPOConfig, the attention kernel against the rule's env -> results/engine_check/*.md

@@ -9,7 +9,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, write_choice_mixture
+from loongrl.procs import kill_tree
 from loongrl.train.grpo import last_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -121,26 +121,6 @@ def test_train_stage_rule_on_two_processes(deepspeed_ok, tiny_model_dir, tmp_pat
     # as the running engine and its ZeRO-3 optimizer report
     dtypes = json.loads((work / "results/train/warmup/summary.json").read_text())["gradient_dtypes"]
     assert dtypes == {"model": "bfloat16", "grad_accum": "float32", "reduce": "float32", "zero3_partition": "float32"}
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL the launcher and every process under it, and wait until all are gone.
-
-    The ranks must die with the launcher, as in a SLURM job's cgroup: torch's elastic agent may start them in
-    sessions of their own, where a group kill does not reach, and a surviving rank would keep training and
-    writing beside the resumed run.
-    """
-    import psutil
-
-    root = psutil.Process(pid)
-    procs = [*root.children(recursive=True), root]
-    for p in procs:
-        try:
-            p.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=60)
-    assert not alive, alive
 
 
 def _launch(args: list[str], log: Path) -> subprocess.Popen:
