@@ -33,17 +33,27 @@ vllm-env: $(VLLM_VENV)/.installed
 
 NANO := config.yaml profiles/local/config.tiny.yaml profiles/nano/config.nano.yaml
 
+# Each run ends with its HTML report (results/report.html, opening on what the run did and its headline). The run's
+# arguments go to results/run_args.txt first, so `make report` rebuilds the report of the run that last started.
+RUN_ARGS = results/run_args.txt
+define run_and_report
+	@mkdir -p results && echo '$(1)' > $(RUN_ARGS)
+	snakemake $(1)
+	snakemake $(1) --report results/report.html
+	@echo "HTML report: results/report.html"
+endef
+
 demo: install
-	snakemake --profile profiles/nano --configfile $(NANO) profiles/nano/config.demo.yaml
+	$(call run_and_report,--profile profiles/nano --configfile $(NANO) profiles/nano/config.demo.yaml)
 
 effect: install
-	snakemake --profile profiles/nano
+	$(call run_and_report,--profile profiles/nano)
 
 demo-tiny: install
-	snakemake --profile profiles/local
+	$(call run_and_report,--profile profiles/local)
 
 demo-real: install
-	snakemake --profile profiles/local-real
+	$(call run_and_report,--profile profiles/local-real)
 
 lint: install
 	ruff check .
@@ -131,7 +141,7 @@ dryrun-slurm: install
 	SLURM_ACCOUNT=$${SLURM_ACCOUNT:-myaccount} snakemake -n --profile profiles/slurm all
 
 report: install
-	snakemake --profile profiles/local --report results/report.html
+	snakemake $$(cat $(RUN_ARGS) 2>/dev/null || echo --profile profiles/local) --report results/report.html
 
 clean:
 	rm -rf results logs benchmarks/filter benchmarks/fill benchmarks/keychain benchmarks/retrieval .snakemake

@@ -271,7 +271,7 @@ GPU_SCALE = SmokeScale(
     layers=(2, 4),
     prompt=20480,  # KeyChain prompts reach ~20.7K tokens [P Table 1]
     completion=4096,  # train.max_completion_length [P §4.1]
-    accum_steps=128,  # 512 x 8 / (2 x 16): the 7B's accumulation steps on two nodes (issue 30)
+    accum_steps=256,  # 512 x 8 / (1 x 16): the 7B's accumulation steps on the 2-node preset
     accum_seq=256,
     lengths=(4096, 16384, 26624),
 )

@@ -288,4 +288,62 @@ def test_download_error_is_one_line(tmp_path):
     finally:
         srv.close()
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
-    assert "sha256 of" in res.stderr.strip().splitlines()[-1] and "config pins " + "0" * 64 in res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    digest = hashlib.sha256(_zip_payload()).hexdigest()
+    assert f"{srv.url}: sha256 {digest}, but the config pins " + "0" * 64 in last
+
+
+def test_unpinned_download_warns_with_its_digest_and_key(tmp_path, caplog):
+    """No pin: the download is kept, and the log names its sha256 and the config key to set (plain http said)."""
+    srv = _Server(_zip_payload())
+    try:
+        with caplog.at_level("WARNING"):
+            m = download.download_dataset(
+                "2wikimqa", srv.url, ["train.json"], tmp_path, retries=1, pin_key="raw_qa.downloads.2wikimqa.sha256"
+            )
+    finally:
+        srv.close()
+    assert m["sha256_pinned"] is None and (tmp_path / "train.json").exists()
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert f"is not pinned: its sha256 is {m['sha256']}; set config key 'raw_qa.downloads.2wikimqa.sha256'" in msg
+    assert "(fetched over plain http)" in msg
+
+
+def test_strict_downloads_refuse_an_unpinned_file_in_one_line(tmp_path):
+    """strict_downloads (the rules pass --strict): an unpinned download is an error naming the key, exit 2, and
+    nothing of it is kept."""
+    import subprocess
+    import sys
+
+    srv = _Server(_zip_payload())
+    try:
+        cmd = [sys.executable, "-m", "loongrl.download", "--dataset", "2wikimqa", "--url", srv.url, "--files"]
+        cmd += ["train.json", "--pin-key", "raw_qa.downloads.2wikimqa.sha256", "--strict", "--retries", "1"]
+        res = subprocess.run([*cmd, "--out-dir", str(tmp_path)], capture_output=True, text=True, check=False)
+    finally:
+        srv.close()
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert "set config key 'raw_qa.downloads.2wikimqa.sha256' to it" in last and "strict_downloads" in last
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_book_downloads_are_checked_against_their_pins(tmp_path, monkeypatch):
+    """Gutenberg books (retrieval.gutenberg_sha256 / eval.haystack_sha256): a pinned id that matches is kept, one
+    that does not is an error naming the id's key and removed; strict refuses an unpinned id."""
+    from loongrl import books
+
+    payload = b"It was a dark and stormy night.\n"
+    srv = _Server(payload)
+    monkeypatch.setattr(books, "GUTENBERG_URL", srv.url + "?id={id}")
+    good = hashlib.sha256(payload).hexdigest()
+    try:
+        books.download_books([84], tmp_path / "a", pins={"84": good}, pin_key="retrieval.gutenberg_sha256")
+        assert (tmp_path / "a/pg84.txt").read_bytes() == payload
+        with pytest.raises(download.DownloadError, match=r"config key 'retrieval.gutenberg_sha256.84' pins 0{64}"):
+            books.download_books([84], tmp_path / "b", pins={"84": "0" * 64}, pin_key="retrieval.gutenberg_sha256")
+        assert not (tmp_path / "b/pg84.txt").exists()
+        with pytest.raises(download.DownloadError, match="strict_downloads"):
+            books.download_books([11], tmp_path / "c", pin_key="eval.haystack_sha256", strict=True)
+    finally:
+        srv.close()

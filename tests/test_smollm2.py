@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import pytest
-from conftest import ROOT, WHEEL_DIR
+from conftest import DAG_ENV, ROOT, WHEEL_DIR
 from loongrl.models import WHEEL_MODELS, build_wheel_model, load_tokenizer
 from loongrl.prompts import LOONGRL_SYSTEM_PROMPT, count_prompt_tokens, messages
 
@@ -119,6 +122,27 @@ def test_nano_dag_heldout_eval_and_effect_report(nano_dag):
     assert len(head) == 2 and "### Table 2" not in head[0]  # the effect table comes before every paper table
     assert "| stage2 | heldout.L384 | 4 |" in head[1]
     assert (nano_dag / "results/report/tables/effect.csv").read_text().startswith("model,cell,rows,base,")
+
+
+@pytest.mark.slow
+def test_nano_dag_make_report_builds_the_html_report_of_the_run(nano_dag):
+    """`make report` after a nano run (make demo's case) builds that run's HTML report, not the local profile's
+    (which stopped on a figure the nano run never made), and the report opens on what this run did and its
+    headline, read from its outputs: both stages and their steps, the mixture's sources, the final model's gain."""
+    shutil.copy2(ROOT / "Makefile", nano_dag / "Makefile")
+    args = "--profile profiles/nano --configfile config.yaml profiles/local/config.tiny.yaml "
+    (nano_dag / "results/run_args.txt").write_text(args + "profiles/nano/config.nano.yaml small.yaml\n")
+    venv = Path(sys.executable).parent.parent
+    cmd = ["make", "-o", f"{venv}/.installed", f"VENV={venv}", "report"]
+    res = subprocess.run(cmd, cwd=nano_dag, env=DAG_ENV, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    landing = (nano_dag / "results/report/landing.rst").read_text()
+    assert "**Trained:** stage1 (1 steps), stage2 (1 steps), GRPO." in landing
+    assert "- mixture ``stage1``: 4 rows (retrieval_multikey 4)" in landing
+    assert "**Headline:** ``stage2`` against ``base`` on " in landing and "- heldout.L384 (4 rows): " in landing
+    html = (nano_dag / "results/report.html").read_text()
+    assert "This run" in html and "Headline:" in html and "effect.csv" in html
+    assert "turned into KeyChain examples" not in html  # the static description is not what a finished run shows
 
 
 @pytest.mark.slow

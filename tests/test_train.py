@@ -395,3 +395,25 @@ def test_resumed_epoch_sees_its_own_prompt_order(tiny_model_dir, tmp_path, train
     plain = RepeatSampler(**kw)
     first, second = list(plain), list(plain)
     assert list(RepeatSampler(**kw)) == first != second
+
+
+def test_warmup_epoch_is_the_full_batches_of_its_data(tmp_path):
+    """`steps: epoch` (the paper's "1 epoch" warm-up) is rows // prompts_per_step, as TRL's RepeatSampler yields only
+    full batches; too few rows for one step is a one-line data error naming the key; the CLI takes 'epoch'."""
+    from loongrl.io import StageError
+    from loongrl.train.grpo import epoch_steps, parser
+
+    data = tmp_path / "mix.parquet"
+    write_choice_mixture(data, n=10)
+    assert epoch_steps(data, 4) == 2 and epoch_steps(data, 10) == 1
+    with pytest.raises(
+        StageError, match=r"10 rows, fewer than train.prompts_per_step = 16.*'train.stages.<stage>.steps'"
+    ):
+        epoch_steps(data, 16)
+    base = ["--model", "m", "--data", "d", "--params", "{}", "--work-dir", "w", "--output", "o"]
+    base += ["--metrics", "x", "--summary", "y"]
+    assert parser().parse_args([*base, "--steps", "epoch"]).steps == "epoch"
+    assert parser().parse_args([*base, "--steps", "42"]).steps == 42
+    for bad in ("0", "1.5", "epochs"):
+        with pytest.raises(SystemExit):
+            parser().parse_args([*base, "--steps", bad])

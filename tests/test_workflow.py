@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -28,6 +29,26 @@ def job_counts(text: str) -> dict[str, int]:
             break
         counts[parts[0]] = int(parts[1])
     return counts
+
+
+def test_every_download_names_its_pin_and_strict_refuses_unpinned(tmp_path):
+    """Every download job of the paper DAG (data, math, released data, books, every eval file) passes the config
+    key that pins it, which exists in the config, and `--config strict_downloads=True` makes each one strict."""
+    import yaml
+
+    work = copy_project(tmp_path)
+    out = snakemake("-n", "-p", "--profile", "profiles/slurm", "all", "--config", "strict_downloads=True", cwd=work)
+    cmds = [c for c in re.findall(r"python -m loongrl\.(?:download|books download) [^\n]+", out.stdout + out.stderr)]
+    assert len(cmds) >= 10, cmds  # 3 raw QA, 2 math, 2 book sets, LongBench v1/v2, 3 short sets, RULER QA
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for cmd in cmds:
+        key = re.search(r"--pin-key (\S+)", cmd).group(1)
+        assert "--strict" in cmd, cmd
+        node = cfg
+        for part in key.split(".")[:-1]:
+            node = node[part]
+        # the key a user sets exists where the message points (or is an entry of a map of pins)
+        assert key.split(".")[-1] in node or key.split(".")[-2].endswith("sha256"), key
 
 
 def test_slurm_profile_dry_run_paper_scale(tmp_path):
@@ -244,6 +265,29 @@ def test_tiny_dag_html_report(tiny_dag):
     snakemake("--profile", "profiles/local", "--report", "results/report.html", cwd=tiny_dag)
     html = (tiny_dag / "results/report.html").read_text()
     assert "table2.csv" in html and "niah_stage2.png" in html and "effect_vs_length.png" in html
+    # it opens on this run: the three GRPO stages it trained and the final model's headline against the base
+    landing = (tiny_dag / "results/report/landing.rst").read_text()
+    assert "**Trained:** warmup (" in landing and "stage2 (" in landing and "``keychain``" not in landing
+    assert "**Headline:** ``stage2`` against ``base``" in landing
+    assert "This run" in html and "Headline:" in html
+
+
+def test_make_runs_end_with_their_html_report():
+    """Each run target records its arguments and builds its report with them; `make report` reuses them."""
+    for target, args in (
+        ("demo", "--profile profiles/nano --configfile config.yaml profiles/local/config.tiny.yaml"),
+        ("effect", "--profile profiles/nano"),
+        ("demo-tiny", "--profile profiles/local"),
+    ):
+        out = subprocess.run(["make", "-n", "-o", ".venv/.installed", target], cwd=ROOT, capture_output=True, text=True)
+        lines = out.stdout.splitlines()
+        assert any(x.startswith(f"mkdir -p results && echo '{args}") and "results/run_args.txt" in x for x in lines)
+        run = next(i for i, x in enumerate(lines) if x.startswith(f"snakemake {args}") and "--report" not in x)
+        assert lines[run + 1].startswith(f"snakemake {args}") and lines[run + 1].endswith(
+            "--report results/report.html"
+        )
+    out = subprocess.run(["make", "-n", "-o", ".venv/.installed", "report"], cwd=ROOT, capture_output=True, text=True)
+    assert "$(cat results/run_args.txt 2>/dev/null || echo --profile profiles/local) --report" in out.stdout
 
 
 @pytest.mark.slow

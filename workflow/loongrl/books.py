@@ -8,10 +8,8 @@ IFEval scorer trains its offline Punkt sentence model on them.
 from __future__ import annotations
 
 import re
-import urllib.request
 from pathlib import Path
 
-from loongrl.io import atomic_path
 from loongrl.prompts import count_tokens_batch
 
 _PG_START = re.compile(r"\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG EBOOK[^\n]*\n", re.IGNORECASE)
@@ -123,14 +121,37 @@ def load_books(folders: list[Path], only: list[str] | None = None) -> dict[str, 
     return books
 
 
-def download_books(ids: list[int], out_dir: Path) -> None:
-    """Fetch plain-text books from Project Gutenberg (download rule only)."""
+GUTENBERG_URL = "https://www.gutenberg.org/cache/epub/{id}/pg{id}.txt"
+
+
+def download_books(
+    ids: list[int],
+    out_dir: Path,
+    *,
+    pins: dict[str, str] | None = None,
+    pin_key: str | None = None,
+    strict: bool = False,
+) -> None:
+    """Fetch plain-text books from Project Gutenberg (download rule only), each checked against its pin
+    (``pins``: id -> sha256, the config's ``pin_key`` map; ``loongrl.download.check_pin``)."""
+    from loongrl.download import DownloadError, check_pin, fetch
+
     out_dir.mkdir(parents=True, exist_ok=True)
     for i in ids:
-        with urllib.request.urlopen(f"https://www.gutenberg.org/cache/epub/{i}/pg{i}.txt", timeout=60) as r:
-            data = r.read()
-        with atomic_path(out_dir / f"pg{i}.txt") as tmp:
-            tmp.write_bytes(data)
+        dest = out_dir / f"pg{i}.txt"
+        url = GUTENBERG_URL.format(id=i)
+        digest = fetch(url, dest)
+        try:
+            check_pin(
+                url,
+                digest,
+                pinned=(pins or {}).get(str(i)),
+                pin_key=f"{pin_key}.{i}" if pin_key else None,
+                strict=strict,
+            )
+        except DownloadError:
+            dest.unlink()
+            raise
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -143,9 +164,13 @@ def main(argv: list[str] | None = None) -> None:
     d = sub.add_parser("download", help="fetch Project Gutenberg books by id")
     d.add_argument("--ids", nargs="+", type=int, required=True)
     d.add_argument("--out-dir", type=Path, required=True)
+    d.add_argument("--sha256", nargs="*", default=[], metavar="ID=HEX", help="pins, one per book id")
+    d.add_argument("--pin-key", default=None, help="the config key of the pins (named in messages)")
+    d.add_argument("--strict", action="store_true", help="an unpinned book is an error (strict_downloads)")
     args = ap.parse_args(argv)
     setup_logging()
-    download_books(args.ids, args.out_dir)
+    pins = dict(x.split("=", 1) for x in args.sha256)
+    download_books(args.ids, args.out_dir, pins=pins, pin_key=args.pin_key, strict=args.strict)
 
 
 if __name__ == "__main__":

@@ -69,19 +69,43 @@ def _archive_members(blob: Path) -> Iterator[list[tuple[str, Any]] | None]:
         yield None
 
 
+def check_pin(url: str, digest: str, *, pinned: str | None, pin_key: str | None, strict: bool) -> None:
+    """The fetched file's ``digest`` against the config's pin: a mismatch is an error; no pin is a warning that
+    prints the digest and the key to set, or, with ``strict_downloads``, an error. One line each, naming the key."""
+    key = f"config key '{pin_key}'" if pin_key else "the config"
+    if pinned and digest != pinned:
+        raise DownloadError(f"{url}: sha256 {digest}, but {key} pins {pinned} (the file changed or was tampered with)")
+    if not pinned:
+        msg = f"{url} is not pinned: its sha256 is {digest}; set {key} to it after checking the file"
+        if strict:
+            raise DownloadError(f"{msg} (strict_downloads: true refuses unpinned downloads)")
+        log.warning("%s%s", msg, " (fetched over plain http)" if url.startswith("http://") else "")
+
+
 def download_dataset(
-    dataset: str, url: str, files: list[str], out_dir: Path, *, sha256: str | None = None, retries: int = 3
+    dataset: str,
+    url: str,
+    files: list[str],
+    out_dir: Path,
+    *,
+    sha256: str | None = None,
+    retries: int = 3,
+    pin_key: str | None = None,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Fetch one dataset's official file (or zip) into ``out_dir`` and return its manifest.
 
     A zip or tar archive is unpacked, keeping the members whose base name matches one of ``files`` (glob patterns).
+    The file is checked against its pin (``check_pin``) before anything is unpacked.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     blob = out_dir / ".download"
     digest = fetch(url, blob, retries=retries)
-    if sha256 and digest != sha256:
+    try:
+        check_pin(url, digest, pinned=sha256, pin_key=pin_key, strict=strict)
+    except DownloadError:
         blob.unlink()
-        raise DownloadError(f"{dataset}: sha256 of {url} is {digest}, config pins {sha256}")
+        raise
     kept: list[str] = []
     with _archive_members(blob) as members:
         for base, open_member in members or []:
@@ -113,12 +137,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--url", required=True)
     ap.add_argument("--files", nargs="+", required=True)
     ap.add_argument("--sha256", default=None)
+    ap.add_argument("--pin-key", default=None, help="the config key that pins this download (named in messages)")
+    ap.add_argument("--strict", action="store_true", help="an unpinned download is an error (strict_downloads)")
     ap.add_argument("--retries", type=int, default=3)
     ap.add_argument("--out-dir", required=True, type=Path)
     args = ap.parse_args(argv)
     setup_logging()
     manifest = download_dataset(
-        args.dataset, args.url, args.files, args.out_dir, sha256=args.sha256 or None, retries=args.retries
+        args.dataset,
+        args.url,
+        args.files,
+        args.out_dir,
+        sha256=args.sha256 or None,
+        retries=args.retries,
+        pin_key=args.pin_key,
+        strict=args.strict,
     )
     log.info("downloaded %s: %s", args.dataset, manifest)
 

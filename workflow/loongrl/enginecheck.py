@@ -303,7 +303,9 @@ def check_train(job: Job, models: Models) -> list[Verdict]:
         # transformers' bf16 probe asks this machine for a GPU; the job's machine has one. Every other check of
         # TrainingArguments and GRPOConfig runs as in the job.
         with mock.patch("transformers.training_args.is_torch_bf16_gpu_available", lambda: True):
-            cfg = grpo.grpo_config(train, args.steps, Path("/nonexistent/engine-check"), world_size=world, gpu=True)
+            # `--steps epoch` is resolved from the stage's data when the job starts; any count checks the rest
+            steps = args.steps if isinstance(args.steps, int) else 1
+            cfg = grpo.grpo_config(train, steps, Path("/nonexistent/engine-check"), world_size=world, gpu=True)
     except Exception as exc:
         return [*out, Verdict(job.label, "trl", False, _one_line(exc))]
     out.append(

@@ -88,13 +88,23 @@ def pairs(mapping):
     return [f"{k}={v}" for k, v in sorted(mapping.items())]
 
 
-def sha256_arg(sha):
-    """``--sha256 <hex>`` for a pinned download, nothing when the config leaves it null (the rule records it).
+def pin_args(key):
+    """The download's pin arguments: ``--sha256 <hex>`` when the config pins it at ``key`` (a dotted path; a map
+    of pins for the books: ``--sha256 id=hex ...``), ``--pin-key <key>`` so that its messages name the key to set,
+    and ``--strict`` under ``strict_downloads`` (an unpinned download is then an error, loongrl.download.check_pin).
 
-    A list of arguments, quoted one by one by the rule's ``{params.sha:q}``: no config value reaches a shell
+    A list of arguments, quoted one by one by the rule's ``{params.pin:q}``: no config value reaches a shell
     command unquoted (snakemake/utils.py:437-512 format each element of a list and quote it).
     """
-    return ["--sha256", sha] if sha else []
+    val = config
+    for part in key.split("."):
+        val = val.get(part) if isinstance(val, dict) else None
+    if isinstance(val, dict):
+        sha = pairs(val)
+    else:
+        sha = [val] if val else []
+    strict = ["--strict"] if config["strict_downloads"] else []
+    return (["--sha256", *sha] if sha else []) + ["--pin-key", key] + strict
 
 
 def final_outputs():

@@ -16,10 +16,10 @@ rule download_longbench:
     params:
         url=lambda wc: EVAL["longbench"]["url"],
         files=[f"{t}.jsonl" for t in EVAL["longbench"]["tasks"]],
-        sha=sha256_arg(EVAL["longbench"]["sha256"]),
+        pin=pin_args("eval.longbench.sha256"),
     shell:
         "python -m loongrl.download --dataset longbench --url {params.url:q} --files {params.files:q} "
-        '{params.sha:q} --out-dir "$(dirname {output.manifest:q})" > {log:q} 2>&1'
+        '{params.pin:q} --out-dir "$(dirname {output.manifest:q})" > {log:q} 2>&1'
 
 
 rule download_eval_books:
@@ -33,8 +33,9 @@ rule download_eval_books:
         "../../envs/data.yaml"
     params:
         ids=lambda wc: EVAL["haystack_ids"],
+        pin=pin_args("eval.haystack_sha256"),
     shell:
-        "python -m loongrl.books download --ids {params.ids:q} --out-dir {output:q} > {log:q} 2>&1"
+        "python -m loongrl.books download --ids {params.ids:q} {params.pin:q} --out-dir {output:q} > {log:q} 2>&1"
 
 
 rule download_longbench_v2:
@@ -48,10 +49,10 @@ rule download_longbench_v2:
         "../../envs/data.yaml"
     params:
         url=lambda wc: EVAL["longbench_v2"]["url"],
-        sha=sha256_arg(EVAL["longbench_v2"]["sha256"]),
+        pin=pin_args("eval.longbench_v2.sha256"),
     shell:
         "python -m loongrl.download --dataset longbench_v2 --url {params.url:q} --files data.json "
-        '{params.sha:q} --out-dir "$(dirname {output.manifest:q})" > {log:q} 2>&1'
+        '{params.pin:q} --out-dir "$(dirname {output.manifest:q})" > {log:q} 2>&1'
 
 
 rule download_short_eval:
@@ -66,9 +67,10 @@ rule download_short_eval:
     params:
         url=lambda wc: EVAL["short"]["downloads"][wc.sbench]["url"],
         files=lambda wc: EVAL["short"]["downloads"][wc.sbench]["files"],
+        pin=lambda wc: pin_args(f"eval.short.downloads.{wc.sbench}.sha256"),
     shell:
         "python -m loongrl.download --dataset {wildcards.sbench:q} --url {params.url:q} "
-        '--files {params.files:q} --out-dir "$(dirname {output.manifest:q})" > {log:q} 2>&1'
+        '--files {params.files:q} {params.pin:q} --out-dir "$(dirname {output.manifest:q})" > {log:q} 2>&1'
 
 
 rule download_ruler_qa:
@@ -82,9 +84,10 @@ rule download_ruler_qa:
         "../../envs/data.yaml"
     params:
         url=lambda wc: EVAL["ruler"]["qa_downloads"][wc.qa]["url"],
+        pin=lambda wc: pin_args(f"eval.ruler.qa_downloads.{wc.qa}.sha256"),
     shell:
         "python -m loongrl.download --dataset ruler_{wildcards.qa:q} --url {params.url:q} "
-        '--files {wildcards.file} --out-dir "$(dirname {output:q})" > {log:q} 2>&1'
+        '--files {wildcards.file:q} {params.pin:q} --out-dir "$(dirname {output:q})" > {log:q} 2>&1'
 
 
 rule eval_tasks:

@@ -10,10 +10,10 @@ rule download_math:
     params:
         url=lambda wc: math_spec(wc.task)["url"],
         file=lambda wc: math_spec(wc.task)["file"],
-        sha=lambda wc: sha256_arg(math_spec(wc.task)["sha256"]),
+        pin=lambda wc: pin_args(f"math.{math_key(wc.task)}.sha256"),
     shell:
         "python -m loongrl.download --dataset {wildcards.task:q} --url {params.url:q} --files {params.file:q} "
-        '{params.sha:q} --out-dir "$(dirname {output:q})" > {log:q} 2>&1'
+        '{params.pin:q} --out-dir "$(dirname {output:q})" > {log:q} 2>&1'
 
 
 rule math_data:

@@ -81,12 +81,10 @@ rule download_released:
             f"{config['mixture']['released']['revision']}/{wc.rconfig}/{config['mixture']['released']['file']}"
         ),
         file=config["mixture"]["released"]["file"],
-        sha=lambda wc: sha256_arg(
-            config["mixture"]["released"]["sha256"].get(wc.rconfig)
-        ),
+        pin=lambda wc: pin_args(f"mixture.released.sha256.{wc.rconfig}"),
     shell:
         "python -m loongrl.download --dataset released_{wildcards.rconfig:q} --url {params.url:q} "
-        '--files {params.file:q} {params.sha:q} --out-dir "$(dirname {output.manifest:q})" > {log:q} 2>&1'
+        '--files {params.file:q} {params.pin:q} --out-dir "$(dirname {output.manifest:q})" > {log:q} 2>&1'
 
 
 rule released_qa:

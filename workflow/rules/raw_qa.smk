@@ -10,11 +10,11 @@ rule download_raw_qa:
     params:
         url=lambda wc: config["raw_qa"]["downloads"][wc.dataset]["url"],
         files=lambda wc: config["raw_qa"]["downloads"][wc.dataset]["files"],
-        sha=lambda wc: sha256_arg(config["raw_qa"]["downloads"][wc.dataset]["sha256"]),
+        pin=lambda wc: pin_args(f"raw_qa.downloads.{wc.dataset}.sha256"),
         retries=config["raw_qa"]["retries"],
     shell:
         "python -m loongrl.download --dataset {wildcards.dataset:q} --url {params.url:q} "
-        "--files {params.files:q} {params.sha:q} --retries {params.retries:q} "
+        "--files {params.files:q} {params.pin:q} --retries {params.retries:q} "
         '--out-dir "$(dirname {output.manifest:q})" > {log:q} 2>&1'
 
 

@@ -12,6 +12,8 @@ rule report:
         code=stage_code("loongrl.report"),
     output:
         md="results/report/report.md",
+        # the HTML report's landing text once this exists (Snakefile `report:`): what ran and its headline
+        landing="results/report/landing.rst",
         effect=report(
             "results/report/tables/effect.csv",
             category="1. The effect (base vs trained)",

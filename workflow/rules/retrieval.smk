@@ -9,8 +9,9 @@ rule download_books:
         "../../envs/data.yaml"
     params:
         ids=lambda wc: config["retrieval"]["gutenberg_ids"],
+        pin=pin_args("retrieval.gutenberg_sha256"),
     shell:
-        "python -m loongrl.books download --ids {params.ids:q} --out-dir {output:q} > {log:q} 2>&1"
+        "python -m loongrl.books download --ids {params.ids:q} {params.pin:q} --out-dir {output:q} > {log:q} 2>&1"
 
 
 rule build_retrieval:

@@ -58,6 +58,67 @@ def merged_niah(cells: dict[str, Any]) -> dict[str, Any] | None:
     return {"by_length_depth": grid, "needle": needle}
 
 
+def landing_rst(
+    *,
+    policy: str,
+    config_hash: str,
+    preset: str,
+    date: str,
+    by_model: dict[str, dict[str, Any]],
+    effect: list[dict[str, Any]],
+    train_metrics: dict[str, list[dict[str, Any]]],
+    mixtures: dict[str, list[dict[str, Any]]],
+    max_cells: int = 8,
+) -> str:
+    """The HTML report's landing text (``snakemake --report``): what this run did, read from its own outputs (the
+    stages that trained and their steps, each mixture's sources, the models and benchmarks evaluated), and its
+    headline, the final trained model against the base per cell with paired intervals. A static description
+    would claim a KeyChain mixture and staged training for runs that did neither."""
+    lines = [
+        "This run",
+        "========",
+        "",
+        f"LoongRL reproduction (arXiv 2510.19363). Policy ``{policy}``, config hash ``{config_hash}``, preset "
+        f"``{preset}``, report generated {date}.",
+        "",
+    ]
+    if train_metrics:
+        steps = {s: max((r.get("step", 0) for r in rows), default=0) for s, rows in train_metrics.items()}
+        stages = ", ".join(f"{s} ({n} steps)" for s, n in steps.items())
+        lines.append(f"**Trained:** {stages}, GRPO.")
+    else:
+        lines.append("**Trained:** nothing (evaluation only).")
+    lines.append("")
+    for stage, rows in mixtures.items():
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["data_source"]] = counts.get(r["data_source"], 0) + 1
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        lines += [f"- mixture ``{stage}``: {len(rows)} rows ({parts or 'empty'})"]
+    benchmarks = sorted({cell.split(".")[0] for cells in by_model.values() for cell in cells})
+    lines += ["", f"**Evaluated:** {', '.join(by_model)} on {', '.join(benchmarks)}.", ""]
+    final = next((m for m in reversed(list(by_model)) if any(r["model"] == m for r in effect)), None)
+    if final is None:
+        lines.append("**Headline:** no trained model was evaluated beside the base: no effect to report.")
+        return "\n".join(lines) + "\n"
+    rows = [r for r in effect if r["model"] == final]
+    up = sum(r["gain_ci"][0] > 0 for r in rows)
+    down = sum(r["gain_ci"][1] < 0 for r in rows)
+    lines += [
+        f"**Headline:** ``{final}`` against ``base`` on {len(rows)} cells: the gain's paired 95 % interval lies above "
+        f"0 in {up}, below 0 in {down}, and spans 0 in {len(rows) - up - down}.",
+        "",
+    ]
+    for r in rows[:max_cells]:
+        lines.append(
+            f"- {r['cell']} ({r['rows']} rows): {100 * r['base']:.1f} → {100 * r['score']:.1f}, gain "
+            f"{100 * r['gain']:+.1f} [{100 * r['gain_ci'][0]:.1f}, {100 * r['gain_ci'][1]:.1f}]"
+        )
+    if len(rows) > max_cells:
+        lines.append(f"- … {len(rows) - max_cells} more cells in the effect table below")
+    return "\n".join(lines) + "\n"
+
+
 def build_report(
     *,
     summaries: list[Path],
@@ -193,17 +254,34 @@ def build_report(
     p = fig_dir / "ruler_vs_length.png"
     ruler_plot({m: ruler_lengths(by_model[m]) for m in order}, paper["table7"], p, label)
     written["ruler_vs_length"] = p
+    train_rows = {
+        Path(t).parent.name: [json.loads(x) for x in Path(t).read_text().splitlines() if x] for t in train_metrics
+    }
+    mixture_rows = {Path(x).stem: read_parquet(x) for x in mixtures}
+    p = out_dir / "landing.rst"
+    write_text(
+        landing_rst(
+            policy=policy,
+            config_hash=config_hash,
+            preset=preset,
+            date=date,
+            by_model={m: by_model[m] for m in order},
+            effect=effect,
+            train_metrics=train_rows,
+            mixtures=mixture_rows,
+        ),
+        p,
+    )
+    written["landing"] = p
     if train_metrics:
-        rows = {
-            Path(t).parent.name: [json.loads(x) for x in Path(t).read_text().splitlines() if x] for t in train_metrics
-        }
+        rows = train_rows
         p = fig_dir / "training_curves.png"
         training_plot(rows, p, label)
         written["training_curves"] = p
         md.append(monitor_md(rows))
     if mixtures:
         p = fig_dir / "data_lengths.png"
-        lengths_plot({Path(x).stem: read_parquet(x) for x in mixtures}, p, label)
+        lengths_plot(mixture_rows, p, label)
         written["data_lengths"] = p
     md += [f"![{k}](figures/{v.name})\n" for k, v in written.items() if v.suffix == ".png" and k not in headline]
     p = out_dir / "report.md"

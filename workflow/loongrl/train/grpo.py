@@ -29,7 +29,7 @@ from typing import Any
 
 from loongrl.cli import run, setup_logging
 from loongrl.inference import pick_device
-from loongrl.io import atomic_path, write_json
+from loongrl.io import StageError, atomic_path, write_json
 from loongrl.train.rewards import HackMonitor, make_reward_fns, monitor_metrics
 from loongrl.train.tracking import finish_tracking, git_commit, log_mlflow_metrics, start_tracking
 from loongrl.verifiers import RewardRules
@@ -669,13 +669,41 @@ def copy_model_files(checkpoint: Path, dest: Path) -> None:
         shutil.copy2(p, dest / p.name)
 
 
+def stage_steps(value: str) -> int | str:
+    """``--steps``: a number of optimizer steps, or ``epoch`` (one pass over the stage's data, ``epoch_steps``)."""
+    if value == "epoch":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither a number of steps nor 'epoch'") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: at least one step")
+    return n
+
+
+def epoch_steps(data_path: Path, prompts_per_step: int) -> int:
+    """The optimizer steps of one epoch: TRL's ``RepeatSampler`` yields only full batches of ``prompts_per_step``
+    prompts (trl/trainer/utils.py:941-943), so an epoch is ``rows // prompts_per_step`` steps and the remainder is
+    left for the next one. The paper's warm-up is "1 epoch" [P §3.2.2]."""
+    import pyarrow.parquet as pq
+
+    rows = pq.ParquetFile(data_path).metadata.num_rows
+    if rows < prompts_per_step:
+        raise StageError(
+            f"{data_path}: {rows} rows, fewer than train.prompts_per_step = {prompts_per_step}: one epoch would "
+            "train 0 steps (config key 'train.stages.<stage>.steps': give a number of steps)"
+        )
+    return rows // prompts_per_step
+
+
 def parser() -> argparse.ArgumentParser:
     """The job's command line (the engine check parses a planned job's arguments with it)."""
     ap = argparse.ArgumentParser(prog="python -m loongrl.train.grpo", description=__doc__)
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--params", required=True, help="JSON of the config's train section")
-    ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("--steps", type=stage_steps, required=True, help="optimizer steps, or 'epoch'")
     ap.add_argument("--work-dir", type=Path, required=True, help="checkpoints (kept across failed runs)")
     ap.add_argument("--output", type=Path, required=True, help="final HF model folder")
     ap.add_argument("--metrics", type=Path, required=True)
@@ -709,11 +737,15 @@ def main(argv: list[str] | None = None) -> None:
             "tags": {**tags, **dict(t.split("=", 1) for t in args.tag)},
             "artifacts": args.artifact,
         }
+    train = json.loads(args.params)
+    steps = epoch_steps(args.data, train["prompts_per_step"]) if args.steps == "epoch" else args.steps
+    if args.steps == "epoch":
+        log.info("one epoch of %s: %d steps of %d prompts", args.data, steps, train["prompts_per_step"])
     summary = run_stage(
         model_path=args.model,
         data_path=args.data,
-        train=json.loads(args.params),
-        steps=args.steps,
+        train=train,
+        steps=steps,
         work_dir=args.work_dir,
         output_dir=args.output,
         metrics_path=args.metrics,

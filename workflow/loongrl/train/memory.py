@@ -7,7 +7,8 @@ ZeRO-3 (bf16, fp32 master weights) holds at the peak of a training micro-step:
 * weights (bf16), gradients (fp32 or bf16: train.grad_accum_dtype) and AdamW state (fp32 master + two moments),
   divided over the ranks by the ZeRO stage; the reference model's bf16 shards when ``beta > 0`` (TRL prepares it
   with the same ZeRO-3 config);
-* ZeRO-3's gathered working set: the embedding and the LM head whole while in use, and the LM head's full fp32
+* ZeRO-3's gathered working set: the embedding and the LM head whole while in use, the live-parameter window
+  (``stage3_max_live_parameters`` + the prefetch bucket, bf16), and the LM head's full fp32
   gradient, which TRL's chunked LM-head backward accumulates before ZeRO reduce-scatters it
   (trl/kernels/chunked_logprob.py:405-412);
 * the LM head's log-prob tiles: TRL never materialises the logits (trl/trainer/utils.py:1640-1655 projects
@@ -22,7 +23,9 @@ ZeRO-3 (bf16, fp32 master weights) holds at the peak of a training micro-step:
 * vLLM's colocated share (``vllm_gpu_memory_utilization`` of the device) and a fixed framework overhead.
 
 It is an estimate, meant to catch settings that cannot fit (8 sequences of 26K tokens per device), not to shave
-the last GiB; the failure message names the key to change and the largest micro-batch that fits.
+the last GiB: it must stay within ``train.memory_margin`` (default 90 %) of ``train.gpu_memory_gib``, the rest
+left to allocator fragmentation and what it does not see; the failure message names the key to change and the
+largest micro-batch that fits.
 ``benchmarks/memory_check.py`` compares the per-token terms with a measured GRPO step.
 """
 
@@ -41,7 +44,15 @@ from loongrl.io import write_json
 log = logging.getLogger(__name__)
 
 GIB = 1024**3
-OVERHEAD_GIB = 3.0  # CUDA context, NCCL buffers, allocator fragmentation
+OVERHEAD_GIB = 3.0  # CUDA context, NCCL buffers
+# ZeRO-3's gathered parameters: up to stage3_max_live_parameters stay resident before release, plus the prefetch
+# bucket (DeepSpeed's defaults, deepspeed/runtime/zero/config.py:245 and :222; accelerate's config from
+# workflow/accelerate/zero3.yaml sets neither), bf16
+DS_MAX_LIVE_PARAMETERS = 1_000_000_000
+DS_PREFETCH_BUCKET = 50_000_000
+# The share of train.gpu_memory_gib the estimate may fill (train.memory_margin's default): the rest is the
+# allocator's fragmentation and what the estimate does not see
+MEMORY_MARGIN = 0.9
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,7 @@ def estimate(
         "optimizer": 12 * p / (shard if zero_stage >= 1 else 1),
         "reference": (2 * p / (shard if zero_stage >= 3 else 1)) if reference_model else 0,
         "zero3_gathered": 2 * shape.embedding * head_matrices if zero_stage >= 3 else 0,
+        "zero3_live_window": 2 * (min(DS_MAX_LIVE_PARAMETERS, p) + DS_PREFETCH_BUCKET) if zero_stage >= 3 else 0,
         "lm_head_grad": 4 * shape.embedding,
         "activations": b * s * (2 * h * shape.layers + layer if gradient_checkpointing else layer * shape.layers),
         "lm_head_tiles": 2 * min(b * completion_tokens, LOGPROB_TOKEN_CHUNK) * min(shape.vocab, LOGPROB_VOCAB_CHUNK)
@@ -154,14 +166,18 @@ def checkpoint_gib(shape: ModelShape) -> float:
     return (2 + 12 + 2) * shape.params / GIB
 
 
-def largest_batch(shape: ModelShape, gpu_gib: float, *, divides: int | None = None, **kwargs: Any) -> int:
-    """The largest per-device micro-batch whose estimate fits (0 if not even one sequence does).
+def largest_batch(
+    shape: ModelShape, gpu_gib: float, *, divides: int | None = None, limit_gib: float | None = None, **kwargs: Any
+) -> int:
+    """The largest per-device micro-batch whose estimate fits under ``limit_gib`` (default: the whole device; 0 if
+    not even one sequence does).
 
     With ``divides`` (completions per optimizer step / ranks) only batches that divide it count, so the answer is
     one the gradient-accumulation check accepts.
     """
+    limit = gpu_gib if limit_gib is None else limit_gib
     best, b = 0, 1
-    while b <= 256 and estimate(shape, per_device_batch=b, gpu_gib=gpu_gib, **kwargs)["total"] <= gpu_gib:
+    while b <= 256 and estimate(shape, per_device_batch=b, gpu_gib=gpu_gib, **kwargs)["total"] <= limit:
         if divides is None or divides % b == 0:
             best = b
         b += 1
@@ -187,10 +203,12 @@ def check(
         "grad_bytes": 4 if train.get("grad_accum_dtype", "fp32") == "fp32" else 2,
     }
     est = estimate(shape, per_device_batch=train["per_device_batch"], gpu_gib=gpu_gib, **kwargs)
+    margin = train.get("memory_margin", MEMORY_MARGIN)
+    limit = margin * gpu_gib
     problems = []
-    if est["total"] > gpu_gib:
+    if est["total"] > limit:
         per_rank = train["prompts_per_step"] * train["num_generations"] // max(1, kwargs["world_size"])
-        fits = largest_batch(shape, gpu_gib, divides=per_rank, **kwargs)
+        fits = largest_batch(shape, gpu_gib, divides=per_rank, limit_gib=limit, **kwargs)
         parts = ", ".join(f"{k} {v:.1f}" for k, v in est.items() if k != "total")
         hint = (
             f"lower train.per_device_batch to {fits} (train.prompts_per_step is kept by gradient accumulation)"
@@ -201,7 +219,8 @@ def check(
         problems.append(
             f"config key 'train.per_device_batch': {train['per_device_batch']} sequences of "
             f"{prompt_tokens} + {train['max_completion_length']} tokens need ~{est['total']:.1f} GiB per GPU "
-            f"({parts}), more than train.gpu_memory_gib = {gpu_gib}; {hint}"
+            f"({parts}), more than train.memory_margin x train.gpu_memory_gib = {margin} x {gpu_gib} = "
+            f"{limit:.1f} GiB; {hint}"
         )
     return est, problems
 

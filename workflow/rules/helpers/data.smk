@@ -41,9 +41,13 @@ def books_dir():
     return config["retrieval"]["books_dir"]
 
 
+def math_key(task):
+    """The config key of a math task (``dapo_math`` -> math.dapo, ``math_choice`` -> math.math_choice)."""
+    return "dapo" if task == "dapo_math" else "math_choice"
+
+
 def math_spec(task):
-    """The config entry of a math task (``dapo_math`` -> math.dapo, ``math_choice`` -> math.math_choice)."""
-    return config["math"]["dapo" if task == "dapo_math" else "math_choice"]
+    return config["math"][math_key(task)]
 
 
 def math_input(task):
