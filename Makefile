@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install vllm-env demo demo-tiny effect demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory bench-accumulation gpu-check gpu-smoke gpu-smoke-wheels engine-check dryrun-slurm report clean
+.PHONY: install vllm-env demo demo-tiny effect demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory bench-accumulation bench-padding gpu-check gpu-smoke gpu-smoke-wheels engine-check dryrun-slurm report clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -99,6 +99,10 @@ bench-memory: install
 # ZeRO-3's gradient accumulation arithmetic in a bf16 vs an fp32 buffer, against fp64 (train.grad_accum_dtype)
 bench-accumulation: install
 	python benchmarks/grad_accumulation.py
+
+# TRL's micro-batch padding on the paper mixture's lengths (dry count) and the trimmed step's CPU time
+bench-padding: install
+	python benchmarks/padding.py
 
 # vLLM vs transformers generation on the same prompts, on CPU (the vLLM environment holds both engines)
 bench-engines: vllm-env

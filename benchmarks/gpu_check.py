@@ -307,8 +307,8 @@ def timed_part(report: dict[str, Any], name: str, fn: Any, *args: Any, **kwargs:
     print(f"[gpu-smoke] {name}: {'ok' if res['ok'] else res['error']} ({res['wall_s']} s)", flush=True)
 
 
-def slice_model(shape: dict[str, Any], layers: int, device: str):
-    """A random-init bf16 Qwen2 slice built on ``device`` (no fp32 copy on the host)."""
+def slice_model(shape: dict[str, Any], layers: int, device: str, dtype: str = "bfloat16"):
+    """A random-init Qwen2 slice (bf16 unless ``dtype``) built on ``device`` (no fp32 copy on the host)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -316,7 +316,7 @@ def slice_model(shape: dict[str, Any], layers: int, device: str):
     cfg = Qwen2Config(**shape, num_hidden_layers=layers)
     cfg._attn_implementation = smoke_attention(device)
     with torch.device(device):
-        return Qwen2ForCausalLM._from_config(cfg, dtype=torch.bfloat16)
+        return Qwen2ForCausalLM._from_config(cfg, dtype=getattr(torch, dtype))
 
 
 def smoke_attention(device: str) -> str:
@@ -326,19 +326,23 @@ def smoke_attention(device: str) -> str:
     return "flash_attention_2" if device == "cuda" and importlib.util.find_spec("flash_attn") else "sdpa"
 
 
-def grpo_loss_trainer(model, tok, train: dict[str, Any], *, device: str, work: Path):
-    """TRL's GRPOTrainer around ``model``, configured by the project's ``grpo_kwargs``: its ``compute_loss`` is the
-    training step's forward + backward without the generation in front of it."""
+def grpo_loss_trainer(
+    model, tok, train: dict[str, Any], *, device: str, work: Path, trainer_cls: type | None = None, bf16: bool = True
+):
+    """TRL's GRPOTrainer (or ``trainer_cls``) around ``model``, configured by the project's ``grpo_kwargs``: its
+    ``compute_loss`` is the training step's forward + backward without the generation in front of it."""
     import datasets
     from loongrl.train.grpo import grpo_kwargs
     from trl import GRPOConfig, GRPOTrainer
+
+    trainer_cls = trainer_cls or GRPOTrainer
 
     kwargs = grpo_kwargs(train, 1, work, gpu=device == "cuda")
     kwargs.pop("model_init_kwargs")  # the slice is already built
     # beta 0 at construction: TRL would load the reference model from the policy's path, and the slice has none;
     # the loss's KL term only reads the reference log-probs the inputs carry, so beta is set back after
-    kwargs.update(save_strategy="no", use_vllm=False, bf16=True, gradient_checkpointing=True, beta=0.0)
-    trainer = GRPOTrainer(
+    kwargs.update(save_strategy="no", use_vllm=False, bf16=bf16, gradient_checkpointing=True, beta=0.0)
+    trainer = trainer_cls(
         model=model,
         reward_funcs=[lambda completions, **_: [0.0] * len(completions)],
         args=GRPOConfig(**kwargs),
@@ -352,22 +356,37 @@ def grpo_loss_trainer(model, tok, train: dict[str, Any], *, device: str, work: P
     return trainer
 
 
-def loss_inputs(*, batch: int, prompt: int, completion: int, vocab: int, beta: float, device: str) -> dict[str, Any]:
-    """One micro-batch as GRPOTrainer's generation hands it to ``_compute_loss``: random ids, mixed advantages."""
+def loss_inputs(
+    *,
+    batch: int,
+    prompt: int,
+    completion: int,
+    vocab: int,
+    beta: float,
+    device: str,
+    pad: tuple[int, int] = (0, 0),
+) -> dict[str, Any]:
+    """One micro-batch as GRPOTrainer's generation hands it to ``_compute_loss``: random ids, mixed advantages.
+    ``pad``: columns of left padding before the prompts and right padding after the completions, as TRL pads a
+    micro-batch to its generation batch's longest rows."""
     import torch
 
     gen = torch.Generator().manual_seed(1)
     ids = torch.randint(0, vocab, (batch, prompt + completion), generator=gen).to(device)
+    left, right = pad
+    zeros = torch.zeros(batch, left, dtype=torch.long, device=device)
+    tail = torch.zeros(batch, right, dtype=torch.long, device=device)
+    ones = torch.ones(batch, prompt, dtype=torch.long, device=device)
     inputs = {
-        "prompt_ids": ids[:, :prompt],
-        "prompt_mask": torch.ones(batch, prompt, dtype=torch.long, device=device),
-        "completion_ids": ids[:, prompt:],
-        "completion_mask": torch.ones(batch, completion, dtype=torch.long, device=device),
+        "prompt_ids": torch.cat([zeros, ids[:, :prompt]], dim=1),
+        "prompt_mask": torch.cat([zeros, ones], dim=1),
+        "completion_ids": torch.cat([ids[:, prompt:], tail], dim=1),
+        "completion_mask": torch.cat([torch.ones(batch, completion, dtype=torch.long, device=device), tail], dim=1),
         "advantages": torch.linspace(-1, 1, batch, device=device),
         "num_items_in_batch": torch.tensor(float(batch * completion), device=device),
     }
     if beta > 0:  # a random-init model is near uniform: a reference at -ln V keeps the KL term O(1)
-        inputs["ref_per_token_logps"] = torch.full((batch, completion), -math.log(vocab), device=device)
+        inputs["ref_per_token_logps"] = torch.full((batch, completion + right), -math.log(vocab), device=device)
     return inputs
 
 

@@ -38,6 +38,11 @@ def test_paper_values(paper):
         + counts["math_choice"]
     )
     assert total == 21024  # [P Table 1]
+    # warm-up: one pass over its data [P §3.2.2] ("42 steps" in paper-exact); stage I's checkpoint is picked on
+    # at least 200 validation rows (fewer: the pick is mostly noise)
+    assert paper["train"]["stages"]["warmup"]["steps"] == "epoch"
+    val = paper["eval"]["validation"]
+    assert len(val["tasks"]) * val["rows_per_task"] >= 200
 
 
 def test_unknown_key_is_named(paper):

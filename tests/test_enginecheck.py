@@ -115,6 +115,9 @@ def test_paper_dag_passes_the_engine_check(paper_verdicts):
     assert engines == {"vllm", "vllm (TRL)", "trl", "attention"}
     jobs = {v.job.split()[0] for v in paper_verdicts}
     assert {"filter_source", "stage2_rollouts", "evaluate", "train_stage"} <= jobs
+    # TRL's colocated engine with sleep mode (train.vllm_sleep_mode), accepted by vLLM's own config check
+    colocated = [v for v in paper_verdicts if v.engine == "vllm (TRL)"]
+    assert colocated and all("sleep mode" in v.message for v in colocated)
 
 
 @pytest.mark.vllm

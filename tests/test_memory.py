@@ -62,7 +62,7 @@ def test_settings_that_cannot_fit_fail_naming_the_key():
     _, problems = check(shape, {**train, "per_device_batch": 8}, prompt_tokens=prompt)
     assert len(problems) == 1
     assert "config key 'train.per_device_batch': 8 sequences" in problems[0]
-    assert "lower train.per_device_batch to 1" in problems[0]
+    assert "lower train.per_device_batch to 2" in problems[0]
     assert "train.memory_margin x train.gpu_memory_gib = 0.9 x 80 = 72.0 GiB" in problems[0]
     # a 128K prompt without gradient checkpointing: not even one sequence fits
     _, problems = check(shape, {**train, "per_device_batch": 1, "gradient_checkpointing": False}, prompt_tokens=131_072)
@@ -72,6 +72,7 @@ def test_settings_that_cannot_fit_fail_naming_the_key():
 def test_a_shape_past_the_margin_fails_though_it_fits_the_device():
     """95 % full fits 80 GiB on paper but not the 90 % margin: refused, naming the key (and the margin is a key)."""
     train, prompt = _train()
+    train = {**train, "vllm_sleep_mode": False}  # vLLM's 30 % of the smaller device still holds the policy
     shape = ModelShape.from_config(QWEN25_7B)
     est, _ = check(shape, train, prompt_tokens=prompt)
     gib = est["total"] / 0.95  # a device on which this estimate is 95 % full
@@ -79,6 +80,22 @@ def test_a_shape_past_the_margin_fails_though_it_fits_the_device():
     assert len(problems) == 1 and "config key 'train.per_device_batch': 1 sequences" in problems[0]
     assert "not even one sequence fits" in problems[0]  # batch 1 is the smallest: the hint names other keys
     assert check(shape, {**train, "gpu_memory_gib": gib, "memory_margin": 0.96}, prompt_tokens=prompt)[1] == []
+
+
+def test_sleeping_vllm_is_counted_by_phase_and_must_hold_one_sequence():
+    """train.vllm_sleep_mode: vLLM's share and the backward's activations never coexist, so the peak is the larger
+    phase; awake, they add up. vLLM's share below the policy plus one sequence's KV cache fails naming its key."""
+    train, prompt = _train()
+    shape = ModelShape.from_config(QWEN25_7B)
+    est, problems = check(shape, train, prompt_tokens=prompt)
+    awake, _ = check(shape, {**train, "vllm_sleep_mode": False}, prompt_tokens=prompt)
+    training = sum(v for k, v in est.items() if k not in ("vllm", "total"))
+    generation = sum(est[k] for k in ("weights", "gradients", "optimizer", "reference", "overhead")) + est["vllm"]
+    assert problems == [] and est["total"] == pytest.approx(max(training, generation))
+    assert awake["total"] == pytest.approx(training + est["vllm"]) and awake["total"] > est["total"] + 20
+    _, problems = check(shape, {**train, "vllm_gpu_memory_utilization": 0.18}, prompt_tokens=prompt)
+    assert len(problems) == 1 and problems[0].startswith("config key 'train.vllm_gpu_memory_utilization'")
+    assert "less than one 26624-token sequence needs" in problems[0]
 
 
 def test_estimate_follows_zero_stage_and_batch():

@@ -19,6 +19,9 @@ def test_lint_clean():
     assert "Congratulations" in out.stdout + out.stderr
 
 
+TINY = ["config.yaml", "profiles/local/config.tiny.yaml"]
+
+
 def job_counts(text: str) -> dict[str, int]:
     """The 'Job stats' table of a dry run as {rule: count}."""
     lines = text.split("Job stats:", 1)[1].splitlines()
@@ -288,6 +291,28 @@ def test_make_runs_end_with_their_html_report():
         )
     out = subprocess.run(["make", "-n", "-o", ".venv/.installed", "report"], cwd=ROOT, capture_output=True, text=True)
     assert "$(cat results/run_args.txt 2>/dev/null || echo --profile profiles/local) --report" in out.stdout
+
+
+@pytest.mark.slow
+def test_tiny_dag_dry_run_shows_the_reruns_behind_the_gates(tiny_dag, tmp_path):
+    """The input check gates every GPU job and sits upstream of the filter's checkpoint: if a config change reran
+    it, `snakemake -n` would show it alone and defer every job behind the checkpoint. It reruns only for the keys
+    it reads, so a fill change shows the fill, KeyChain and training reruns; a scheduling key reruns no gate."""
+    work = shutil.copytree(tiny_dag, tmp_path / "copy", symlinks=True)
+    (work / "fill.yaml").write_text("fill: {placement: fixed_shuffle}\ntrain: {job_runtime: 72h}\n")
+    out = snakemake("-n", "--profile", "profiles/local", "--configfile", *TINY, "fill.yaml", cwd=work)
+    counts = job_counts(out.stdout + out.stderr)
+    assert "check_inputs" not in counts and "memory_preflight" not in counts, counts
+    assert counts["fill_context"] == 12 and counts["insert_keychain"] == 6 and counts["train_stage"] == 3, counts
+
+
+def test_gates_read_the_keys_their_jobs_depend_on():
+    """The preflight's params are exactly the train keys loongrl.train.memory reads."""
+    src = (ROOT / "workflow/loongrl/train/memory.py").read_text()
+    read = set(re.findall(r'train\["([a-z_]+)"\]', src)) | set(re.findall(r'train\.get\("([a-z_]+)"', src))
+    smk = (ROOT / "workflow/rules/helpers/train.smk").read_text()
+    keys = set(re.findall(r'^    "([a-z_0-9]+)",$', smk.split("PREFLIGHT_KEYS = (", 1)[1].split(")", 1)[0], re.M))
+    assert read == keys, (read - keys, keys - read)
 
 
 @pytest.mark.slow

@@ -330,8 +330,14 @@ def check_train(job: Job, models: Models) -> list[Verdict]:
             "max_num_seqs": cfg.per_device_train_batch_size * cfg.vllm_tensor_parallel_size * cfg.steps_per_generation,
             "max_num_batched_tokens": 4096,
             "seed": 0,
+            "enable_sleep_mode": cfg.vllm_enable_sleep_mode,
         }
-        v = vllm_verdict(job.label, kw, note="TRL colocate")
+        # vLLM refuses sleep mode off CUDA/ROCm/XPU (vllm/config/model.py:655-657); the job's platform has it, so
+        # only that probe is answered as the GPU would, as transformers' bf16 probe is for TRL's config
+        from vllm.platforms import current_platform
+
+        with mock.patch.object(type(current_platform), "is_sleep_mode_available", lambda self: True):
+            v = vllm_verdict(job.label, kw, note="TRL colocate" + (", sleep mode" if kw["enable_sleep_mode"] else ""))
         out.append(Verdict(v.job, "vllm (TRL)", v.ok, v.message))
     return out
 

@@ -17,9 +17,7 @@ rule check_inputs:
         math=lambda wc, input: [
             f"{t}={p}" for t, p in zip(["dapo_math", "math_choice"], input.math)
         ],
-        cfg=as_json(
-            {k: config[k] for k in ("split", "mixture", "retrieval", "fill", "filter")}
-        ),
+        cfg=as_json(check_inputs_config()),
     shell:
         "python -m loongrl.data.check_inputs --raw {params.raw:q} --math {params.math:q} --books-dir {input.books:q} "
         "--tokenizer {input.tokenizer:q} --config {params.cfg:q} --output {output:q} > {log:q} 2>&1"

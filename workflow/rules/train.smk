@@ -13,7 +13,8 @@ rule memory_preflight:
     conda:
         "../../envs/train.yaml"
     params:
-        cfg=as_json(TRAIN),
+        # only the keys the estimate reads: a scheduling key (job_runtime, retries) must not rerun the gate
+        cfg=as_json({k: TRAIN.get(k) for k in PREFLIGHT_KEYS}),
         prompt_tokens=config["mixture"]["max_prompt_tokens"],
     shell:
         "python -m loongrl.train.memory --model {input.model:q} --params {params.cfg:q} "

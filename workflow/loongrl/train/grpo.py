@@ -102,6 +102,9 @@ def grpo_kwargs(
         "use_vllm": gpu and train["generation"] == "vllm",
         "vllm_mode": train["vllm_mode"],
         "vllm_gpu_memory_utilization": train["vllm_gpu_memory_utilization"],
+        # level-2 sleep after every generation: vLLM's share is free during the backward
+        # (trl/generation/vllm_generation.py:750-752; weights re-synced on wake, :589)
+        "vllm_enable_sleep_mode": train["vllm_sleep_mode"],
         # GRPO as in the paper's Eq. 1 and verl: no correction for the rollout engine's sampling distribution.
         # TRL 1.16 turns it on by default (trl/trainer/grpo_config.py:925, mode sequence_mask), with vLLM's
         # top-p-renormalised log-probs against the trainer's full-vocabulary ones, so a long completion's ratio is
@@ -363,6 +366,89 @@ def epoch_ordered(trainer_cls: type) -> type:
     return EpochOrderedTrainer
 
 
+def pad_columns(attention_mask, logits_to_keep: int) -> tuple[int, int]:
+    """(leading, trailing) columns of a micro-batch that every row pads: TRL left-pads prompts and right-pads
+    completions to the longest of the rank's whole generation batch (trl/trainer/grpo_trainer.py:2443-2461), so a
+    micro-batch of short rows carries the long rows' width. The completion region (the last ``logits_to_keep``
+    columns) keeps at least one column and is never cut from the left."""
+    used = attention_mask.any(dim=0).nonzero()
+    width = attention_mask.size(1)
+    if used.numel() == 0:
+        return 0, 0
+    leading = min(int(used[0]), width - logits_to_keep)
+    trailing = min(width - 1 - int(used[-1]), logits_to_keep - 1)
+    return leading, trailing
+
+
+def padding_trimmed(trainer_cls: type) -> type:
+    """``trainer_cls`` (TRL's GRPOTrainer) computing each micro-batch only over the columns some row uses.
+
+    Every log-prob pass (the training forward + backward, the reference model's and the old policy's) goes through
+    ``_get_per_token_logps_and_entropies`` in chunks of the micro-batch (grpo_trainer.py:1419-1500); here each chunk
+    drops its all-pad leading prompt columns and trailing completion columns before the model sees it, and the
+    outputs are padded back (zeros at positions the loss masks). The tokens a row attends to and their relative
+    positions are unchanged (RoPE), so the loss and its gradient are the same up to rounding, at the cost of the
+    real tokens: with ``per_device_batch: 1`` no padding is computed at all. The share of padded tokens actually
+    computed is logged per step as ``padding/computed_share`` (1.0 = everything padded was computed).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    class PaddingTrimmedTrainer(trainer_cls):
+        def _get_per_token_logps_and_entropies(
+            self,
+            model,
+            input_ids,
+            attention_mask,
+            logits_to_keep,
+            batch_size=None,
+            compute_entropy=False,
+            compute_aux_loss=False,
+            **multimodal,
+        ):
+            if any(v is not None for v in multimodal.values()):
+                return super()._get_per_token_logps_and_entropies(
+                    model,
+                    input_ids,
+                    attention_mask,
+                    logits_to_keep,
+                    batch_size,
+                    compute_entropy=compute_entropy,
+                    compute_aux_loss=compute_aux_loss,
+                    **multimodal,
+                )
+            batch_size = batch_size or input_ids.size(0)
+            logps, entropies, aux, kept = [], [], [], 0
+            for start in range(0, input_ids.size(0), batch_size):
+                ids, mask = input_ids[start : start + batch_size], attention_mask[start : start + batch_size]
+                lead, trail = pad_columns(mask, logits_to_keep)
+                end = ids.size(1) - trail
+                lp, ent, aux_loss = super()._get_per_token_logps_and_entropies(
+                    model,
+                    ids[:, lead:end],
+                    mask[:, lead:end],
+                    logits_to_keep - trail,
+                    ids.size(0),
+                    compute_entropy=compute_entropy,
+                    compute_aux_loss=compute_aux_loss,
+                )
+                kept += ids.size(0) * (end - lead)
+                logps.append(F.pad(lp, (0, trail)))
+                if ent is not None:
+                    entropies.append(F.pad(ent, (0, trail)))
+                if aux_loss is not None:
+                    aux.append(aux_loss)
+            if model.training:
+                self._metrics["train"]["padding/computed_share"].append(kept / input_ids.numel())
+            return (
+                torch.cat(logps),
+                torch.cat(entropies) if compute_entropy else None,
+                torch.stack(aux).mean() if aux else None,
+            )
+
+    return PaddingTrimmedTrainer
+
+
 def metrics_callback(path: Path, monitor: HackMonitor | None = None):
     """A TrainerCallback appending every logged step's metrics to a JSONL file (flushed per line).
 
@@ -598,7 +684,7 @@ def run_stage(
             rules = RewardRules.from_config(train["reward"])
             monitor = HackMonitor(rules)
             reward_funcs = make_reward_fns(rules, monitor)
-        trainer = epoch_ordered(GRPOTrainer)(
+        trainer = padding_trimmed(epoch_ordered(GRPOTrainer))(
             model=str(model_path),
             reward_funcs=reward_funcs,
             args=args,

@@ -20,7 +20,10 @@ ZeRO-3 (bf16, fp32 master weights) holds at the peak of a training micro-step:
   it, every layer in full;
 * attention beyond that: none for flash attention; sdpa's boolean padding mask (b·s² bytes); eager's scores for the
   layer being recomputed (b·heads·s² in fp32 + bf16);
-* vLLM's colocated share (``vllm_gpu_memory_utilization`` of the device) and a fixed framework overhead.
+* vLLM's colocated share (``vllm_gpu_memory_utilization`` of the device) and a fixed framework overhead; with
+  ``train.vllm_sleep_mode`` the engine sleeps through the backward, and the peak is the larger of the training
+  phase (without vLLM) and the generation phase (the ZeRO-3 states beside vLLM). vLLM's share must also hold the
+  whole policy and one sequence's KV cache.
 
 It is an estimate, meant to catch settings that cannot fit (8 sequences of 26K tokens per device), not to shave
 the last GiB: it must stay within ``train.memory_margin`` (default 90 %) of ``train.gpu_memory_gib``, the rest
@@ -128,6 +131,7 @@ def estimate(
     reference_model: bool = True,
     attention: str = "flash_attention_2",
     grad_bytes: int = 4,
+    vllm_sleeps: bool = False,
 ) -> dict[str, float]:
     """GiB per device for each part, and ``total``. ``grad_bytes``: the accumulated gradient partition's bytes per
     parameter (4: fp32, ``train.grad_accum_dtype``; 2: bf16, DeepSpeed's default for a bf16 model)."""
@@ -156,8 +160,35 @@ def estimate(
     out = {k: v / GIB for k, v in parts.items()}
     out["vllm"] = vllm_fraction * gpu_gib
     out["overhead"] = OVERHEAD_GIB
-    out["total"] = sum(out.values())
+    if vllm_sleeps:
+        # TRL puts the colocated engine to sleep at level 2 after each generation (weights and KV cache released,
+        # trl/generation/vllm_generation.py:750-752) and wakes it for the next (:704, weights re-synced at :589):
+        # vLLM's share and the backward's activations are never resident together. The generation phase holds
+        # the ZeRO-3 states, the engine and the overhead.
+        states = ("weights", "gradients", "optimizer", "reference", "overhead")
+        training = sum(v for k, v in out.items() if k != "vllm")
+        generation = sum(out[k] for k in states) + out["vllm"]
+        out["total"] = max(training, generation)
+    else:
+        out["total"] = sum(out.values())
     return out
+
+
+def vllm_kv_problem(shape: ModelShape, *, vllm_gib: float, sequence_tokens: int) -> str | None:
+    """The colocated engine (tensor parallel 1) holds the whole bf16 policy; what is left of its share is KV cache,
+    which must hold one sequence of the longest prompt + completion or vLLM refuses to start."""
+    head_dim = shape.hidden // shape.heads
+    kv_per_token = 2 * shape.layers * shape.kv_heads * head_dim * 2
+    weights = 2 * shape.params / GIB
+    kv_gib = vllm_gib - weights
+    need = kv_per_token * sequence_tokens / GIB
+    if kv_gib >= need:
+        return None
+    return (
+        f"config key 'train.vllm_gpu_memory_utilization': vLLM's {vllm_gib:.1f} GiB hold the {weights:.1f} GiB policy "
+        f"and {max(kv_gib, 0):.1f} GiB of KV cache, less than one {sequence_tokens}-token sequence needs "
+        f"({need:.1f} GiB)"
+    )
 
 
 def checkpoint_gib(shape: ModelShape) -> float:
@@ -201,11 +232,17 @@ def check(
         "reference_model": train["beta"] > 0,
         "attention": train["attn_implementation"],
         "grad_bytes": 4 if train.get("grad_accum_dtype", "fp32") == "fp32" else 2,
+        "vllm_sleeps": bool(train.get("vllm_sleep_mode")),
     }
     est = estimate(shape, per_device_batch=train["per_device_batch"], gpu_gib=gpu_gib, **kwargs)
     margin = train.get("memory_margin", MEMORY_MARGIN)
     limit = margin * gpu_gib
     problems = []
+    if kwargs["vllm_fraction"]:
+        kv = vllm_kv_problem(
+            shape, vllm_gib=est["vllm"], sequence_tokens=prompt_tokens + train["max_completion_length"]
+        )
+        problems += [kv] if kv else []
     if est["total"] > limit:
         per_rank = train["prompts_per_step"] * train["num_generations"] // max(1, kwargs["world_size"])
         fits = largest_batch(shape, gpu_gib, divides=per_rank, limit_gib=limit, **kwargs)

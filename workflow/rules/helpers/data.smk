@@ -155,3 +155,28 @@ def filter_shards(pattern):
             r += 1
 
     return files
+
+
+def check_inputs_config():
+    """Only the values the input check reads (loongrl.data.check_inputs): the job is the gate of every GPU job
+    and sits upstream of the filter's checkpoint, so rerunning it defers every job behind that checkpoint in a
+    dry run. A change to a key it does not read (fill.placement, mixture proportions of QA) must not rerun it,
+    or `snakemake -n` would show it alone and hide the real reruns."""
+    ret = config["retrieval"]
+    return {
+        "split": {
+            k: config["split"][k] for k in ("plain_questions", "keychain_questions")
+        },
+        "mixture": {
+            "counts": {
+                t: config["mixture"]["counts"][t] for t in ("dapo_math", "math_choice")
+            }
+        },
+        "retrieval": {
+            "multikey": {"examples": ret["multikey"]["examples"]},
+            "multivalue": {"examples": ret["multivalue"]["examples"]},
+            "length": ret.get("length"),
+        },
+        "fill": {"train_length": config["fill"]["train_length"]},
+        "filter": config["filter"],
+    }

@@ -1,3 +1,26 @@
+# The train keys the memory preflight reads (loongrl.train.memory.check and main): its job's params, so that a
+# change to any other key does not rerun the gate in front of every training stage.
+PREFLIGHT_KEYS = (
+    "attn_implementation",
+    "beta",
+    "generation",
+    "gpu_memory_gib",
+    "gpus",
+    "grad_accum_dtype",
+    "gradient_checkpointing",
+    "max_completion_length",
+    "memory_margin",
+    "nodes",
+    "num_generations",
+    "per_device_batch",
+    "prompts_per_step",
+    "save_total_limit",
+    "vllm_gpu_memory_utilization",
+    "vllm_mode",
+    "vllm_sleep_mode",
+)
+
+
 # Training half: one GRPO job per stage in train.stages, and the stage-II selection between stage I and II.
 import os
 
