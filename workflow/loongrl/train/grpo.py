@@ -401,18 +401,20 @@ def padding_trimmed(trainer_cls: type) -> type:
             input_ids,
             attention_mask,
             logits_to_keep,
+            *,
             batch_size=None,
             compute_entropy=False,
             compute_aux_loss=False,
             **multimodal,
         ):
+            # TRL passes the first four by position and the rest by keyword (grpo_trainer.py:2646-2652, 3030-3036)
             if any(v is not None for v in multimodal.values()):
                 return super()._get_per_token_logps_and_entropies(
                     model,
                     input_ids,
                     attention_mask,
                     logits_to_keep,
-                    batch_size,
+                    batch_size=batch_size,
                     compute_entropy=compute_entropy,
                     compute_aux_loss=compute_aux_loss,
                     **multimodal,
@@ -428,7 +430,7 @@ def padding_trimmed(trainer_cls: type) -> type:
                     ids[:, lead:end],
                     mask[:, lead:end],
                     logits_to_keep - trail,
-                    ids.size(0),
+                    batch_size=ids.size(0),
                     compute_entropy=compute_entropy,
                     compute_aux_loss=compute_aux_loss,
                 )
