@@ -161,3 +161,54 @@ def test_cli_writes_a_report_or_fails(tmp_path, tiny_model_dir):
                 str(tmp_path / "x.json"),
             ]
         )
+
+
+def test_stage_hours_from_the_mixture_and_the_assumed_throughput(tmp_path, caplog):
+    """The preflight sizes each stage from its mixture (rows, mean prompt tokens; `steps: epoch` as full batches,
+    stage II by stage I's mixture) and the two throughput assumptions, and warns, naming the keys, when a stage
+    cannot finish within job_runtime x (job_retries + 1)."""
+    from conftest import write_choice_mixture
+    from loongrl.train.memory import schedule, step_hours
+
+    train, _ = _train()
+    shape = ModelShape.from_config(QWEN25_7B)
+    short, long = step_hours(shape, train, mean_prompt_tokens=1000), step_hours(shape, train, mean_prompt_tokens=20000)
+    assert long["training_h"] > 5 * short["training_h"] and long["generation_h"] == short["generation_h"]
+    twice = step_hours(
+        shape, {**train, "assumed_train_tflops": 2 * train["assumed_train_tflops"]}, mean_prompt_tokens=1000
+    )
+    assert twice["training_h"] == pytest.approx(short["training_h"] / 2)
+    mixtures = {
+        "warmup": {"rows": 13524, "mean_prompt_tokens": 9000.0},
+        "stage1": {"rows": 21024, "mean_prompt_tokens": 12300.0},
+    }
+    plan, warnings = schedule(shape, train, mixtures)
+    assert plan["stages"]["warmup"]["steps"] == 13524 // 512 == 26  # one epoch: full batches only
+    assert plan["stages"]["stage2"]["step_h"] == plan["stages"]["stage1"]["step_h"]
+    assert warnings == [] and plan["budget_h"] == 48 * (train["job_retries"] + 1)
+    _, warnings = schedule(shape, {**train, "job_retries": 0}, mixtures)
+    assert warnings and "raise config key 'train.job_retries' or 'train.job_runtime'" in warnings[0]
+    assert "train.job_runtime x (train.job_retries + 1) = 48h x 1 = 48 h" in warnings[0]
+    # the CLI reads the mixtures' real prompt lengths and writes the plan
+    mix = tmp_path / "stage1.parquet"
+    write_choice_mixture(mix, n=8)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m/config.json").write_text(json.dumps(QWEN25_7B))
+    tiny = {**train, "prompts_per_step": 4, "stages": {"stage1": {"steps": "epoch", "data": "stage1", "init": "base"}}}
+    main(
+        [
+            "--model",
+            str(tmp_path / "m"),
+            "--params",
+            json.dumps(tiny),
+            "--prompt-tokens",
+            "22528",
+            "--mixture",
+            f"stage1={mix}",
+            "--output",
+            str(tmp_path / "out.json"),
+        ]
+    )
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["mixtures"]["stage1"] == {"rows": 8, "mean_prompt_tokens": 20.0}
+    assert report["schedule"]["stages"]["stage1"]["steps"] == 2 and report["schedule_warnings"] == []

@@ -297,12 +297,12 @@ def test_make_runs_end_with_their_html_report():
 def test_tiny_dag_dry_run_shows_the_reruns_behind_the_gates(tiny_dag, tmp_path):
     """The input check gates every GPU job and sits upstream of the filter's checkpoint: if a config change reran
     it, `snakemake -n` would show it alone and defer every job behind the checkpoint. It reruns only for the keys
-    it reads, so a fill change shows the fill, KeyChain and training reruns; a scheduling key reruns no gate."""
+    it reads, so a fill change shows the fill, KeyChain and training reruns."""
     work = shutil.copytree(tiny_dag, tmp_path / "copy", symlinks=True)
-    (work / "fill.yaml").write_text("fill: {placement: fixed_shuffle}\ntrain: {job_runtime: 72h}\n")
+    (work / "fill.yaml").write_text("fill: {placement: fixed_shuffle}\n")
     out = snakemake("-n", "--profile", "profiles/local", "--configfile", *TINY, "fill.yaml", cwd=work)
     counts = job_counts(out.stdout + out.stderr)
-    assert "check_inputs" not in counts and "memory_preflight" not in counts, counts
+    assert "check_inputs" not in counts, counts
     assert counts["fill_context"] == 12 and counts["insert_keychain"] == 6 and counts["train_stage"] == 3, counts
 
 

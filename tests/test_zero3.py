@@ -79,6 +79,7 @@ def test_train_stage_rule_on_two_processes(deepspeed_ok, tiny_model_dir, tmp_pat
     )
     shutil.copytree(tiny_model_dir, work / "resources/models/tiny-qwen2")
     write_choice_mixture(work / "results/mixture/warmup.parquet")
+    write_choice_mixture(work / "results/mixture/stage1.parquet")  # the preflight sizes every stage by its mixture
     (work / "results/mixture/warmup.card.json").write_text("{}\n")
     overlay = work / "two.yaml"
     overlay.write_text(

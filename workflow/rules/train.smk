@@ -4,6 +4,7 @@ include: "helpers/train.smk"
 rule memory_preflight:
     input:
         model=model_dir("policy"),
+        mixtures=expand("results/mixture/{stage}.parquet", stage=STAGES),
         code=stage_code("loongrl.train.memory"),
     output:
         "results/train/memory_preflight.json",
@@ -13,12 +14,13 @@ rule memory_preflight:
     conda:
         "../../envs/train.yaml"
     params:
-        # only the keys the estimate reads: a scheduling key (job_runtime, retries) must not rerun the gate
+        # only the keys the preflight reads: another key must not rerun the gate
         cfg=as_json({k: TRAIN.get(k) for k in PREFLIGHT_KEYS}),
         prompt_tokens=config["mixture"]["max_prompt_tokens"],
+        mixtures=lambda wc, input: [f"{s}={p}" for s, p in zip(STAGES, input.mixtures)],
     shell:
         "python -m loongrl.train.memory --model {input.model:q} --params {params.cfg:q} "
-        "--prompt-tokens {params.prompt_tokens:q} --output {output:q} > {log:q} 2>&1"
+        "--prompt-tokens {params.prompt_tokens:q} --mixture {params.mixtures:q} --output {output:q} > {log:q} 2>&1"
 
 
 rule train_stage:

@@ -262,17 +262,88 @@ def check(
     return est, problems
 
 
+RUNTIME_UNITS_H = {"s": 1 / 3600, "m": 1 / 60, "h": 1.0, "d": 24.0}
+
+
+def step_hours(shape: ModelShape, train: dict[str, Any], *, mean_prompt_tokens: float) -> dict[str, float]:
+    """Hours of one optimizer step from two stated throughput assumptions (``train.assumed_train_tflops``: effective
+    bf16 TFLOP/s per GPU of the training passes; ``train.assumed_decode_tokens_per_s``: vLLM's decode tokens/s per
+    GPU), for prompts of the stage mixture's mean length and a full completion on every sample (an upper bound on
+    the completion side).
+
+    Training, per token: 6 N for forward and backward plus 2 N for gradient checkpointing's recomputed forward, 2 N
+    for the reference model's forward when beta > 0, and causal attention's 2 L h s per forward (s: the sequence
+    length; forward, backward and recompute: 4 of them). Generation: one prefill per prompt (vLLM's prefix caching
+    serves the G samples) and G x completion decoded tokens per prompt. Padding is not computed (padding_trimmed).
+    """
+    n = shape.params - shape.embedding  # the input embedding is a lookup, not a matmul
+    s = mean_prompt_tokens + train["max_completion_length"]
+    seqs = train["prompts_per_step"] * train["num_generations"]
+    gpus = max(1, train["gpus"]) * train["nodes"]
+    attn = 2 * shape.layers * shape.hidden * s
+    per_token = (8 if train["gradient_checkpointing"] else 6) * n + 4 * attn
+    if train["beta"] > 0:
+        per_token += 2 * n + attn
+    prefill = train["prompts_per_step"] * mean_prompt_tokens * (2 * n + attn)
+    flops = seqs * s * per_token + prefill
+    train_h = flops / (gpus * train["assumed_train_tflops"] * 1e12) / 3600
+    decode = seqs * train["max_completion_length"]
+    decode_h = decode / (gpus * train["assumed_decode_tokens_per_s"]) / 3600
+    return {"training_h": train_h, "generation_h": decode_h, "step_h": train_h + decode_h}
+
+
+def schedule(
+    shape: ModelShape, train: dict[str, Any], mixtures: dict[str, dict[str, float]]
+) -> tuple[dict[str, Any], list[str]]:
+    """Each stage's estimated hours (``step_hours`` on its mixture's mean prompt length; stage II on stage I's, whose
+    subset it is; ``steps: epoch`` as the mixture's full batches) against what its jobs may run: ``job_runtime`` x
+    (``job_retries`` + 1), since a stage killed at its limit resumes in the next retry. A stage over it is a
+    warning: the throughputs are assumptions (``make gpu-smoke`` measures the training half on a GPU)."""
+    val, unit = int(train["job_runtime"][:-1]), train["job_runtime"][-1]
+    budget = val * RUNTIME_UNITS_H[unit] * (train["job_retries"] + 1)
+    stages, warnings = {}, []
+    for name, st in train["stages"].items():
+        mix = mixtures.get("stage1" if st["data"] == "stage2" else st["data"])
+        if mix is None:
+            stages[name] = None
+            continue
+        steps = st["steps"] if isinstance(st["steps"], int) else int(mix["rows"] // train["prompts_per_step"])
+        step = step_hours(shape, train, mean_prompt_tokens=mix["mean_prompt_tokens"])
+        hours = steps * step["step_h"]
+        stages[name] = {"steps": steps, "step_h": round(step["step_h"], 3), "hours": round(hours, 1)}
+        if hours > budget:
+            warnings.append(
+                f"stage {name}: {steps} steps need ~{hours:.0f} h at ~{step['step_h']:.2f} h a step (assumed "
+                f"train.assumed_train_tflops = {train['assumed_train_tflops']}, train.assumed_decode_tokens_per_s = "
+                f"{train['assumed_decode_tokens_per_s']}), more than train.job_runtime x (train.job_retries + 1) = "
+                f"{train['job_runtime']} x {train['job_retries'] + 1} = {budget:.0f} h: raise config key "
+                "'train.job_retries' or 'train.job_runtime', or add GPUs (train.nodes)"
+            )
+    return {"budget_h": budget, "stages": stages}, warnings
+
+
+def mixture_stats(path: Path) -> dict[str, float]:
+    """Rows and mean prompt tokens of a mixture parquet (its ``prompt_tokens`` column)."""
+    import pyarrow.parquet as pq
+
+    tokens = pq.read_table(path, columns=["prompt_tokens"]).column("prompt_tokens").to_pylist()
+    return {"rows": len(tokens), "mean_prompt_tokens": sum(tokens) / max(1, len(tokens))}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m loongrl.train.memory", description=__doc__)
     ap.add_argument("--model", type=Path, required=True, help="the policy's HF folder (its config.json)")
     ap.add_argument("--params", required=True, help="JSON of the config's train section")
     ap.add_argument("--prompt-tokens", type=int, required=True, help="longest prompt (mixture.max_prompt_tokens)")
+    ap.add_argument("--mixture", nargs="*", default=[], metavar="STAGE=PATH", help="the mixtures the stages train on")
     ap.add_argument("--output", type=Path, required=True)
     args = ap.parse_args(argv)
     setup_logging()
     shape = ModelShape.from_config(json.loads((args.model / "config.json").read_text()))
     est, problems = check(shape, json.loads(args.params), prompt_tokens=args.prompt_tokens)
     train = json.loads(args.params)
+    mixtures = {k: mixture_stats(Path(v)) for k, v in (m.split("=", 1) for m in args.mixture)}
+    plan, late = schedule(shape, train, mixtures)
     ckpt = checkpoint_gib(shape)
     report = {
         "model": str(args.model),
@@ -282,12 +353,18 @@ def main(argv: list[str] | None = None) -> None:
         "checkpoint_gib": ckpt,
         # save_total_limit rotated checkpoints, plus the best one when a stage keeps it beyond them
         "checkpoints_on_disk_gib": ckpt * (train["save_total_limit"] + 1),
+        "mixtures": mixtures,
+        "schedule": plan,
+        "schedule_warnings": late,
     }
     if problems:
         raise SystemExit("memory preflight failed:\n  " + "\n  ".join(problems))
     write_json(report, args.output)
     log.info("memory preflight: ~%.1f GiB per GPU of %s: %s", est["total"], train["gpu_memory_gib"], est)
     log.info("one resumable checkpoint ~%.0f GiB; up to %d on disk", ckpt, train["save_total_limit"] + 1)
+    log.info("stages at the assumed throughput: %s; %.0f h per stage allowed", plan["stages"], plan["budget_h"])
+    for w in late:
+        log.warning("%s", w)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-# The train keys the memory preflight reads (loongrl.train.memory.check and main): its job's params, so that a
-# change to any other key does not rerun the gate in front of every training stage.
+# The train keys the memory preflight reads (loongrl.train.memory: the estimate and the stages' schedule): its
+# job's params, so that a change to any other key does not rerun the gate in front of every training stage.
 PREFLIGHT_KEYS = (
+    "assumed_decode_tokens_per_s",
+    "assumed_train_tflops",
     "attn_implementation",
     "beta",
     "generation",
@@ -8,6 +10,8 @@ PREFLIGHT_KEYS = (
     "gpus",
     "grad_accum_dtype",
     "gradient_checkpointing",
+    "job_retries",
+    "job_runtime",
     "max_completion_length",
     "memory_margin",
     "nodes",
@@ -15,6 +19,7 @@ PREFLIGHT_KEYS = (
     "per_device_batch",
     "prompts_per_step",
     "save_total_limit",
+    "stages",
     "vllm_gpu_memory_utilization",
     "vllm_mode",
     "vllm_sleep_mode",
