@@ -48,6 +48,13 @@ SAMPLES = ROOT / "data/samples"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "workflow"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
+def shipped_config() -> dict[str, Any]:
+    """config.yaml as shipped (the paper-scale defaults each check starts from and overrides)."""
+    import yaml
+
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
 def gpu_used_mib() -> int:
     """Used memory of every visible GPU (MiB, every process): nvidia-smi where it exists, otherwise torch's
     ``mem_get_info`` (works on ROCm, whose torch answers the same calls; it opens a context on each device)."""
@@ -130,12 +137,11 @@ def paper_step(out: Path, gpus: int, *, prompt_tokens: int, completion_tokens: i
     import importlib.util
 
     import torch
-    import yaml
     from loongrl.models import build_qwen25_tokenizer
     from loongrl.train.memory import ModelShape, check
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    train = yaml.safe_load((ROOT / "config.yaml").read_text())["train"]
+    train = shipped_config()["train"]
     train.update(
         prompts_per_step=gpus,
         save_steps=100,
@@ -542,7 +548,6 @@ def smoke_throughput(scale: SmokeScale, train: dict[str, Any], tok: Any, *, devi
 def smoke_resume(out: Path, device: str, *, steps: int = 6, save_steps: int = 2) -> dict[str, Any]:
     """Part 3: a 1-rank ZeRO-3 ``accelerate launch`` of ``loongrl.train.grpo`` on a tiny model: SIGKILL once a
     checkpoint is on disk, launch again, and the metrics' steps must run 1..steps with none lost or repeated."""
-    import yaml
     from loongrl.models import build_tiny_model
     from loongrl.procs import kill_tree
     from loongrl.train.grpo import last_checkpoint
@@ -550,7 +555,7 @@ def smoke_resume(out: Path, device: str, *, steps: int = 6, save_steps: int = 2)
     model = out / "tiny-qwen2"
     build_tiny_model(model, seed=0)
     data = build_inputs(out / "resume_data", model, questions=4, train_length=1024)
-    train = yaml.safe_load((ROOT / "config.yaml").read_text())["train"]
+    train = shipped_config()["train"]
     gpus = 1 if device == "cuda" else 0
     train.update(
         generation="transformers",
@@ -802,10 +807,9 @@ def smoke(out: Path, *, cpu: bool, wheels: Path) -> dict[str, Any]:
     if not cpu and not torch.cuda.is_available():
         raise SystemExit("gpu-smoke needs a CUDA device (torch.cuda.is_available() is False); --cpu runs the miniature")
     import transformers
-    import yaml
 
     device, scale = ("cpu", CPU_SCALE) if cpu else ("cuda", GPU_SCALE)
-    train = yaml.safe_load((ROOT / "config.yaml").read_text())["train"]
+    train = shipped_config()["train"]
     report: dict[str, Any] = {
         "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu (miniature shape)",
         "torch": torch.__version__,
@@ -929,9 +933,8 @@ def main() -> None:
     report["filter"] = stage
 
     # 2. one GRPO stage: accelerate + ZeRO-3 + bf16 + vLLM colocate
-    import yaml
 
-    train = yaml.safe_load((ROOT / "config.yaml").read_text())["train"]
+    train = shipped_config()["train"]
     train.update(
         num_generations=4,
         prompts_per_step=gpus,

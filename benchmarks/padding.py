@@ -116,13 +116,12 @@ def step_time(*, prompt: int = 256, factor: int = 8, completion: int = 64, repea
 
     import gpu_check
     import torch
-    import yaml
     from loongrl.models import build_qwen25_tokenizer
     from loongrl.train.grpo import padding_trimmed
     from trl import GRPOTrainer
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    train = yaml.safe_load((ROOT / "config.yaml").read_text())["train"]
+    train = gpu_check.shipped_config()["train"]
     shape = gpu_check.CPU_SCALE.shape
     pad = (prompt * (factor - 1), 0)
     out: dict[str, Any] = {"prompt": prompt, "padded_to": prompt * factor, "completion": completion}
@@ -162,9 +161,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "results/bench/padding.json")
     ap.add_argument("--steps", type=int, default=20, help="simulated optimizer steps per row of the dry count")
     args = ap.parse_args()
-    import yaml
+    import gpu_check
 
-    counts = yaml.safe_load((ROOT / "config.yaml").read_text())["mixture"]["counts"]
+    counts = gpu_check.shipped_config()["mixture"]["counts"]
     rows = dry_count(counts, steps=args.steps)
     print("| completions | per_device_batch | real / TRL-padded | trimmed / TRL-padded | real / trimmed |")
     print("|---|---|---|---|---|")

@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +91,7 @@ def landing_rst(
         lines.append("**Trained:** nothing (evaluation only).")
     lines.append("")
     for stage, rows in mixtures.items():
-        counts: dict[str, int] = {}
-        for r in rows:
-            counts[r["data_source"]] = counts.get(r["data_source"], 0) + 1
+        counts = Counter(r["data_source"] for r in rows)
         parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         lines += [f"- mixture ``{stage}``: {len(rows)} rows ({parts or 'empty'})"]
     benchmarks = sorted({cell.split(".")[0] for cells in by_model.values() for cell in cells})
