@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install vllm-env demo demo-tiny effect demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory bench-accumulation bench-padding gpu-check gpu-smoke gpu-smoke-wheels engine-check dryrun-slurm report clean
+.PHONY: install vllm-env demo demo-tiny effect demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory bench-accumulation bench-padding gpu-check gpu-smoke gpu-smoke-wheels engine-check paper-mini dryrun-slurm report clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,8 @@ NANO := config.yaml profiles/local/config.tiny.yaml profiles/nano/config.nano.ya
 RUN_ARGS = results/run_args.txt
 define run_and_report
 	@mkdir -p results && echo '$(1)' > $(RUN_ARGS)
-	snakemake $(1)
-	snakemake $(1) --report results/report.html
+	$(2)snakemake $(1)
+	$(2)snakemake $(1) --report results/report.html
 	@echo "HTML report: results/report.html"
 endef
 
@@ -140,6 +140,12 @@ engine-check: install vllm-env
 	  PYTHONPATH=workflow $(VLLM_VENV)/bin/python -m loongrl.enginecheck results/engine_check/$$name.dryrun.txt \
 	    --output results/engine_check/$$name.md; \
 	done
+
+# The paper run scaled by 1/16, executed on CPU (profiles/paper-mini): vLLM for the filter, the stage-II rollouts and
+# every evaluate cell (below, at and past native length; instruct and reasoning kinds), 2-process ZeRO-3 for the
+# three GRPO stages. Runs in the vLLM environment, which holds both engines.
+paper-mini: vllm-env
+	$(call run_and_report,--profile profiles/paper-mini,PATH=$(abspath $(VLLM_VENV))/bin:$$PATH )
 
 dryrun-slurm: install
 	SLURM_ACCOUNT=$${SLURM_ACCOUNT:-myaccount} snakemake -n --profile profiles/slurm all

@@ -133,7 +133,7 @@ def test_scancel_is_reported_and_rerun_completes(cancelled_then_completed):
         for s in submissions(r["first"])
         if s["job"] in {j for j, _ in FINISHED.findall(r["first"])}
     }
-    assert ("build_tiny_model", "") in done_first
+    assert ("build_local_model", "") in done_first
     redone = done_first & {(s["rule"], s["wildcards"]) for s in submissions(r["second"])}
     assert not redone, f"finished jobs were submitted again: {redone}"
     assert any(s["rule"] == "filter_source" for s in submissions(r["second"]))
@@ -145,7 +145,7 @@ def test_every_nonlocal_rule_ran_as_a_slurm_job(cancelled_then_completed, cluste
     ran = {rule for _, rule in FINISHED.findall(r["first"] + r["second"])}
     assert ran - LOCAL_RULES <= {s["rule"] for s in subs}
     assert {
-        "build_tiny_model",
+        "build_local_model",
         "normalise_raw_qa",
         "filter_source",
         "split",

@@ -110,7 +110,7 @@ def test_slurm_profile_dry_run_paper_scale(tmp_path):
 def test_local_profile_dry_run(tmp_path):
     work = copy_project(tmp_path)
     counts = job_counts(snakemake("-n", "--profile", "profiles/local", cwd=work).stdout)
-    assert counts["build_tiny_model"] == 1 and "download_model" not in counts
+    assert counts["build_local_model"] == 1 and "download_model" not in counts
     assert counts["fill_context"] == 3 * 2 * 2 and counts["filter_source"] == 3 * 2 and counts["gather_filter"] == 3
     assert counts["evaluate"] == 2 * (1 + 2 + 2 + 2 + 3) and "download_longbench" not in counts
 

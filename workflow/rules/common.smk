@@ -1,4 +1,5 @@
 import json
+import re
 import os
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from loongrl.eval.registry import haystack_books  # noqa: E402
 from loongrl.eval.kinds import KINDS, kinds_in_use, model_kind  # noqa: E402
 from loongrl.data.filter_source import first_round  # noqa: E402
 from loongrl.data.released import CONFIGS as RELEASED_CONFIGS  # noqa: E402
-from loongrl.models import TINY_MODEL, WHEEL_MODELS, model_slug  # noqa: E402
+from loongrl.models import LOCAL_MODELS, WHEEL_MODELS, model_slug  # noqa: E402
 from loongrl.pipeline import validate_config  # noqa: E402
 from loongrl.sources import module_sources  # noqa: E402
 

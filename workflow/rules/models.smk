@@ -1,16 +1,18 @@
-rule build_tiny_model:
+rule build_local_model:
     input:
         code=stage_code("loongrl.models"),
     output:
-        directory(f"resources/models/{TINY_MODEL}"),
+        directory("resources/models/{lmodel}"),
     log:
-        f"logs/models/{TINY_MODEL}.log",
+        "logs/models/{lmodel}.log",
+    wildcard_constraints:
+        lmodel="|".join(re.escape(m) for m in LOCAL_MODELS),
     conda:
         "../../envs/data.yaml"
     params:
         seed=config["seed"],
     shell:
-        "python -m loongrl.models --name tiny-qwen2 --seed {params.seed:q} --out-dir {output:q} > {log:q} 2>&1"
+        "python -m loongrl.models --name {wildcards.lmodel:q} --seed {params.seed:q} --out-dir {output:q} > {log:q} 2>&1"
 
 
 rule build_wheel_model:
@@ -37,7 +39,8 @@ rule download_model:
     log:
         "logs/models/{model}.log",
     wildcard_constraints:
-        model=r"(?!(%s)$)[^/]+" % "|".join([TINY_MODEL, *WHEEL_MODELS]),
+        model=r"(?!(%s)$)[^/]+"
+        % "|".join(re.escape(m) for m in [*LOCAL_MODELS, *WHEEL_MODELS]),
     retries: 2
     localrule: True
     conda:
