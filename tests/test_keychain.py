@@ -243,3 +243,88 @@ def test_fidelity_table_ours_next_to_the_release(synthesized, qwen_tokenizer, tm
     assert (prof["pairs"], prof["hops"], prof["answer_in_context"]) == (64, 4, True)
     assert all(released.row_profile(r["user_prompt"], r["answers"], 0)["hops"] == 4 for r in ours["keychain"])
     assert mine.split("|")[6:8] == official.split("|")[6:8] == [" 64 ", " 4 "]  # pairs and hops alike
+
+
+# --- KeyChain over Book-RULER questions (the laptop source: SmolLM2 reads needles but cannot answer multi-hop QA) ---
+SENTENCE_PAIR = re.compile(r"The key ([0-9a-f-]{36}) leads to: ([0-9a-f-]{36}|What is [^?]*\?)\.")
+BOOK_NEEDLE = re.compile(r"One of the special magic numbers for ([0-9a-f-]{36}) is: (\d{7})\.")
+
+
+@pytest.fixture(scope="module")
+def book_haystack(qwen_tokenizer):
+    from conftest import SAMPLES
+    from loongrl.books import Haystack, load_books
+
+    return Haystack(load_books([SAMPLES / "gutenberg"]), qwen_tokenizer)
+
+
+def _follow(pairs: dict[str, str], start: str) -> tuple[list[str], str]:
+    """Walk key -> value from the start key until a value is not a key; the keys walked and where it ended."""
+    walked, cur = [start], pairs[start]
+    while cur in pairs:
+        walked.append(cur)
+        cur = pairs[cur]
+    return walked, cur
+
+
+@pytest.mark.parametrize(("fmt", "pattern"), [("json", PAIR), ("sentence", SENTENCE_PAIR)])
+@pytest.mark.parametrize(("hops", "chains"), [(1, 2), (4, 4)])
+def test_book_keychain_chains_lead_to_needle_questions(book_haystack, qwen_tokenizer, fmt, pattern, hops, chains):
+    from loongrl.data.keychain import build_book_keychain_rows
+
+    rows = build_book_keychain_rows(
+        book_haystack, qwen_tokenizer, examples=4, length=384, hops=hops, chains=chains, pair_format=fmt, seed=1
+    )
+    for r in rows:
+        text = r["user_prompt"]
+        pairs = dict(pattern.findall(text))
+        assert len(pairs) == r["n_pairs"] == hops * chains
+        needles = dict(BOOK_NEEDLE.findall(text))
+        assert len(needles) == chains and len(set(needles.values())) == chains  # a wrong chain: another number
+        walked, question = _follow(pairs, r["start_key"])
+        assert walked == r["chains"][0] and len(walked) == hops and question == r["question"]
+        (true_key,) = re.findall(r"for ([0-9a-f-]{36}) mentioned", question)
+        assert needles[true_key] == r["answers"][0]
+        for chain, q in zip(r["chains"][1:], r["distractor_questions"], strict=True):
+            assert _follow(pairs, chain[0]) == (chain, q)
+        (other_keys,) = [[k for k in needles if k != true_key]]
+        assert sorted(needles[k] for k in other_keys) == sorted(r["distractor_answers"])
+        assert f'starting from "{r["start_key"]}"' in text
+        assert r["prompt_tokens"] > 384
+    again = build_book_keychain_rows(
+        book_haystack, qwen_tokenizer, examples=4, length=384, hops=hops, chains=chains, pair_format=fmt, seed=1
+    )
+    assert again == rows  # same seed, same rows
+
+
+def test_book_keychain_rejects_unknown_pair_format_and_empty_chains(book_haystack, qwen_tokenizer):
+    from loongrl.data.keychain import build_book_keychain_rows, pair_text
+
+    with pytest.raises(ValueError, match="pair_format: 'yaml' is not one of"):
+        pair_text("a", "b", "yaml")
+    with pytest.raises(ValueError, match="hops >= 1 and chains >= 1"):
+        build_book_keychain_rows(book_haystack, qwen_tokenizer, examples=1, length=384, hops=0, chains=2, seed=0)
+
+
+def test_ladder_picks_the_variant_closest_to_the_paper_inside_the_band():
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from keychain_ladder import pick, score
+
+    v = [
+        {"pair_format": "json", "hops": 4, "chains": 4, "accuracy": 0.05},  # closest, but too hard: no signal
+        {"pair_format": "json", "hops": 2, "chains": 2, "accuracy": 0.30},
+        {"pair_format": "sentence", "hops": 4, "chains": 4, "accuracy": 0.40},
+        {"pair_format": "json", "hops": 1, "chains": 4, "accuracy": 0.70},
+    ]
+    assert pick(v) is v[1] and pick(v[:1]) is None
+    row = {"answers": ["1234567"], "distractor_answers": ["7654321"], "chains": [["k1", "k2"]]}
+    assert score(row, "k1 then k2: the number is 1234567, not 7654321") == {
+        "correct": 1.0,
+        "distractor": 0.0,
+        "names_chain": 1.0,
+    }
+    assert score(row, "It is 7654321.")["distractor"] == 1.0 and score(row, "none")["correct"] == 0.0

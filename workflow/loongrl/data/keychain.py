@@ -11,6 +11,12 @@ whitespace, or a line end that does not close a ``Passage N:`` label, so a pair 
 or a passage's label from its title. ``any_stopper`` is the official generator's rule: after any ``.``, ``?`` or
 newline.
 
+Question sources: multi-hop QA rows (``build_keychain_rows``, the paper's), or Book-RULER needles
+(``build_book_keychain_rows``): a book haystack holding one "special magic number" needle per chain, the true chain
+ending at one needle's question and every distractor chain at another's, so a wrong chain yields a plausible wrong
+number (the laptop model cannot answer multi-hop QA, but it can read a number: what is left to learn is the chain).
+Pairs are written as the paper's JSON pairs or as sentences (``PAIR_FORMATS``).
+
 Speed: insertion is one pass over the context (sorted cut points, one join); the finished prompts are tokenised once,
 in a single batched call, to record their length.
 """
@@ -28,10 +34,18 @@ from typing import Any
 
 import pyarrow as pa
 
+from loongrl.books import Haystack, insert_needles, seven_digit
 from loongrl.cli import add_synthesis_args, run, setup_logging
+from loongrl.data.retrieval import NEEDLE, QUESTION
 from loongrl.io import check_qa_rows, read_parquet, write_json, write_parquet
 from loongrl.models import load_tokenizer
-from loongrl.prompts import KEYCHAIN_TEMPLATE, chat_token_counts, messages, system_prompt, token_stats
+from loongrl.prompts import (
+    KEYCHAIN_TEMPLATE,
+    chat_token_counts,
+    messages,
+    system_prompt,
+    token_stats,
+)
 from loongrl.rng import example_rng
 from loongrl.schemas import QA_FIELDS, QA_SCHEMA
 
@@ -82,16 +96,24 @@ def make_chains(rng, n: int, length: int, key_format: str) -> list[list[str]]:
     return chains
 
 
-def pair_text(key: str, value: str) -> str:
-    """The official pair format: an f-string, not JSON-escaped."""
-    return '{"' + key + '": "' + value + '"}'
+PAIR_FORMATS = ("json", "sentence")
+MAX_SPAN_DRAWS = 100
 
 
-def chain_pairs(chains: list[list[str]], questions: list[str]) -> list[str]:
+def pair_text(key: str, value: str, pair_format: str = "json") -> str:
+    """The official pair format (``json``): an f-string, not JSON-escaped; or the same pair as a sentence."""
+    if pair_format == "json":
+        return '{"' + key + '": "' + value + '"}'
+    if pair_format == "sentence":
+        return f"The key {key} leads to: {value}"
+    raise ValueError(f"keychain pair_format: {pair_format!r} is not one of {PAIR_FORMATS}")
+
+
+def chain_pairs(chains: list[list[str]], questions: list[str], pair_format: str = "json") -> list[str]:
     pairs = []
     for chain, question in zip(chains, questions, strict=True):
-        pairs += [pair_text(a, b) for a, b in itertools.pairwise(chain)]
-        pairs.append(pair_text(chain[-1], question))
+        pairs += [pair_text(a, b, pair_format) for a, b in itertools.pairwise(chain)]
+        pairs.append(pair_text(chain[-1], question, pair_format))
     return pairs
 
 
@@ -188,6 +210,76 @@ def build_keychain_rows(
                 "n_pairs": len(pairs),
                 "length": length,
                 "pass_rate": row.get("pass_rate"),
+            }
+        )
+    for r, n in zip(out, chat_token_counts(tokenizer, [messages(r["user_prompt"], system) for r in out]), strict=True):
+        r["prompt_tokens"] = n
+    return out
+
+
+def build_book_keychain_rows(
+    haystack: Haystack,
+    tokenizer,
+    *,
+    examples: int,
+    length: int,
+    hops: int,
+    chains: int,
+    pair_format: str = "json",
+    quote_start_key: bool = True,
+    system: str | None = None,
+    seed: int,
+    insert_at: str = "sentence_end",
+) -> list[dict[str, Any]]:
+    """KeyChain over Book-RULER questions: ``chains`` needles ("One of the special magic numbers for <key> is:
+    <number>.") in a stretch of book, ``chains`` chains of ``hops`` UUID keys, chain 0 ending at the question of
+    needle 0, each other chain at another needle's question. The book text and its needles fill ``length`` tokens
+    (as a Book-RULER multi-key row of that length); the pairs come on top, and ``prompt_tokens`` counts the whole.
+    ``distractor_answers`` are the numbers a wrong chain leads to."""
+    if chains < 1 or hops < 1:
+        raise ValueError(f"keychain over books needs hops >= 1 and chains >= 1 (got hops={hops}, chains={chains})")
+    out = []
+    for i in range(examples):
+        rng = example_rng(seed, "keychain-books", i, length, hops, chains, pair_format)
+        needle_keys = [make_key(rng, "uuid4") for _ in range(chains)]
+        values: list[str] = []
+        while len(values) < chains:  # distinct numbers: a distractor chain must never lead to the true answer
+            v = seven_digit(rng)
+            if v not in values:
+                values.append(v)
+        needles = [NEEDLE.format(key=k, value=v) for k, v in zip(needle_keys, values, strict=True)]
+        questions = [QUESTION["multikey"].format(key=k) for k in needle_keys]
+        keys = make_chains(rng, chains, hops, "uuid4")
+        pairs = chain_pairs(keys, questions, pair_format)
+        # a stretch with room for every pair (at short lengths one long paragraph can leave too few sentence ends)
+        for _ in range(MAX_SPAN_DRAWS):
+            book, start, paras = haystack.span(rng, length)
+            hay = insert_needles(paras, needles, rng)
+            if len(insertion_points(hay, insert_at)) >= len(pairs):
+                break
+        else:
+            raise ValueError(
+                f"keychain over books: no stretch of {length} tokens in {MAX_SPAN_DRAWS} draws has {len(pairs)} "
+                "insertion points (raise the length or lower hops x chains)"
+            )
+        context = insert_pairs(hay, pairs, rng, insert_at)
+        out.append(
+            {
+                "id": f"keychain-books-{length}-h{hops}-c{chains}-{pair_format}-{i:06d}",
+                "dataset": "book_ruler",
+                "question": questions[0],
+                "answers": [values[0]],
+                "user_prompt": keychain_prompt(context, keys[0][0], quote_start_key),
+                "start_key": keys[0][0],
+                "chains": keys,
+                "distractor_questions": questions[1:],
+                "distractor_answers": values[1:],
+                "n_pairs": chains * hops,
+                "length": length,
+                "book": book,
+                "passage_start": start,
+                "passages": len(paras),
+                "pass_rate": None,
             }
         )
     for r, n in zip(out, chat_token_counts(tokenizer, [messages(r["user_prompt"], system) for r in out]), strict=True):
