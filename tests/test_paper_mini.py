@@ -218,7 +218,9 @@ def test_paper_mini_profile_is_an_overlay_of_config_yaml_scaled_by_16():
 
     for path in paths:
         want, got = get(base, path), get(mini, path)
-        if isinstance(want, list):
+        if path == ("fill", "lengths"):  # 4K and 8K / 16 hold no question's own documents (see the overlay)
+            assert got == [w // 16 for w in want if w >= 16384]
+        elif isinstance(want, list):
             assert got == [w // 16 for w in want], path
         else:
             assert got == want // 16, path
