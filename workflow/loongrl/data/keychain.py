@@ -34,7 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from loongrl.books import Haystack, insert_needles, seven_digit
+from loongrl.books import Haystack, distinct_seven_digit, insert_needles
 from loongrl.cli import add_synthesis_args, run, setup_logging
 from loongrl.data.retrieval import NEEDLE, QUESTION
 from loongrl.io import check_qa_rows, read_parquet, write_json, write_parquet
@@ -242,11 +242,7 @@ def build_book_keychain_rows(
     for i in range(examples):
         rng = example_rng(seed, "keychain-books", i, length, hops, chains, pair_format)
         needle_keys = [make_key(rng, "uuid4") for _ in range(chains)]
-        values: list[str] = []
-        while len(values) < chains:  # distinct numbers: a distractor chain must never lead to the true answer
-            v = seven_digit(rng)
-            if v not in values:
-                values.append(v)
+        values = distinct_seven_digit(rng, chains)  # a distractor chain never leads to the true answer
         needles = [NEEDLE.format(key=k, value=v) for k, v in zip(needle_keys, values, strict=True)]
         questions = [QUESTION["multikey"].format(key=k) for k in needle_keys]
         keys = make_chains(rng, chains, hops, "uuid4")

@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from loongrl.books import Haystack, insert_needles, load_books, seven_digit
+from loongrl.books import Haystack, distinct_seven_digit, insert_needles, load_books, seven_digit
 from loongrl.cli import run, setup_logging
 from loongrl.io import write_parquet
 from loongrl.models import load_tokenizer
@@ -78,11 +78,7 @@ def make_example(
         query, answers = keys[qi], [values[qi]]
     else:
         query = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        values = []
-        while len(values) < count:
-            v = seven_digit(rng)
-            if v not in values:
-                values.append(v)
+        values = distinct_seven_digit(rng, count)
         needles = [NEEDLE.format(key=query, value=v) for v in values]
         answers = values
     question = QUESTION[task].format(key=query)
