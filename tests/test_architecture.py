@@ -13,7 +13,8 @@ from loongrl.sources import PKG, graph, module_name  # the import graph the Snak
 
 # Which layers a layer may import from. Core is every other top-level module of the package; ``loongrl.pipeline``
 # (the Snakefile's config validation, joining every section's checks) and ``loongrl.enginecheck`` (every GPU stage's
-# engine request) sit above all of them.
+# engine request) sit above all of them, as does ``loongrl.replicate`` (runs a profile's DAG per replicate and pools
+# the reports).
 ALLOWED = {
     "core": {"core"},
     "data": {"core", "data"},
@@ -27,7 +28,8 @@ SUBPACKAGES = ("data", "train", "eval", "report")
 
 def layer(module: str) -> str:
     parts = module.split(".")
-    if parts[1:2] in (["pipeline"], ["enginecheck"]):  # both join every layer: config checks, the engine check
+    # these join every layer: config checks, the engine check, the replicate runner (runs the DAG, pools the report)
+    if parts[1:2] in (["pipeline"], ["enginecheck"], ["replicate"]):
         return "pipeline"
     return parts[1] if len(parts) > 1 and parts[1] in SUBPACKAGES else "core"
 

@@ -304,6 +304,26 @@ def test_book_keychain_rejects_unknown_pair_format_and_empty_chains(book_haystac
         pair_text("a", "b", "yaml")
     with pytest.raises(ValueError, match="hops >= 1 and chains >= 1"):
         build_book_keychain_rows(book_haystack, qwen_tokenizer, examples=1, length=384, hops=0, chains=2, seed=0)
+    with pytest.raises(ValueError, match="unknown prompt ending 'cue'"):
+        build_book_keychain_rows(
+            book_haystack, qwen_tokenizer, examples=1, length=384, hops=1, chains=2, seed=0, ending="cue"
+        )
+
+
+def test_book_keychain_prompt_ending_changes_only_the_last_line(book_haystack, qwen_tokenizer):
+    from loongrl.data.keychain import build_book_keychain_rows
+    from loongrl.prompts import KEYCHAIN_ENDINGS
+
+    kw = {"examples": 2, "length": 384, "hops": 1, "chains": 2, "seed": 3}
+    paper = build_book_keychain_rows(book_haystack, qwen_tokenizer, **kw)
+    answer = build_book_keychain_rows(book_haystack, qwen_tokenizer, ending="answer", **kw)
+    for p, a in zip(paper, answer, strict=True):
+        assert p["user_prompt"].endswith(KEYCHAIN_ENDINGS["paper"]) and a["user_prompt"].endswith("number it asks for.")
+        head = p["user_prompt"].removesuffix(KEYCHAIN_ENDINGS["paper"])
+        assert a["user_prompt"] == head + KEYCHAIN_ENDINGS["answer"]
+        assert {k: v for k, v in p.items() if k not in ("user_prompt", "prompt_tokens")} == {
+            k: v for k, v in a.items() if k not in ("user_prompt", "prompt_tokens")
+        }
 
 
 def test_ladder_picks_the_variant_closest_to_the_paper_inside_the_band():
@@ -315,12 +335,14 @@ def test_ladder_picks_the_variant_closest_to_the_paper_inside_the_band():
     from keychain_ladder import pick, score
 
     v = [
-        {"pair_format": "json", "hops": 4, "chains": 4, "accuracy": 0.05},  # closest, but too hard: no signal
-        {"pair_format": "json", "hops": 2, "chains": 2, "accuracy": 0.30},
-        {"pair_format": "sentence", "hops": 4, "chains": 4, "accuracy": 0.40},
-        {"pair_format": "json", "hops": 1, "chains": 4, "accuracy": 0.70},
+        {"ending": "answer", "pair_format": "json", "hops": 4, "chains": 4, "accuracy": 0.05},  # too hard: no signal
+        {"ending": "answer", "pair_format": "json", "hops": 2, "chains": 2, "accuracy": 0.30},
+        {"ending": "answer", "pair_format": "sentence", "hops": 4, "chains": 4, "accuracy": 0.40},
+        {"ending": "answer", "pair_format": "json", "hops": 1, "chains": 4, "accuracy": 0.70},
     ]
     assert pick(v) is v[1] and pick(v[:1]) is None
+    paper = {"ending": "paper", "pair_format": "sentence", "hops": 1, "chains": 2, "accuracy": 0.20}
+    assert pick([*v, paper]) is paper  # the paper's own prompt first, when it gives signal
     row = {"answers": ["1234567"], "distractor_answers": ["7654321"], "chains": [["k1", "k2"]]}
     assert score(row, "k1 then k2: the number is 1234567, not 7654321") == {
         "correct": 1.0,
@@ -328,3 +350,32 @@ def test_ladder_picks_the_variant_closest_to_the_paper_inside_the_band():
         "names_chain": 1.0,
     }
     assert score(row, "It is 7654321.")["distractor"] == 1.0 and score(row, "none")["correct"] == 0.0
+
+
+def test_book_keychain_heldout_rows_share_nothing_with_training_rows(qwen_tokenizer):
+    """KeyChain over Book-RULER questions, training rows from every book but the held-out one and held-out rows
+    from it (the split retrieval.heldout_books makes): no held-out haystack sentence, UUID key, needle number or
+    question occurs in a training row."""
+    from conftest import SAMPLES
+    from loongrl.books import Haystack, load_books
+    from loongrl.data.keychain import build_book_keychain_rows
+    from loongrl.data.retrieval import select_books
+
+    books = load_books([SAMPLES / "gutenberg"])
+    kw = {"length": 384, "hops": 2, "chains": 2, "ending": "answer"}
+    train = build_book_keychain_rows(
+        Haystack(select_books(books, exclude=["pg84.txt"]), qwen_tokenizer), qwen_tokenizer, examples=24, seed=42, **kw
+    )
+    held = build_book_keychain_rows(
+        Haystack(select_books(books, only=["pg84.txt"]), qwen_tokenizer), qwen_tokenizer, examples=24, seed=43, **kw
+    )
+    assert {r["book"] for r in held} == {"pg84.txt"} and "pg84.txt" not in {r["book"] for r in train}
+    train_text = "\n".join(r["user_prompt"] for r in train)
+    for r in held:
+        keys = [k for chain in r["chains"] for k in chain]
+        assert not any(k in train_text for k in keys), r["id"]
+        assert not any(v in train_text for v in [*r["answers"], *r["distractor_answers"]]), r["id"]
+        assert not any(q in train_text for q in [r["question"], *r["distractor_questions"]]), r["id"]
+        body = r["user_prompt"].split("\n", 1)[1].rsplit("\n\n", 1)[0]
+        sentences = [x for x in body.split(". ") if len(x) > 80 and "{" not in x]
+        assert sentences and not any(x in train_text for x in sentences), r["id"]

@@ -52,6 +52,29 @@ def test_drop_examples_solved_every_time(tmp_path):
     assert stats["solved_histogram"][8] == 2 and stats["solved_histogram"][0] == 1
     write_parquet(kept, tmp_path / "s2.parquet", MIXTURE_SCHEMA)
     assert [r["id"] for r in read_parquet(tmp_path / "s2.parquet")] == ["r1", "r2"]
+    # train.stage2_keep partial: the never-solved row goes too (its groups are all-0: no gradient)
+    kept, stats = select_unsolved(rows, solved, 8, "partial")
+    assert [r["id"] for r in kept] == ["r1"] and stats["keep"] == "partial"
+
+
+def test_partial_selection_of_a_deterministic_policy_stops_with_its_histogram(tmp_path):
+    """Every row 0/n or n/n (issue 33's collapsed laptop policy): nothing has reward variance, so stage II stops
+    with the counts rather than train on all-0 groups."""
+    from loongrl.train.stage2 import SOLVED_SCHEMA, select_from_counts
+
+    rows = [_row(i, "retrieval_multikey", "Paris") for i in range(4)]
+    data, counts = tmp_path / "stage1.parquet", tmp_path / "counts.parquet"
+    write_parquet(rows, data, MIXTURE_SCHEMA)
+    write_parquet([{"id": r["id"], "solved": 4 * (i % 2), "n": 4} for i, r in enumerate(rows)], counts, SOLVED_SCHEMA)
+    import pytest
+
+    with pytest.raises(ValueError, match=r"stage2_keep partial keeps no example .*deterministic.* 0/4: 2, 4/4: 2"):
+        select_from_counts(
+            data, [counts], output=tmp_path / "k.parquet", stats_path=tmp_path / "k.json", keep="partial"
+        )
+    assert not (tmp_path / "k.parquet").exists()
+    stats = select_from_counts(data, [counts], output=tmp_path / "k.parquet", stats_path=tmp_path / "k.json")
+    assert stats["kept"] == 2  # the paper's rule keeps the two never-solved rows
 
 
 def test_per_family_reward_functions_partition_the_batch():

@@ -279,7 +279,7 @@ def test_make_runs_end_with_their_html_report():
     """Each run target records its arguments and builds its report with them; `make report` reuses them."""
     for target, args in (
         ("demo", "--profile profiles/nano --configfile config.yaml profiles/local/config.tiny.yaml"),
-        ("effect", "--profile profiles/nano"),
+        ("effect-one", "--profile profiles/nano"),
         ("demo-tiny", "--profile profiles/local"),
     ):
         out = subprocess.run(["make", "-n", "-o", ".venv/.installed", target], cwd=ROOT, capture_output=True, text=True)

@@ -34,6 +34,14 @@ KEYCHAIN_TEMPLATE = (
     "(e.g., f81d4fae-7dec-11d0-a765-00a0c91e6bf6), starting from {start_key}.\n"
     "Find the correct question first, then answer it."
 )
+# The KeyChain prompt's last line. ``paper`` is the authors'. ``answer`` (ours, for KeyChain over Book-RULER
+# questions on a small model) asks for the question's answer in the same reply: SmolLM2-135M given the paper's line
+# names a question and stops (benchmarks/keychain_ladder.py), which no answer verifier can reward.
+KEYCHAIN_ENDINGS = {
+    "paper": "Find the correct question first, then answer it.",
+    "answer": "Find the correct question first, then answer it. Reply with the correct question, then with its "
+    "answer: the number it asks for.",
+}
 
 
 def system_prompt(name: str) -> str | None:

@@ -40,6 +40,7 @@ from loongrl.data.retrieval import NEEDLE, QUESTION
 from loongrl.io import check_qa_rows, read_parquet, write_json, write_parquet
 from loongrl.models import load_tokenizer
 from loongrl.prompts import (
+    KEYCHAIN_ENDINGS,
     KEYCHAIN_TEMPLATE,
     chat_token_counts,
     messages,
@@ -166,8 +167,10 @@ def distractor_pool(questions: list[str]) -> list[str]:
     return sorted({q.strip() for q in questions if q.strip()})
 
 
-def keychain_prompt(context: str, start_key: str, quote: bool) -> str:
-    return KEYCHAIN_TEMPLATE.format(context=context, start_key=f'"{start_key}"' if quote else start_key)
+def keychain_prompt(context: str, start_key: str, quote: bool, ending: str = "paper") -> str:
+    """The KeyChain prompt; ``ending`` names its last line (``prompts.KEYCHAIN_ENDINGS``; ``paper`` by default)."""
+    text = KEYCHAIN_TEMPLATE.format(context=context, start_key=f'"{start_key}"' if quote else start_key)
+    return text.removesuffix(KEYCHAIN_ENDINGS["paper"]) + KEYCHAIN_ENDINGS[ending]
 
 
 def build_keychain_rows(
@@ -230,6 +233,7 @@ def build_book_keychain_rows(
     system: str | None = None,
     seed: int,
     insert_at: str = "sentence_end",
+    ending: str = "paper",
 ) -> list[dict[str, Any]]:
     """KeyChain over Book-RULER questions: ``chains`` needles ("One of the special magic numbers for <key> is:
     <number>.") in a stretch of book, ``chains`` chains of ``hops`` UUID keys, chain 0 ending at the question of
@@ -238,6 +242,8 @@ def build_book_keychain_rows(
     ``distractor_answers`` are the numbers a wrong chain leads to."""
     if chains < 1 or hops < 1:
         raise ValueError(f"keychain over books needs hops >= 1 and chains >= 1 (got hops={hops}, chains={chains})")
+    if ending not in KEYCHAIN_ENDINGS:
+        raise ValueError(f"keychain over books: unknown prompt ending {ending!r} (one of {sorted(KEYCHAIN_ENDINGS)})")
     out = []
     for i in range(examples):
         rng = example_rng(seed, "keychain-books", i, length, hops, chains, pair_format)
@@ -265,7 +271,7 @@ def build_book_keychain_rows(
                 "dataset": "book_ruler",
                 "question": questions[0],
                 "answers": [values[0]],
-                "user_prompt": keychain_prompt(context, keys[0][0], quote_start_key),
+                "user_prompt": keychain_prompt(context, keys[0][0], quote_start_key, ending),
                 "start_key": keys[0][0],
                 "chains": keys,
                 "distractor_questions": questions[1:],

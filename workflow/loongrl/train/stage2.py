@@ -4,6 +4,13 @@ Every example of the stage-I mixture is answered ``n`` times (8, T=0.6, top-p 0.
 by the chosen stage-I checkpoint through the shared inference backend; an example solved in all ``n`` rollouts is
 dropped. The paper reports 30-40% of the data remaining. The kept counts per data_source are recorded.
 
+``train.stage2_keep`` picks the rule: ``unmastered`` (the paper's: solved fewer than ``n`` times, so never-solved
+rows stay) or ``partial`` (solved at least once and fewer than ``n`` times). GRPO learns only from groups whose
+rewards differ, and a row the policy never solves in ``n`` rollouts will mostly give all-0 groups: on the laptop run
+of issue 33 the paper's rule kept 24 rows solved 0/4 and no row in between, so every stage-II step had reward 0 and
+loss 0. Under ``partial`` a policy that is deterministic on the mixture (every row 0/n or n/n) leaves nothing, and
+the selection stops with that histogram rather than train on rows that carry no gradient.
+
 The rollouts can be spread over ``train.stage2_shards`` GPU jobs (``count --shard k --shards N``, contiguous blocks
 of the mixture), and ``select`` gathers their solved counts. Each example is sampled with a seed derived from its
 id, so the selection is identical for any number of shards.
@@ -43,14 +50,22 @@ def solved_counts(
     ]
 
 
+KEEP_RULES = {
+    "unmastered": lambda s, n: s < n,  # [P §3.2.2, KC filter_again]: drop only the always-solved
+    "partial": lambda s, n: 0 < s < n,  # ours: only rows whose groups can have reward variance
+}
+
+
 def select_unsolved(
-    rows: list[dict[str, Any]], solved: list[int], n: int
+    rows: list[dict[str, Any]], solved: list[int], n: int, keep: str = "unmastered"
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Rows solved fewer than ``n`` times, plus per-data_source counts before and after."""
-    kept = [r for r, s in zip(rows, solved, strict=True) if s < n]
+    """Rows the keep rule accepts (``KEEP_RULES``), plus per-data_source counts before and after."""
+    rule = KEEP_RULES[keep]
+    kept = [r for r, s in zip(rows, solved, strict=True) if rule(s, n)]
     before = Counter(r["data_source"] for r in rows)
     after = Counter(r["data_source"] for r in kept)
     stats = {
+        "keep": keep,
         "rollouts_per_example": n,
         "examples": len(rows),
         "kept": len(kept),
@@ -84,6 +99,7 @@ def parser() -> argparse.ArgumentParser:
     select.add_argument("counts", type=Path, nargs="+", help="the shards' solved-count files")
     select.add_argument("--output", type=Path, required=True)
     select.add_argument("--stats", type=Path, required=True)
+    select.add_argument("--keep", choices=sorted(KEEP_RULES), default="unmastered", help="train.stage2_keep")
     return ap
 
 
@@ -93,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "count":
         count_shard(args)
     else:
-        select_from_counts(args.data, args.counts, output=args.output, stats_path=args.stats)
+        select_from_counts(args.data, args.counts, output=args.output, stats_path=args.stats, keep=args.keep)
 
 
 def engine_request(args: argparse.Namespace) -> dict[str, Any]:
@@ -128,8 +144,11 @@ def count_shard(args: argparse.Namespace) -> None:
     log.info("stage II shard %d/%d: %d examples rolled out", args.shard, args.shards, len(out))
 
 
-def select_from_counts(data: Path, counts: list[Path], *, output: Path, stats_path: Path) -> dict[str, Any]:
-    """Join the shards' counts to the mixture (every example exactly once) and write the unsolved rows."""
+def select_from_counts(
+    data: Path, counts: list[Path], *, output: Path, stats_path: Path, keep: str = "unmastered"
+) -> dict[str, Any]:
+    """Join the shards' counts to the mixture (every example exactly once) and write the rows the keep rule
+    accepts."""
     rows = read_parquet(data)
     gathered = gather_shards(counts)
     solved = {c["id"]: c["solved"] for c in gathered}
@@ -140,9 +159,14 @@ def select_from_counts(data: Path, counts: list[Path], *, output: Path, stats_pa
             f"{data}: {len(missing)} examples have no solved count (first: {missing[:1]}), rollouts per example {ns}"
         )
     n = ns.pop() if ns else 0
-    kept, stats = select_unsolved(rows, [solved[r["id"]] for r in rows], n)
+    kept, stats = select_unsolved(rows, [solved[r["id"]] for r in rows], n, keep)
     if not kept:
-        raise ValueError(f"every example of {data} was solved {n}/{n}; nothing left for stage II")
+        hist = ", ".join(f"{k}/{n}: {c}" for k, c in enumerate(stats["solved_histogram"]) if c)
+        why = "every example was solved" if keep == "unmastered" else "the policy is deterministic on it"
+        raise ValueError(
+            f"{data}: train.stage2_keep {keep} keeps no example ({why}; solved counts {hist}); nothing left for "
+            "stage II"
+        )
     write_parquet(kept, output, MIXTURE_SCHEMA)
     write_json(stats, stats_path)
     log.info("stage II keeps %d of %d examples", len(kept), len(rows))

@@ -1,0 +1,133 @@
+"""The replication protocol (issue 33): a profile run per (seed, held-out book), pooled into one effect."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from loongrl.replicate import pool, profile_configfiles, replicate_plan, snakemake_command
+from loongrl.report.replicates import pool_effects, pooled_csv, pooled_md, two_stage_ci
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def summaries(base: list[float], trained: list[float], cell: str = "heldout.L384") -> dict:
+    ids = [f"r{i:02d}" for i in range(len(base))]
+    return {
+        "base": {cell: {"row_scores": dict(zip(ids, base, strict=True))}},
+        "stage2": {cell: {"row_scores": dict(zip(ids, trained, strict=True))}},
+    }
+
+
+def test_plan_crosses_every_seed_with_every_book():
+    plan = replicate_plan([42, 7, 1234], ["pg84.txt", "pg1342.txt"])
+    assert [p["name"] for p in plan] == [
+        "seed42-pg84", "seed7-pg84", "seed1234-pg84", "seed42-pg1342", "seed7-pg1342", "seed1234-pg1342",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="must not repeat"):
+        replicate_plan([1, 1], ["pg84.txt"])
+
+
+def test_pooled_gain_weighs_replicates_equally_and_carries_their_spread():
+    # replicate a: +0.5 on 4 rows; replicate b: -0.25 on 8 rows. Equal weights: +0.125 (row weights would give 0).
+    runs = {
+        "a": summaries([0, 0, 1, 1], [1, 1, 1, 1]),
+        "b": summaries([1] * 8, [1, 1, 1, 1, 1, 1, 0, 0]),
+    }
+    res = pool_effects(runs)
+    (row,) = res["pooled"]
+    assert row["model"] == "stage2" and row["cell"] == "heldout.L384"
+    assert row["replicates"] == 2 and row["rows"] == 12
+    assert row["gain"] == pytest.approx(0.125)
+    assert row["base"] == pytest.approx(0.75) and row["score"] == pytest.approx(0.875)
+    assert row["gain_min"] == pytest.approx(-0.25) and row["gain_max"] == pytest.approx(0.5)
+    assert row["gain_sd"] == pytest.approx(statistics.stdev([0.5, -0.25]))
+    assert row["positive"] == 1 and row["above_zero"] == 0
+    lo, hi = row["gain_ci"]
+    assert lo < 0 < hi  # one replicate up, one down: the pooled interval reaches 0
+    assert [r["gain"] for r in res["per_replicate"]["a"]] == [0.5]
+    md = pooled_md(res, plan=[{"name": "a", "seed": 1, "heldout_book": "x.txt"}])
+    assert "| stage2 | heldout.L384 | 2 | 12 |" in md and "**+12.5" in md and "| a | 1 | x.txt |" in md
+    assert pooled_csv(res).splitlines()[1].startswith("stage2,heldout.L384,2,12,75.0,")
+
+
+def test_two_stage_interval_widens_with_the_spread_between_replicates():
+    same = [[0.0, 1.0] * 8, [0.0, 1.0] * 8, [0.0, 1.0] * 8]
+    apart = [[0.0] * 16, [1.0] * 16, [0.0, 1.0] * 8]
+    w_same = two_stage_ci(same)[1] - two_stage_ci(same)[0]
+    lo, hi = two_stage_ci(apart)
+    assert hi - lo > w_same  # same pooled mean (0.5), but the replicates disagree
+    assert lo <= 0.5 <= hi
+    assert two_stage_ci(apart) == (lo, hi)  # seeded
+
+
+def test_a_cell_only_some_replicates_ran_is_pooled_over_those():
+    runs = {"a": summaries([0, 1], [1, 1]), "b": summaries([0, 1], [1, 1])}
+    runs["b"]["base"]["niah.L1024"] = {"row_scores": {"x": 1.0}}
+    runs["b"]["stage2"]["niah.L1024"] = {"row_scores": {"x": 1.0}}
+    cells = {r["cell"]: r["replicates"] for r in pool_effects(runs)["pooled"]}
+    assert cells == {"heldout.L384": 2, "niah.L1024": 1}
+
+
+def write_run(run_dir: Path, by_model: dict) -> None:
+    for model, cells in by_model.items():
+        for cell, summary in cells.items():
+            p = run_dir / "results" / "eval" / model / f"{cell}.summary.json"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(json.dumps(summary))
+
+
+def test_pool_reads_each_replicate_and_refuses_a_missing_one(tmp_path):
+    plan = replicate_plan([1, 2], ["pg84.txt"])
+    write_run(tmp_path / "seed1-pg84", summaries([0, 0], [1, 1]))
+    with pytest.raises(FileNotFoundError, match="seed2-pg84/results/eval: no base model"):
+        pool(tmp_path, plan)
+    write_run(tmp_path / "seed2-pg84", summaries([0, 1], [1, 1]))
+    res = pool(tmp_path, plan)
+    assert res["pooled"][0]["gain"] == pytest.approx(0.75)
+    assert json.loads((tmp_path / "pooled.json").read_text())["plan"] == plan
+    assert "seed2-pg84" in (tmp_path / "pooled.md").read_text()
+
+
+def test_the_overlay_follows_the_profile_configfiles_and_no_target_follows_it():
+    files = profile_configfiles(ROOT / "profiles/nano")
+    assert files == ["config.yaml", "profiles/local/config.tiny.yaml", "profiles/nano/config.nano.yaml"]
+    cmd = snakemake_command(Path("profiles/nano"), files, report=True)
+    assert cmd[-5:] == ["--configfile", *files, "replicate.yaml"]
+    assert cmd.index("--report") < cmd.index("--configfile")
+
+
+def test_each_replicate_is_the_dag_in_its_own_directory_with_its_seed_and_book(tmp_path):
+    """A dry run of the tiny profile per replicate: the DAG parses in the replicate's directory (links to the
+    checkout, shared resources) and the config it resolved holds the replicate's seed and held-out book."""
+    out = tmp_path / "reps"
+    args = ["--profile", "profiles/local", "--seeds", "5", "--heldout-books", "pg84.txt", "pg1342.txt"]
+    done = subprocess.run(
+        [sys.executable, "-m", "loongrl.replicate", *args, "--out", str(out), "--dry-run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name, book in (("seed5-pg84", "pg84.txt"), ("seed5-pg1342", "pg1342.txt")):
+        d = out / name
+        assert (d / "resources/models").resolve() == (ROOT / "resources/models").resolve()
+        assert (d / "workflow").resolve() == (ROOT / "workflow").resolve()
+        # checkpoints and caches are the replicate's own: a shared resources/work would resume another seed
+        assert not (d / "resources").is_symlink() and not (d / "resources/work").exists()
+        assert not (d / "results").is_symlink()
+        (resolved,) = (d / ".snakemake/loongrl").glob("config-*.json")
+        config = json.loads(resolved.read_text())
+        assert config["seed"] == 5 and config["retrieval"]["heldout_books"] == [book]
+    # a second call finds its links in place (a replicate resumes in its directory)
+    again = subprocess.run(
+        [sys.executable, "-m", "loongrl.replicate", *args, "--out", str(out), "--dry-run", "--only", "seed5-pg84"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
