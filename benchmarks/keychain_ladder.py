@@ -36,21 +36,38 @@ from loongrl.books import Haystack, load_books  # noqa: E402
 from loongrl.data.keychain import PAIR_FORMATS, build_book_keychain_rows  # noqa: E402
 from loongrl.inference import SamplingParams, make_backend  # noqa: E402
 from loongrl.models import load_tokenizer  # noqa: E402
-from loongrl.prompts import KEYCHAIN_ENDINGS  # noqa: E402
+from loongrl.prompts import KEYCHAIN_ANSWER_PREFIX, KEYCHAIN_ENDINGS, messages  # noqa: E402
 from loongrl.report.tables import bootstrap_ci  # noqa: E402
 
 NUMBER = re.compile(r"(?<!\d)\d{7}(?!\d)")
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 BAND = (0.15, 0.60)
+SHARES = ("names_chain", "true_question", "distractor_question", "consistent")
 
 
 def score(row: dict, text: str) -> dict[str, float]:
-    """correct / distractor / other on the answer's first 7-digit number; names_chain: every true key named."""
+    """correct / distractor / other on the answer's first 7-digit number; names_chain: every true key named.
+
+    Which question the answer names first (by its needle's key) splits following the chain from reading the
+    needle: ``true_question`` / ``distractor_question``, and ``consistent``: the number is the needle of the named
+    question (the model retrieved what it asked itself, right chain or not)."""
     found = NUMBER.findall(text)
     first = found[0] if found else None
+    value = {
+        UUID.search(q).group(0): v
+        for q, v in zip(
+            [row["question"], *row["distractor_questions"]], [*row["answers"], *row["distractor_answers"]], strict=True
+        )
+    }
+    named = next((m.group(0) for m in UUID.finditer(text) if m.group(0) in value), None)
+    true_key = UUID.search(row["question"]).group(0)
     return {
         "correct": float(first == row["answers"][0]),
         "distractor": float(first in row["distractor_answers"]),
         "names_chain": float(all(k in text for k in row["chains"][0])),
+        "true_question": float(named == true_key),
+        "distractor_question": float(named is not None and named != true_key),
+        "consistent": float(named is not None and first == value[named]),
     }
 
 
@@ -68,8 +85,9 @@ def pick(variants: list[dict]) -> dict | None:
 def table(variants: list[dict], chosen: dict | None) -> str:
     lines = [
         "| ending | pair format | hops | chains | rows | prompt tokens (mean) | accuracy [95 %] "
-        "| distractor rate [95 %] | neither | names the true chain |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| distractor rate [95 %] | neither | names the true chain | names the true / a distractor question "
+        "| number matches the named question |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in variants:
         mark = " **(picked)**" if v is chosen else ""
@@ -79,7 +97,8 @@ def table(variants: list[dict], chosen: dict | None) -> str:
             f"| {v['prompt_tokens']:.0f} "
             f"| {100 * v['accuracy']:.1f} [{100 * acc[0]:.1f}, {100 * acc[1]:.1f}] "
             f"| {100 * v['distractor_rate']:.1f} [{100 * dis[0]:.1f}, {100 * dis[1]:.1f}] "
-            f"| {100 * v['neither']:.1f} | {100 * v['names_chain']:.1f} |"
+            f"| {100 * v['neither']:.1f} | {100 * v['names_chain']:.1f} "
+            f"| {100 * v['true_question']:.1f} / {100 * v['distractor_question']:.1f} | {100 * v['consistent']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -94,9 +113,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--chains", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--formats", nargs="+", default=list(PAIR_FORMATS), choices=PAIR_FORMATS)
     ap.add_argument(
-        "--endings", nargs="+", default=["answer"], choices=sorted(KEYCHAIN_ENDINGS), help="the prompt's last line"
+        "--endings", nargs="+", default=["paper"], choices=sorted(KEYCHAIN_ENDINGS), help="the prompt's last line"
     )
     ap.add_argument("--backend", default="vllm", choices=["vllm", "transformers"])
+    ap.add_argument(
+        "--prefill",
+        default=KEYCHAIN_ANSWER_PREFIX,
+        help="the start of the model's reply (default: prompts.KEYCHAIN_ANSWER_PREFIX; '' for none)",
+    )
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "results/keychain_ladder")
@@ -124,12 +148,17 @@ def main(argv: list[str] | None = None) -> None:
     engine = {"gpu_memory_utilization": 0.2, "max_model_len": 4096, "enforce_eager": True}
     backend = make_backend(args.backend, args.model, seed=args.seed, **engine)
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=args.max_new_tokens)
-    texts = backend.generate([[{"role": "user", "content": r["user_prompt"]}] for r in flat], params)
+    texts = backend.generate([messages(r["user_prompt"], None, args.prefill or None) for r in flat], params)
     seconds = time.time() - t0
     answers = iter(t[0] for t in texts)
-    variants = []
+    variants, per_row = [], []
     for ending, fmt, hops, chains in grid:
-        scored = [score(r, next(answers)) for r in rows[(ending, fmt, hops, chains)]]
+        replies = [next(answers) for _ in rows[(ending, fmt, hops, chains)]]
+        scored = [score(r, a) for r, a in zip(rows[(ending, fmt, hops, chains)], replies, strict=True)]
+        per_row += [
+            {"id": r["id"], "ending": ending, "answer": a, **sc}
+            for r, a, sc in zip(rows[(ending, fmt, hops, chains)], replies, scored, strict=True)
+        ]
         correct = [s["correct"] for s in scored]
         distractor = [s["distractor"] for s in scored]
         variants.append(
@@ -145,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
                 "distractor_rate": sum(distractor) / len(distractor),
                 "distractor_ci": bootstrap_ci(distractor),
                 "neither": 1 - (sum(correct) + sum(distractor)) / len(scored),
-                "names_chain": sum(s["names_chain"] for s in scored) / len(scored),
+                **{k: sum(s[k] for s in scored) / len(scored) for k in SHARES},
             }
         )
     chosen = pick(variants)
@@ -155,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         "length": args.length,
         "seed": args.seed,
         "max_new_tokens": args.max_new_tokens,
+        "prefill": args.prefill,
         "generation_seconds": round(seconds, 1),
         "band": BAND,
         "variants": variants,
@@ -163,6 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ladder.json").write_text(json.dumps(out, indent=2) + "\n")
+    (args.out / "answers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in per_row))
     md = table(variants, chosen)
     (args.out / "ladder.md").write_text(md)
     print(md)

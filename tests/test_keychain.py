@@ -343,13 +343,26 @@ def test_ladder_picks_the_variant_closest_to_the_paper_inside_the_band():
     assert pick(v) is v[1] and pick(v[:1]) is None
     paper = {"ending": "paper", "pair_format": "sentence", "hops": 1, "chains": 2, "accuracy": 0.20}
     assert pick([*v, paper]) is paper  # the paper's own prompt first, when it gives signal
-    row = {"answers": ["1234567"], "distractor_answers": ["7654321"], "chains": [["k1", "k2"]]}
-    assert score(row, "k1 then k2: the number is 1234567, not 7654321") == {
+    t, d = "11111111-2222-4333-8444-555555555555", "66666666-7777-4888-9999-000000000000"
+    row = {
+        "answers": ["1234567"],
+        "distractor_answers": ["7654321"],
+        "chains": [["k1", "k2"]],
+        "question": f"What is the special magic number for {t}?",
+        "distractor_questions": [f"What is the special magic number for {d}?"],
+    }
+    assert score(row, f"k1 then k2: the question is about {t}; the number is 1234567, not 7654321") == {
         "correct": 1.0,
         "distractor": 0.0,
         "names_chain": 1.0,
+        "true_question": 1.0,
+        "distractor_question": 0.0,
+        "consistent": 1.0,
     }
-    assert score(row, "It is 7654321.")["distractor"] == 1.0 and score(row, "none")["correct"] == 0.0
+    # the wrong chain, then its own needle: a retrieval that works after a chain that was not followed
+    wrong = score(row, f"The question is for {d}. It is 7654321.")
+    assert wrong["distractor"] == 1.0 and wrong["distractor_question"] == 1.0 and wrong["consistent"] == 1.0
+    assert score(row, "none")["correct"] == 0.0 and score(row, "none")["consistent"] == 0.0
 
 
 def test_book_keychain_heldout_rows_share_nothing_with_training_rows(qwen_tokenizer):

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 from loongrl.replicate import pool, profile_configfiles, replicate_plan, snakemake_command
-from loongrl.report.replicates import pool_effects, pooled_csv, pooled_md, two_stage_ci
+from loongrl.report.replicates import (
+    diagnostics_md,
+    pool_effects,
+    pooled_csv,
+    pooled_md,
+    training_diagnostics,
+    two_stage_ci,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,3 +138,28 @@ def test_each_replicate_is_the_dag_in_its_own_directory_with_its_seed_and_book(t
         text=True,
     )
     assert again.returncode == 0, again.stderr[-3000:]
+
+
+def test_training_diagnostics_show_a_collapse(tmp_path):
+    """Entropy first to last, the zero-variance share and the stage-II histogram, read from a replicate's logs:
+    issue 33's collapsed run (entropy 0.25 -> 0.007, most groups all-equal, stage II kept only 0/n rows)."""
+    metrics = tmp_path / "results/train/stage1/metrics.jsonl"
+    metrics.parent.mkdir(parents=True)
+    steps = [
+        {"step": i + 1, "entropy": e, "frac_reward_zero_std": z, "reward": r}
+        for i, (e, z, r) in enumerate([(0.25, 0.0, 0.5), (0.1, 1.0, 1.0), (0.02, 1.0, 1.0), (0.007, 1.0, 1.0)])
+    ]
+    metrics.write_text("".join(json.dumps(x) + "\n" for x in steps))
+    stats = tmp_path / "results/mixture/stage2.stats.json"
+    stats.parent.mkdir(parents=True)
+    stats.write_text(
+        json.dumps({"keep": "unmastered", "examples": 64, "kept": 24, "solved_histogram": [24, 0, 0, 0, 40]})
+    )
+    d = training_diagnostics(tmp_path)
+    assert d["stage1"] == {
+        "steps": 4, "entropy_first": 0.25, "entropy_last": 0.007, "zero_variance": 0.75,
+        "reward_first": 0.5, "reward_last": 1.0,
+    }  # fmt: skip
+    md = diagnostics_md({"seed7-pg84": d})
+    assert "| seed7-pg84 | stage1 | 4 | 0.250 → 0.007 | 75% | 0.50 → 1.00 |" in md
+    assert "| seed7-pg84 | unmastered | 24 / 64 | [24, 0, 0, 0, 40] |" in md

@@ -41,7 +41,14 @@ KEYCHAIN_ENDINGS = {
     "paper": "Find the correct question first, then answer it.",
     "answer": "Find the correct question first, then answer it. Reply with the correct question, then with its "
     "answer: the number it asks for.",
+    "ask": "Find the correct question first, then answer it. What is the special magic number that the correct "
+    "question asks for?",
 }
+# An answer prefix for KeyChain over Book-RULER questions on a small instruct model (the start of its reply, as
+# RULER's answer prefixes for non-reasoning models): none of the endings above gets SmolLM2-135M past naming a
+# question (benchmarks/keychain_ladder.py, 16-row probes: 0 % correct with each), while with this prefix it states a
+# needle's number in most replies, so the chain it picked is what the reward sees.
+KEYCHAIN_ANSWER_PREFIX = "The special magic number that the correct question asks for is"
 
 
 def system_prompt(name: str) -> str | None:

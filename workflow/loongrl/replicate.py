@@ -33,7 +33,14 @@ import yaml
 
 from loongrl.cli import run, setup_logging
 from loongrl.io import write_json, write_text
-from loongrl.report.replicates import pool_effects, pooled_csv, pooled_md, replicate_summaries
+from loongrl.report.replicates import (
+    diagnostics_md,
+    pool_effects,
+    pooled_csv,
+    pooled_md,
+    replicate_summaries,
+    training_diagnostics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +134,8 @@ def pool(out: Path, plan: list[dict[str, Any]]) -> dict[str, Any]:
             raise FileNotFoundError(f"{out / rep['name']}/results/eval: no base model summaries (has it run?)")
         runs[rep["name"]] = summaries
     result = pool_effects(runs)
-    write_text(pooled_md(result, plan=plan), out / "pooled.md")
+    result["training"] = {rep["name"]: training_diagnostics(out / rep["name"]) for rep in plan}
+    write_text(pooled_md(result, plan=plan) + "\n" + diagnostics_md(result["training"]), out / "pooled.md")
     write_text(pooled_csv(result), out / "pooled.csv")
     write_json({"plan": plan, **result}, out / "pooled.json")
     return result

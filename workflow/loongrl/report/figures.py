@@ -114,19 +114,30 @@ def ruler_plot(models: dict[str, dict[int, Cell]], paper: dict, path: Path, labe
 
 
 def training_plot(metrics: dict[str, list[dict[str, Any]]], path: Path, label: str) -> None:
-    """Reward, the hack monitor's suspect share (beside it: a rising line is the first sign of reward hacking) and
-    the mean response length per step, stages concatenated. Steps with no rewarded QA answer leave a gap."""
+    """Reward; the policy's entropy and the share of zero-variance groups (a collapse shows as entropy falling
+    toward 0 while the share of groups with no gradient rises: issue 33's laptop run); the hack monitor's suspect
+    share (a rising line is the first sign of reward hacking) and the mean response length per step, stages
+    concatenated. Steps with no rewarded QA answer leave a gap."""
     plt = _plt()
-    fig, (a, h, b) = plt.subplots(1, 3, figsize=(12, 3.2), sharex=True)
+    fig, (a, e, z, h, b) = plt.subplots(1, 5, figsize=(19, 3.2), sharex=True)
     offset = 0
     nan = float("nan")
+
+    def series(rows: list[dict[str, Any]], key: str, scale: float = 1.0) -> list[float]:
+        return [nan if r.get(key) is None else scale * r[key] for r in rows]
+
     for stage, rows in metrics.items():
         steps = [offset + r["step"] for r in rows]
         a.plot(steps, [r.get("reward") for r in rows], marker=".", label=stage)
-        h.plot(steps, [nan if r.get(SUSPECT) is None else 100 * r[SUSPECT] for r in rows], marker=".", label=stage)
+        e.plot(steps, series(rows, "entropy"), marker=".", label=stage)
+        z.plot(steps, series(rows, "frac_reward_zero_std", 100), marker=".", label=stage)
+        h.plot(steps, series(rows, SUSPECT, 100), marker=".", label=stage)
         b.plot(steps, [r.get("completions/mean_length") for r in rows], marker=".", label=stage)
         offset = steps[-1] if steps else offset
     a.set(xlabel="step (stages concatenated)", ylabel="mean reward", title="Training reward")
+    e.set(xlabel="step (stages concatenated)", ylabel="nats per token", title="Policy entropy")
+    z.set(xlabel="step (stages concatenated)", ylabel="% of groups", title="Zero-variance groups (no gradient)")
+    z.set_ylim(0, 100)
     h.set(xlabel="step (stages concatenated)", ylabel="% of rewarded QA answers", title="Suspect rewarded answers")
     h.set_ylim(0, 100)
     b.set(xlabel="step (stages concatenated)", ylabel="tokens", title="Mean response length")

@@ -30,6 +30,63 @@ def replicate_summaries(run_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
     return load_summaries(sorted((run_dir / "results" / "eval").glob("*/*.summary.json")))
 
 
+def training_diagnostics(run_dir: Path) -> dict[str, Any]:
+    """What a replicate's training did, from its own logs: per GRPO stage the policy's entropy at the first and last
+    step (a collapse shows as entropy near 0), the mean share of zero-variance groups (TRL's
+    ``frac_reward_zero_std``: groups that carry no gradient) and the mean reward over the first and last quarter of
+    the steps; and the stage-II selection (kept rows, solved-count histogram)."""
+    out: dict[str, Any] = {}
+    for path in sorted((run_dir / "results" / "train").glob("*/metrics.jsonl")):
+        rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        if not rows:
+            continue
+        q = max(1, len(rows) // 4)
+        zero = [r["frac_reward_zero_std"] for r in rows if r.get("frac_reward_zero_std") is not None]
+        out[path.parent.name] = {
+            "steps": len(rows),
+            "entropy_first": rows[0].get("entropy"),
+            "entropy_last": rows[-1].get("entropy"),
+            "zero_variance": statistics.fmean(zero) if zero else None,
+            "reward_first": statistics.fmean(r["reward"] for r in rows[:q]),
+            "reward_last": statistics.fmean(r["reward"] for r in rows[-q:]),
+        }
+    sel = run_dir / "results" / "mixture" / "stage2.stats.json"
+    if sel.exists():
+        s = json.loads(sel.read_text())
+        out["stage2_selection"] = {k: s.get(k) for k in ("keep", "examples", "kept", "solved_histogram")}
+    return out
+
+
+def diagnostics_md(diagnostics: dict[str, dict[str, Any]]) -> str:
+    """One row per replicate and stage: entropy first to last, zero-variance share, reward first to last quarter."""
+
+    def num(v: float | None, fmt: str) -> str:
+        return "–" if v is None else format(v, fmt)
+
+    lines = [
+        "### Training, per replicate\n",
+        "Entropy of the policy at the first and last step; zero-variance: the mean share of GRPO groups whose rewards "
+        "were all equal (no gradient); reward: mean over the first and the last quarter of the steps. Stage-II "
+        "selection: rows kept of the stage-I mixture and the solved-count histogram (0/n first).\n",
+        "| replicate | stage | steps | entropy first → last | zero-variance | reward first → last quarter |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, diag in diagnostics.items():
+        for stage, d in diag.items():
+            if stage == "stage2_selection":
+                continue
+            lines.append(
+                f"| {name} | {stage} | {d['steps']} | {num(d['entropy_first'], '.3f')} → "
+                f"{num(d['entropy_last'], '.3f')} | {num(d['zero_variance'], '.0%')} | "
+                f"{d['reward_first']:.2f} → {d['reward_last']:.2f} |"
+            )
+    sel = [(n, d["stage2_selection"]) for n, d in diagnostics.items() if "stage2_selection" in d]
+    if sel:
+        lines += ["", "| replicate | stage-II rule | kept / rows | solved histogram |", "|---|---|---|---|"]
+        lines += [f"| {n} | {s['keep']} | {s['kept']} / {s['examples']} | {s['solved_histogram']} |" for n, s in sel]
+    return "\n".join(lines) + "\n"
+
+
 def two_stage_ci(
     groups: list[list[float]], *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
