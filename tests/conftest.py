@@ -133,11 +133,13 @@ def tiny_dag(tmp_path_factory) -> Path:
     return work
 
 
-# profiles/nano scaled down to a few rows and one step a stage: the SmolLM2 DAG of tests/test_smollm2.py. One QA
-# dataset: the nano mixture takes no QA rows, and the QA half's SmolLM2 filter chunks were its slowest jobs (the
-# tiny DAG runs all three datasets through every stage).
+# profiles/nano scaled down to a few rows and one step a stage: the SmolLM2 DAG of tests/test_smollm2.py. The nano
+# mixture takes no QA rows (so profiles/nano skips the QA half: fill.build mixture); here the QA half is built
+# (fill.build all) for one QA dataset, so SmolLM2 runs the filter and its token budgets are checked on KeyChain rows
+# (the tiny DAG runs all three datasets through every stage).
 NANO_SMALL = (
     "raw_qa: {max_questions: 6, datasets: [hotpotqa]}\n"
+    "fill: {build: all}\n"
     "filter: {n: 2, max_new_tokens: 4, keep_max: 2, chunk_questions: 8}\n"
     "retrieval: {multikey: {examples: 4, keys: 2}}\n"
     "mixture: {counts: {retrieval_multikey: 4}}\n"

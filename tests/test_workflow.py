@@ -468,3 +468,19 @@ def test_paper_presets_dry_run(tmp_path):
     assert counts["judge"] == 4 and counts["train_stage"] == 3  # one LongBench judge job per evaluated model
     assert "--preset paper-exact" in text and '"match": "chars"' in text
     assert "https://api.deepseek.com/v1" in text
+
+
+def test_fill_build_mixture_builds_only_what_a_mixture_takes(tmp_path):
+    """profiles/nano's mixture takes no QA rows: with fill.build mixture (its setting) the QA half (filter, split,
+    fill, KeyChain) is not in the DAG; with fill.build all (the paper config's) every dataset is built at every
+    length anyway."""
+    work = copy_project(tmp_path)
+    qa_half = {"filter_source", "split", "fill_context", "insert_keychain"}
+    out = snakemake("-n", "--profile", "profiles/nano", cwd=work)
+    counts = job_counts(out.stdout + out.stderr)
+    assert not qa_half & set(counts) and counts["train_stage"] == 2, counts
+    (work / "all.yaml").write_text("fill: {build: all}\n")
+    nano = ["config.yaml", "profiles/local/config.tiny.yaml", "profiles/nano/config.nano.yaml"]
+    out = snakemake("-n", "--profile", "profiles/nano", "--configfile", *nano, "all.yaml", cwd=work)
+    counts = job_counts(out.stdout + out.stderr)
+    assert qa_half <= set(counts) and counts["insert_keychain"] == 3, counts

@@ -121,10 +121,11 @@ def final_outputs():
             if config["mixture"]["released"]["compare"] and not RELEASED
             else []
         )
-        # our synthesis at every length, unless the QA rows are the authors' release (then nothing is filtered)
+        # our synthesis at every length, unless the QA rows are the authors' release (then nothing is filtered) or
+        # the config asks only for what a mixture takes (fill.build: mixture; the mixture rule pulls those rows)
         + (
             []
-            if RELEASED
+            if RELEASED or config["fill"]["build"] == "mixture"
             else expand(
                 "results/{kind}/{dataset}.L{length}.parquet",
                 kind=["keychain", "fill/plain"],
