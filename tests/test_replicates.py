@@ -109,16 +109,13 @@ def test_the_overlay_follows_the_profile_configfiles_and_no_target_follows_it():
 
 
 def test_each_replicate_is_the_dag_in_its_own_directory_with_its_seed_and_book(tmp_path):
-    """A dry run of the tiny profile per replicate: the DAG parses in the replicate's directory (links to the
-    checkout, shared resources) and the config it resolved holds the replicate's seed and held-out book."""
+    """A dry run of profiles/nano per replicate, with make effect's vLLM overlay given the way the Makefile gives
+    it (relative to the checkout): the DAG parses in the replicate's directory (links to the checkout, shared
+    models), the config it resolved holds the replicate's seed and held-out book, and the overlay reached it."""
     out = tmp_path / "reps"
-    args = ["--profile", "profiles/local", "--seeds", "5", "--heldout-books", "pg84.txt", "pg1342.txt"]
-    done = subprocess.run(
-        [sys.executable, "-m", "loongrl.replicate", *args, "--out", str(out), "--dry-run"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    args = ["--profile", "profiles/nano", "--seeds", "5", "--heldout-books", "pg84.txt", "pg1342.txt"]
+    args += ["--configfile", "profiles/nano/config.vllm.yaml", "--out", str(out), "--dry-run"]
+    done = subprocess.run([sys.executable, "-m", "loongrl.replicate", *args], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     for name, book in (("seed5-pg84", "pg84.txt"), ("seed5-pg1342", "pg1342.txt")):
         d = out / name
@@ -130,12 +127,11 @@ def test_each_replicate_is_the_dag_in_its_own_directory_with_its_seed_and_book(t
         (resolved,) = (d / ".snakemake/loongrl").glob("config-*.json")
         config = json.loads(resolved.read_text())
         assert config["seed"] == 5 and config["retrieval"]["heldout_books"] == [book]
+        assert config["eval"]["backend"] == "vllm" and config["train"]["stage2_backend"] == "vllm"
+        assert config["fill"]["build"] == "mixture"
     # a second call finds its links in place (a replicate resumes in its directory)
     again = subprocess.run(
-        [sys.executable, "-m", "loongrl.replicate", *args, "--out", str(out), "--dry-run", "--only", "seed5-pg84"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+        [sys.executable, "-m", "loongrl.replicate", *args, "--only", "seed5-pg84"], cwd=ROOT, capture_output=True
     )
     assert again.returncode == 0, again.stderr[-3000:]
 
@@ -152,9 +148,8 @@ def test_training_diagnostics_show_a_collapse(tmp_path):
     metrics.write_text("".join(json.dumps(x) + "\n" for x in steps))
     stats = tmp_path / "results/mixture/stage2.stats.json"
     stats.parent.mkdir(parents=True)
-    stats.write_text(
-        json.dumps({"keep": "unmastered", "examples": 64, "kept": 24, "solved_histogram": [24, 0, 0, 0, 40]})
-    )
+    selection = {"keep": "unmastered", "examples": 64, "kept": 24, "solved_histogram": [24, 0, 0, 0, 40]}
+    stats.write_text(json.dumps(selection))
     d = training_diagnostics(tmp_path)
     assert d["stage1"] == {
         "steps": 4, "entropy_first": 0.25, "entropy_last": 0.007, "zero_variance": 0.75,
