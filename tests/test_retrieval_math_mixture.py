@@ -8,7 +8,7 @@ from conftest import SAMPLES
 from loongrl.books import read_book
 from loongrl.data.math_data import count_records, dapo_rows, load_records, mathqa_rows, parse_options
 from loongrl.data.mixture import build_mixture, data_card, preflight
-from loongrl.data.retrieval import build
+from loongrl.data.retrieval import RETRIEVAL_SCHEMA, build
 from loongrl.io import DataError, write_parquet
 from loongrl.prompts import LOONGRL_SYSTEM_PROMPT
 from loongrl.schemas import MIXTURE_SCHEMA
@@ -189,3 +189,33 @@ def test_preflight_names_longest_rows(tmp_path):
     ok = preflight([path], 1000)
     assert ok["longest"][0] == {"tokens": 900, "id": "r3", "file": str(path)}
     json.dumps(ok)
+
+
+def test_retrieval_validation_slice_is_new_rows_of_the_training_books(tmp_path, tiny_model_dir):
+    """eval.validation.source retrieval: the rules' two commands (build_retrieval_validation, retrieval_validation)
+    give mixture-schema rows of the training task from the training books only, with needles the training rows do
+    not have (another seed), each named by its task, so TRL ranks checkpoints on the training reward."""
+    from loongrl.data import mixture, retrieval
+    from loongrl.io import read_parquet
+
+    common = ["--books-dir", str(SAMPLES / "gutenberg"), "--tokenizer", str(tiny_model_dir), "--length", "1024"]
+    common += ["--reserve", "32", "--system-prompt", "none", "--exclude-books", "pg84.txt"]
+    params = json.dumps({"multikey": {"examples": 6, "keys": 2}, "multivalue": {"examples": 0, "values": 1}})
+    for name, seed in (("train", 42), ("val", 44)):
+        retrieval.main([*common, "--params", params, "--seed", str(seed), "--output", str(tmp_path / f"{name}.pq")])
+    out = tmp_path / "validation.parquet"
+    mixture.main(
+        ["validation", "--retrieval", str(tmp_path / "val.pq"), "--system-prompt", "none", "--output", str(out)]
+    )
+    val, raw = read_parquet(out, MIXTURE_SCHEMA), read_parquet(tmp_path / "val.pq")
+    train = read_parquet(tmp_path / "train.pq")
+    assert len(val) == 6 and {r["data_source"] for r in val} == {"retrieval_multikey"}
+    assert "pg84.txt" not in {r["book"] for r in raw}
+    assert [r["prompt"][-1]["content"] for r in val] == [r["user_prompt"] for r in raw]
+    train_answers = {a for r in train for a in r["answers"]}
+    assert not train_answers & {a for r in val for a in r["answers"]}
+    none = tmp_path / "none.parquet"
+    write_parquet([], none, RETRIEVAL_SCHEMA)
+    with pytest.raises(ValueError, match=r"none\.parquet: no retrieval rows for the validation slice"):
+        mixture.main(["validation", "--retrieval", str(none), "--output", str(tmp_path / "x.parquet")])
+    assert not (tmp_path / "x.parquet").exists()

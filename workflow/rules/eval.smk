@@ -116,26 +116,50 @@ rule eval_tasks:
         "--seed {params.seed:q} --threads {threads} --output {output:q} > {log:q} 2>&1"
 
 
-rule eval_validation:
-    input:
-        data=longbench_inputs(),
-        tokenizer=model_dir("policy"),
-        code=stage_code("loongrl.eval.tasks"),
-    output:
-        "results/eval/validation.parquet",
-    log:
-        "logs/eval/validation.log",
-    conda:
-        "../../envs/data.yaml"
-    params:
-        cfg=eval_task_params("longbench"),
-        src=lambda wc, input: input_dir(input.data[0]),
-        seed=config["seed"],
-        # generated inside the training job: its prompts get the training prompts' cap, not LongBench's 120K
-        cap=config["mixture"]["max_prompt_tokens"],
-    shell:
-        "python -m loongrl.eval.tasks validation --input {params.src:q} --tokenizer {input.tokenizer:q} "
-        "--params {params.cfg:q} --seed {params.seed:q} --max-input-tokens {params.cap:q} --output {output:q} > {log:q} 2>&1"
+# The validation slice stage I's checkpoints are ranked on (train.select_best): LongBench rows (the paper's), or
+# new Book-RULER rows from the training books (eval.validation.source: retrieval; the laptop's task, where a 135M
+# model scores 0 on LongBench QA and every checkpoint would tie).
+if EVAL["validation"]["source"] == "longbench":
+
+    rule eval_validation:
+        input:
+            data=longbench_inputs(),
+            tokenizer=model_dir("policy"),
+            code=stage_code("loongrl.eval.tasks"),
+        output:
+            "results/eval/validation.parquet",
+        log:
+            "logs/eval/validation.log",
+        conda:
+            "../../envs/data.yaml"
+        params:
+            cfg=eval_task_params("longbench"),
+            src=lambda wc, input: input_dir(input.data[0]),
+            seed=config["seed"],
+            # generated inside the training job: its prompts get the training prompts' cap, not LongBench's 120K
+            cap=config["mixture"]["max_prompt_tokens"],
+        shell:
+            "python -m loongrl.eval.tasks validation --input {params.src:q} --tokenizer {input.tokenizer:q} "
+            "--params {params.cfg:q} --seed {params.seed:q} --max-input-tokens {params.cap:q} --output {output:q} > {log:q} 2>&1"
+
+else:
+
+    rule retrieval_validation:
+        input:
+            rows=f"results/retrieval/validation.L{RETRIEVAL_LENGTH}.parquet",
+            code=stage_code("loongrl.data.mixture"),
+        output:
+            "results/eval/validation.parquet",
+        log:
+            "logs/eval/validation.log",
+        localrule: True
+        conda:
+            "../../envs/data.yaml"
+        params:
+            system=config["mixture"]["system_prompt"],
+        shell:
+            "python -m loongrl.data.mixture validation --retrieval {input.rows:q} --system-prompt {params.system:q} "
+            "--output {output:q} > {log:q} 2>&1"
 
 
 rule evaluate:

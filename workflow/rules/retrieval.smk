@@ -78,3 +78,41 @@ rule build_retrieval_heldout:
         "--length {wildcards.length:q} --reserve {params.reserve:q} --params {params.cfg:q} "
         "--system-prompt {params.system:q} --seed {params.seed:q} --only-books {params.books:q} "
         "--output {output:q} > {log:q} 2>&1"
+
+
+rule build_retrieval_validation:
+    input:
+        books=books_dir(),
+        tokenizer=model_dir("policy"),
+        code=stage_code("loongrl.data.retrieval"),
+    output:
+        "results/retrieval/validation.L{length}.parquet",
+    log:
+        "logs/retrieval/validation.L{length}.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=16000,
+        runtime="1h",
+    params:
+        # the training task's needles on the training books (never the held-out ones), with a third seed: new
+        # needles, keys and stretches, so the slice measures the policy on rows it was not trained on
+        cfg=lambda wc: as_json(
+            {
+                **config["retrieval"],
+                "multikey": {
+                    "examples": EVAL["validation"]["retrieval_rows"],
+                    "keys": config["retrieval"]["multikey"]["keys"],
+                },
+                "multivalue": {"examples": 0, "values": 1},
+            }
+        ),
+        reserve=config["fill"]["generation_reserve"],
+        system=config["mixture"]["system_prompt"],
+        seed=config["seed"] + 2,
+        heldout=config["retrieval"]["heldout_books"],
+    shell:
+        "python -m loongrl.data.retrieval --books-dir {input.books:q} --tokenizer {input.tokenizer:q} "
+        "--length {wildcards.length:q} --reserve {params.reserve:q} --params {params.cfg:q} "
+        "--system-prompt {params.system:q} --seed {params.seed:q} --exclude-books {params.heldout:q} "
+        "--output {output:q} > {log:q} 2>&1"

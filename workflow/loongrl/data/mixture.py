@@ -76,6 +76,14 @@ def simple_rows(rows: list[dict[str, Any]], source: str, system: str | None, tok
     return out
 
 
+def validation_rows(rows: list[dict[str, Any]], system: str | None) -> list[dict[str, Any]]:
+    """Retrieval rows as a validation slice in the mixture schema (``eval.validation.source: retrieval``): every
+    row, its data source named by its task, in the order given (the trainer evaluates all of them)."""
+    return [r for t in ("multikey", "multivalue") for r in simple_rows(
+        [x for x in rows if x["task"] == t], f"retrieval_{t}", system
+    )]
+
+
 def build_mixture(
     inputs: dict[str, Any], *, counts: dict[str, Any], exclude: list[str], system: str | None, tokenizer, seed: int
 ) -> list[dict[str, Any]]:
@@ -181,12 +189,23 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--output", type=Path, required=True)
     b.add_argument("--card-json", type=Path, required=True)
     b.add_argument("--card-md", type=Path, required=True)
+    v = sub.add_parser("validation", help="retrieval rows as the validation slice (eval.validation.source)")
+    v.add_argument("--retrieval", type=Path, required=True)
+    v.add_argument("--system-prompt", default="loongrl")
+    v.add_argument("--output", type=Path, required=True)
     c = sub.add_parser("preflight")
     c.add_argument("--inputs", nargs="+", type=Path, required=True)
     c.add_argument("--max-prompt-tokens", type=int, required=True)
     c.add_argument("--output", type=Path, required=True)
     args = ap.parse_args(argv)
     setup_logging()
+    if args.cmd == "validation":
+        rows = validation_rows(read_parquet(args.retrieval), system_prompt(args.system_prompt))
+        if not rows:
+            raise ValueError(f"{args.retrieval}: no retrieval rows for the validation slice")
+        write_parquet(rows, args.output, MIXTURE_SCHEMA)
+        log.info("validation slice: %d retrieval rows -> %s", len(rows), args.output)
+        return
     if args.cmd == "preflight":
         report = preflight(args.inputs, args.max_prompt_tokens)
         write_json(report, args.output)

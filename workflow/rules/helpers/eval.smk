@@ -109,6 +109,11 @@ def eval_task_params(b):
         out["haystack_books"] = haystack_books(config)
     if "ruler" in out:
         out["ruler"] = {**EVAL["ruler"], "qa_files": ruler_qa_files()}
+    if "validation" in out and out["validation"]["source"] == "longbench":
+        # the LongBench builder reads tasks / rows_per_task / holdout; the retrieval slice's keys (and the default
+        # source, which older configs lack) must not rerun a paper-scale LongBench cell
+        skip = ("source", "retrieval_rows")
+        out["validation"] = {k: v for k, v in out["validation"].items() if k not in skip}
     return as_json(out)
 
 
