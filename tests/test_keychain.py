@@ -297,6 +297,20 @@ def test_book_keychain_chains_lead_to_needle_questions(book_haystack, qwen_token
     assert again == rows  # same seed, same rows
 
 
+def test_book_keychain_true_needle_position_carries_no_signal(book_haystack, qwen_tokenizer):
+    """The true needle is first in the text about as often as a distractor's is: a fixed order would let a model
+    answer by position instead of by following the chain (the first ladder's rows always put it first)."""
+    from loongrl.data.keychain import build_book_keychain_rows
+
+    rows = build_book_keychain_rows(
+        book_haystack, qwen_tokenizer, examples=64, length=384, hops=1, chains=2, seed=0, ending="paper"
+    )
+    first = sum(
+        r["user_prompt"].find(r["answers"][0]) < r["user_prompt"].find(r["distractor_answers"][0]) for r in rows
+    )
+    assert 20 <= first <= 44, first  # 32 expected; binomial(64, 0.5) lies in [20, 44] with probability > 0.998
+
+
 def test_book_keychain_rejects_unknown_pair_format_and_empty_chains(book_haystack, qwen_tokenizer):
     from loongrl.data.keychain import build_book_keychain_rows, pair_text
 

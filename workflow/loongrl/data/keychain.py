@@ -251,12 +251,15 @@ def build_book_keychain_rows(
         values = distinct_seven_digit(rng, chains)  # a distractor chain never leads to the true answer
         needles = [NEEDLE.format(key=k, value=v) for k, v in zip(needle_keys, values, strict=True)]
         questions = [QUESTION["multikey"].format(key=k) for k in needle_keys]
+        # insert_needles keeps its list's order: shuffled, so the true needle's place in the text says nothing
+        # (in list order it always came first, and the base model picks the later needle 71 % of the time)
+        placed = rng.sample(needles, len(needles))
         keys = make_chains(rng, chains, hops, "uuid4")
         pairs = chain_pairs(keys, questions, pair_format)
         # a stretch with room for every pair (at short lengths one long paragraph can leave too few sentence ends)
         for _ in range(MAX_SPAN_DRAWS):
             book, start, paras = haystack.span(rng, length)
-            hay = insert_needles(paras, needles, rng)
+            hay = insert_needles(paras, placed, rng)
             if len(insertion_points(hay, insert_at)) >= len(pairs):
                 break
         else:
