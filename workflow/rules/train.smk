@@ -110,13 +110,13 @@ rule select_stage2:
     output:
         data="results/mixture/stage2.parquet",
         stats="results/mixture/stage2.stats.json",
-    params:
-        keep=TRAIN["stage2_keep"],
     log:
         "logs/train/select_stage2.log",
     localrule: True
     conda:
         "../../envs/data.yaml"
+    params:
+        keep=TRAIN["stage2_keep"],
     shell:
         "python -m loongrl.train.stage2 select --data {input.data:q} {input.counts:q} --output {output.data:q} "
         "--stats {output.stats:q} --keep {params.keep:q} > {log:q} 2>&1"

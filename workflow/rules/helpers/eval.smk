@@ -113,7 +113,9 @@ def eval_task_params(b):
         # the LongBench builder reads tasks / rows_per_task / holdout; the retrieval slice's keys (and the default
         # source, which older configs lack) must not rerun a paper-scale LongBench cell
         skip = ("source", "retrieval_rows")
-        out["validation"] = {k: v for k, v in out["validation"].items() if k not in skip}
+        out["validation"] = {
+            k: v for k, v in out["validation"].items() if k not in skip
+        }
     return as_json(out)
 
 
