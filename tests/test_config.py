@@ -254,3 +254,14 @@ def test_paper_exact_preset_restates_every_marked_deviation(paper):
     assert not missing, f"presets/paper-exact.yaml lacks {missing}"
     assert preset["train"]["reward"] == {"match": "chars", "reject_hedges": False, "guards": False}
     validate_config(deep_merge(copy.deepcopy(paper), preset))
+
+
+def test_defaults_beside_a_ref_are_filled():
+    """``{$ref: posint, default: 3}``: the default is the property's, not the referenced definition's (it was
+    dropped when the reference was resolved first); and the Book-RULER KeyChain section fills in whole."""
+    from loongrl.config import fill_defaults
+
+    cfg = fill_defaults({"raw_qa": {}, "keychain": {}, "mixture": {"counts": {}}})
+    assert cfg["raw_qa"]["retries"] == 3
+    assert cfg["keychain"]["books"]["pair_format"] == "json" and cfg["keychain"]["books"]["answer_prefix"] is True
+    assert cfg["mixture"]["counts"]["keychain_books"] == 0 == cfg["mixture"]["counts"]["direct_books"]

@@ -342,3 +342,40 @@ def test_longbench_full_set_with_the_validation_rows_marked(qwen_tokenizer):
         )
     )
     assert len(off) == len(rows) and all("groups" not in json.loads(r["meta"]) for r in off)
+
+
+def test_heldout_keychain_cell_asks_after_the_answer_prefix(qwen_tokenizer, tmp_path):
+    """The held-out KeyChain cell: the rows build_keychain_books_heldout writes, each prompt the KeyChain prompt
+    with the reply opened by its answer prefix, scored by the multi-key verifier (the true chain's number only);
+    the distractor chains' numbers go along in meta."""
+    from loongrl.books import Haystack, load_books
+    from loongrl.data.keychain import KEYCHAIN_BOOKS_SCHEMA, build_book_keychain_rows
+    from loongrl.eval.registry import BENCHMARKS, BuildRequest, eval_cells
+    from loongrl.io import write_parquet
+    from loongrl.prompts import KEYCHAIN_ANSWER_PREFIX
+
+    hay = Haystack(load_books([SAMPLES / "gutenberg"], only=["pg84.txt"]), qwen_tokenizer)
+    rows = build_book_keychain_rows(
+        hay, qwen_tokenizer, examples=3, length=384, hops=2, chains=2, seed=2, prefill=KEYCHAIN_ANSWER_PREFIX
+    )
+    path = tmp_path / "heldout.L384.parquet"
+    write_parquet(rows, path, KEYCHAIN_BOOKS_SCHEMA)
+    bench = BENCHMARKS["heldout_keychain"]
+    req = BuildRequest(inputs=[path], tokenizer=qwen_tokenizer, settings={}, system=None, length=384, cell="L384")
+    tasks = finish(bench.build(req), qwen_tokenizer)
+    for t, r in zip(tasks, rows, strict=True):
+        user, reply = t["prompt"]
+        assert user["content"] == r["user_prompt"] and reply["content"] == KEYCHAIN_ANSWER_PREFIX
+        assert t["metric"] == "retrieval_multikey" and t["answers"] == r["answers"]
+        assert json.loads(t["meta"])["distractor_answers"] == r["distractor_answers"]
+        instruct = KINDS["instruct"]
+        assert score_one(t, f" {r['answers'][0]}.", kind=instruct)[1]["accuracy"] == 1.0
+        assert score_one(t, f" {r['distractor_answers'][0]}.", kind=instruct)[1]["accuracy"] == 0.0
+    # its own lengths (eval.heldout_keychain), none unless asked for: make effect's matrix is unchanged
+    ev = {
+        "heldout_keychain": {"lengths": [384, 768]},
+        "heldout": {"lengths": [384]},
+        "benchmarks": ["heldout_keychain"],
+    }
+    assert eval_cells(ev) == [("heldout_keychain", "L384"), ("heldout_keychain", "L768")]
+    assert eval_cells({**ev, "heldout_keychain": {"lengths": []}}) == []

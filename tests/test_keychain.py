@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 
@@ -406,3 +407,78 @@ def test_book_keychain_heldout_rows_share_nothing_with_training_rows(qwen_tokeni
         body = r["user_prompt"].split("\n", 1)[1].rsplit("\n\n", 1)[0]
         sentences = [x for x in body.split(". ") if len(x) > 80 and "{" not in x]
         assert sentences and not any(x in train_text for x in sentences), r["id"]
+
+
+def test_book_keychain_direct_prompt_is_the_same_haystack_without_chains(book_haystack, qwen_tokenizer):
+    """Table 4's arm without KeyChain: the same book stretch and needles, the true question asked directly (the
+    Book-RULER multi-key prompt), no pairs; the answer prefix opens the KeyChain reply and is counted."""
+    from loongrl.data.keychain import build_book_keychain_rows
+    from loongrl.data.retrieval import HEAD
+    from loongrl.prompts import KEYCHAIN_ANSWER_PREFIX
+
+    kw = {"examples": 4, "length": 384, "hops": 2, "chains": 2, "seed": 5}
+    rows = build_book_keychain_rows(book_haystack, qwen_tokenizer, prefill=KEYCHAIN_ANSWER_PREFIX, **kw)
+    bare = build_book_keychain_rows(book_haystack, qwen_tokenizer, **kw)
+    for r, b in zip(rows, bare, strict=True):
+        direct = r["direct_prompt"]
+        assert direct.startswith(HEAD) and direct.endswith("\n" + r["question"])
+        assert PAIR.findall(direct) == [] and not any(k in direct for chain in r["chains"] for k in chain)
+        assert dict(BOOK_NEEDLE.findall(direct)) == dict(BOOK_NEEDLE.findall(r["user_prompt"]))
+        hay = direct.removeprefix(HEAD).rsplit("\n", 1)[0]
+        # the KeyChain context is this haystack with pairs put between its sentences
+        assert PAIR.sub("", r["user_prompt"]).replace(" .", "").count(hay[:200]) == 1
+        assert r["prefill"] == KEYCHAIN_ANSWER_PREFIX and b["prefill"] is None
+        assert r["prompt_tokens"] > b["prompt_tokens"] and r["direct_prompt"] == b["direct_prompt"]
+        assert 0 < r["direct_prompt_tokens"] < r["prompt_tokens"]
+
+
+def test_book_keychain_cli_builds_training_and_heldout_slices(tiny_model_dir, tmp_path):
+    """``python -m loongrl.data.keychain books``: the training books (held-out one excluded) or only the held-out
+    one, with the config's keychain.books settings; the QA form of the CLI is unchanged."""
+    import pyarrow.parquet as pq
+    from conftest import SAMPLES
+    from loongrl.config import fill_defaults
+    from loongrl.data.keychain import main
+
+    params = json.dumps(fill_defaults({"keychain": {}})["keychain"]["books"])
+    common = ["--books-dir", str(SAMPLES / "gutenberg"), "--tokenizer", str(tiny_model_dir), "--length", "384"]
+    common += ["--params", params, "--system-prompt", "none"]
+    train, held = tmp_path / "train.parquet", tmp_path / "held.parquet"
+    main(
+        [
+            "books",
+            *common,
+            "--examples",
+            "6",
+            "--seed",
+            "42",
+            "--exclude-books",
+            "pg84.txt",
+            "--output",
+            str(train),
+            "--stats",
+            str(tmp_path / "train.json"),
+        ]
+    )
+    main(
+        [
+            "books",
+            *common,
+            "--examples",
+            "3",
+            "--seed",
+            "43",
+            "--only-books",
+            "pg84.txt",
+            "--output",
+            str(held),
+            "--stats",
+            str(tmp_path / "held.json"),
+        ]
+    )
+    t, h = pq.read_table(train).to_pylist(), pq.read_table(held).to_pylist()
+    assert len(t) == 6 and len(h) == 3
+    assert {r["book"] for r in h} == {"pg84.txt"} and "pg84.txt" not in {r["book"] for r in t}
+    assert all(r["prefill"] for r in t) and all(len(r["chains"]) == 2 and len(r["chains"][0]) == 1 for r in t)
+    stats = json.loads((tmp_path / "train.json").read_text())
+    assert stats["examples"] == 6 and stats["pair_format"] == "json" and stats["direct"]["prompt_tokens_max"]

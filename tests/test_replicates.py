@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from loongrl.replicate import pool, profile_configfiles, replicate_plan, snakemake_command
+from loongrl.replicate import parse_arms, pool, profile_configfiles, replicate_plan, snakemake_command
 from loongrl.report.replicates import (
     diagnostics_md,
     pool_effects,
@@ -114,10 +114,19 @@ def test_each_replicate_is_the_dag_in_its_own_directory_with_its_seed_and_book(t
     models), the config it resolved holds the replicate's seed and held-out book, and the overlay reached it."""
     out = tmp_path / "reps"
     args = ["--profile", "profiles/nano", "--seeds", "5", "--heldout-books", "pg84.txt", "pg1342.txt"]
-    args += ["--configfile", "profiles/nano/config.vllm.yaml", "--out", str(out), "--dry-run"]
-    done = subprocess.run([sys.executable, "-m", "loongrl.replicate", *args], cwd=ROOT, capture_output=True, text=True)
+    args += ["--out", str(out), "--dry-run"]
+    # make table4-nano's arms: one dry run per arm, each with its own book (two DAG parses, as before the arms)
+    args += ["--configfile", "profiles/nano/config.vllm.yaml", "profiles/nano/table4.yaml", "--arms"]
+    args += ["keychain=profiles/nano/table4-keychain.yaml", "direct=profiles/nano/table4-direct.yaml"]
+    first = ["--only", "keychain/seed5-pg84", "direct/seed5-pg1342"]
+    done = subprocess.run(
+        [sys.executable, "-m", "loongrl.replicate", *args, *first], cwd=ROOT, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    for name, book in (("seed5-pg84", "pg84.txt"), ("seed5-pg1342", "pg1342.txt")):
+    for name, book, arm in (
+        ("keychain/seed5-pg84", "pg84.txt", "keychain_books"),
+        ("direct/seed5-pg1342", "pg1342.txt", "direct_books"),
+    ):
         d = out / name
         assert (d / "resources/models").resolve() == (ROOT / "resources/models").resolve()
         assert (d / "workflow").resolve() == (ROOT / "workflow").resolve()
@@ -129,9 +138,19 @@ def test_each_replicate_is_the_dag_in_its_own_directory_with_its_seed_and_book(t
         assert config["seed"] == 5 and config["retrieval"]["heldout_books"] == [book]
         assert config["eval"]["backend"] == "vllm" and config["train"]["stage2_backend"] == "vllm"
         assert config["fill"]["build"] == "mixture"
+        counts = config["mixture"]["counts"]
+        assert (
+            counts[arm] == 64
+            and counts["retrieval_multikey"] == 0
+            and sum(counts[a] for a in ("keychain_books", "direct_books")) == 64
+        )
+        assert config["eval"]["benchmarks"][0] == "heldout_keychain"
+        assert config["keychain"]["books"]["answer_prefix"] is True
     # a second call finds its links in place (a replicate resumes in its directory)
     again = subprocess.run(
-        [sys.executable, "-m", "loongrl.replicate", *args, "--only", "seed5-pg84"], cwd=ROOT, capture_output=True
+        [sys.executable, "-m", "loongrl.replicate", *args, "--only", "keychain/seed5-pg84"],
+        cwd=ROOT,
+        capture_output=True,
     )
     assert again.returncode == 0, again.stderr[-3000:]
 
@@ -158,3 +177,30 @@ def test_training_diagnostics_show_a_collapse(tmp_path):
     md = diagnostics_md({"seed7-pg84": d})
     assert "| seed7-pg84 | stage1 | 4 | 0.250 → 0.007 | 75% | 0.50 → 1.00 |" in md
     assert "| seed7-pg84 | unmastered | 24 / 64 | [24, 0, 0, 0, 40] |" in md
+
+
+def test_arms_pool_against_each_other_on_the_same_rows(tmp_path):
+    """Table 4 (nano): each (seed, book) once per arm; the pooled report has each arm's trained model against the
+    base and the first arm against the second, paired on the same held-out rows."""
+    arms = parse_arms(["keychain=a.yaml", "direct=b.yaml"])
+    plan = replicate_plan([1, 2], ["pg84.txt"], arms)
+    assert [r["name"] for r in plan] == [
+        "keychain/seed1-pg84",
+        "keychain/seed2-pg84",
+        "direct/seed1-pg84",
+        "direct/seed2-pg84",
+    ]
+    base = [0, 0, 1, 0]
+    for seed in (1, 2):
+        write_run(tmp_path / f"keychain/seed{seed}-pg84", summaries(base, [1, 1, 1, 0]))
+        write_run(tmp_path / f"direct/seed{seed}-pg84", summaries(base, [1, 0, 1, 0]))
+    res = pool(tmp_path, plan)
+    gains = {r["model"]: r["gain"] for r in res["pooled"]}
+    assert gains == {"direct.stage2": pytest.approx(0.25), "keychain.stage2": pytest.approx(0.5)}
+    (versus,) = res["arms"].values()
+    assert versus["pooled"][0]["gain"] == pytest.approx(0.25) and versus["pooled"][0]["replicates"] == 2
+    md = (tmp_path / "pooled.md").read_text()
+    assert "## keychain against direct (their trained models), pooled over 2 replicates" in md
+    for bad in (["keychain=a.yaml"], ["a=x.yaml", "a=y.yaml"], ["no-equals"]):
+        with pytest.raises(ValueError, match="--arms"):
+            parse_arms(bad)

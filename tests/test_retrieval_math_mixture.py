@@ -219,3 +219,52 @@ def test_retrieval_validation_slice_is_new_rows_of_the_training_books(tmp_path, 
     with pytest.raises(ValueError, match=r"none\.parquet: no retrieval rows for the validation slice"):
         mixture.main(["validation", "--retrieval", str(none), "--output", str(tmp_path / "x.parquet")])
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_keychain_books_arms_share_rows_and_verifier(qwen_tokenizer):
+    """Table 4 in miniature: arm A (keychain_books) and arm B (direct_books) take the same rows, A as the KeyChain
+    prompt after its answer prefix, B as the direct question; both scored by the multi-key retrieval verifier."""
+    from loongrl.prompts import KEYCHAIN_ANSWER_PREFIX
+    from loongrl.train.rewards import family, score
+
+    books = [
+        {
+            "id": f"k{i}",
+            "answers": [f"123456{i}"],
+            "user_prompt": f"chain {i}",
+            "prefill": KEYCHAIN_ANSWER_PREFIX,
+            "direct_prompt": f"direct {i}",
+            "prompt_tokens": 90,
+            "direct_prompt_tokens": 60,
+        }
+        for i in range(3)
+    ]
+    zero = {
+        "keychain": {},
+        "plain_qa": {},
+        "retrieval_multikey": 0,
+        "retrieval_multivalue": 0,
+        "dapo_math": 0,
+        "math_choice": 0,
+    }
+    kw = {"exclude": [], "system": None, "tokenizer": qwen_tokenizer, "seed": 1}
+    a = build_mixture({"keychain_books": books}, counts={**zero, "keychain_books": 2}, **kw)
+    b = build_mixture({"keychain_books": books}, counts={**zero, "direct_books": 2}, **kw)
+    assert sorted(r["answers"][0] for r in a) == sorted(r["answers"][0] for r in b) == ["1234560", "1234561"]
+    for r in a:
+        user, reply = r["prompt"]
+        assert user["content"].startswith("chain") and reply == {"role": "assistant", "content": KEYCHAIN_ANSWER_PREFIX}
+        assert r["prompt_tokens"] == 90 and r["data_source"] == "retrieval_multikey_keychain"
+    assert all(len(r["prompt"]) == 1 and r["prompt_tokens"] == 60 for r in b)
+    for r in a + b:
+        assert family(r["data_source"]) == "retrieval"
+        assert score(r["data_source"], f"\\boxed{{{r['answers'][0]}}}", r["answers"]) == 1.0
+        assert score(r["data_source"], f"\\boxed{{{r['answers'][0]} or 7654321}}", r["answers"]) == 0.0  # a hedge
+    assert (
+        build_mixture(
+            {"keychain_books": books}, counts={**zero, "keychain_books": 2}, **{**kw, "exclude": ["keychain_books"]}
+        )
+        == []
+    )
+    with pytest.raises(ValueError, match=r"mixture\.counts\.direct_books asks for 4 rows"):
+        build_mixture({"keychain_books": books}, counts={**zero, "direct_books": 4}, **kw)

@@ -97,8 +97,15 @@ def test_nano_dag_token_budgets_are_smollm2_tokens(nano_dag, smollm2_dir):
     for r in kc:  # prompt lengths are SmolLM2 tokens: the 2K fill plus 2 chains of 4 UUID pairs (~300 tokens each)
         assert 2048 < r["prompt_tokens"] == count_prompt_tokens(tok, messages(r["user_prompt"], None)) <= 2048 + 640
     mix = pq.read_table(nano_dag / "results/mixture/stage1.parquet").to_pylist()
-    assert {r["data_source"] for r in mix} == {"retrieval_multikey"} and len(mix) == 4
-    assert all(r["prompt_tokens"] == count_prompt_tokens(tok, r["prompt"]) <= 384 for r in mix)
+    sources = [r["data_source"] for r in mix]
+    assert sorted(set(sources)) == ["retrieval_multikey", "retrieval_multikey_direct", "retrieval_multikey_keychain"]
+    assert len(mix) == 8 and sources.count("retrieval_multikey") == 4
+    assert all(r["prompt_tokens"] == count_prompt_tokens(tok, r["prompt"]) for r in mix)
+    assert all(r["prompt_tokens"] <= 384 for r in mix if r["data_source"] == "retrieval_multikey")
+    # Table 4's arms: the same two rows, A as the KeyChain prompt after its answer prefix, B asked directly
+    arms = {s: sorted(r["answers"][0] for r in mix if r["data_source"] == s) for s in sources}
+    assert arms["retrieval_multikey_keychain"] == arms["retrieval_multikey_direct"]
+    assert all(r["prompt"][-1]["role"] == "assistant" for r in mix if r["data_source"].endswith("_keychain"))
 
 
 @pytest.mark.slow
@@ -121,6 +128,8 @@ def test_nano_dag_heldout_eval_and_effect_report(nano_dag):
     head = report.split("## The effect: base vs trained", 1)
     assert len(head) == 2 and "### Table 2" not in head[0]  # the effect table comes before every paper table
     assert "| stage2 | heldout.L384 | 4 |" in head[1]
+    kc = json.loads((nano_dag / "results/eval/stage2/heldout_keychain.L384.summary.json").read_text())
+    assert kc["overall"]["rows"] == 4 and "| stage2 | heldout_keychain.L384 | 4 |" in head[1]
     assert (nano_dag / "results/report/tables/effect.csv").read_text().startswith("model,cell,rows,base,")
 
 

@@ -417,3 +417,56 @@ def test_warmup_epoch_is_the_full_batches_of_its_data(tmp_path):
     for bad in ("0", "1.5", "epochs"):
         with pytest.raises(SystemExit):
             parser().parse_args([*base, "--steps", bad])
+
+
+def test_prefilled_prompts_reach_trl_as_the_open_assistant_turn(tiny_model_dir, tmp_path, train_cfg):
+    """A mixture row whose prompt ends in a started assistant turn (KeyChain over books' answer prefix) reaches
+    the policy as that open turn: TRL's own prompt tokenisation (``_tokenize_prompts``) of the loaded rows gives
+    the tokens of ``continue_final_message`` for it, and the assistant header for the plain row, as TRL gives a
+    conversational prompt. As a conversation TRL closes the prefilled turn and opens a new one."""
+    from loongrl.io import write_parquet
+    from loongrl.prompts import KEYCHAIN_ANSWER_PREFIX, messages
+    from loongrl.schemas import MIXTURE_SCHEMA
+    from loongrl.train import grpo
+    from transformers import AutoTokenizer
+    from trl import GRPOTrainer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    convs = [messages("Find the key.", "sys", KEYCHAIN_ANSWER_PREFIX), messages("What is 1+1?", "sys")]
+    rows = [
+        {
+            "id": f"r{i}",
+            "data_source": "retrieval_multikey_keychain",
+            "source": "keychain_books",
+            "prompt": c,
+            "answers": ["2"],
+            "prompt_tokens": 10,
+            "pass_rate": None,
+        }
+        for i, c in enumerate(convs)
+    ]
+    data = tmp_path / "mix.parquet"
+    write_parquet(rows, data, MIXTURE_SCHEMA)
+    with pytest.raises(ValueError, match="prefilled prompts need the tokenizer"):
+        grpo.load_mixture(data)
+    ds = grpo.load_mixture(data, tok)
+    assert ds[0]["prompt"].endswith(KEYCHAIN_ANSWER_PREFIX) and isinstance(ds[1]["prompt"], str)
+    params = {**train_cfg, "prompts_per_step": 1, "num_generations": 2, "per_device_batch": 2}
+    params.update(max_completion_length=4, gradient_checkpointing=False)
+    trainer = GRPOTrainer(
+        model=str(tiny_model_dir),
+        reward_funcs=lambda completions, **_: [0.0] * len(completions),
+        args=grpo.grpo_config(params, 1, tmp_path / "work", world_size=1, gpu=False, seed=7),
+        train_dataset=ds,
+        processing_class=tok,
+    )
+    ids, _, _ = trainer._tokenize_prompts(list(ds["prompt"]))
+    want = [
+        tok.apply_chat_template(convs[0], tokenize=True, continue_final_message=True, return_dict=True)["input_ids"],
+        tok.apply_chat_template(convs[1], tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"],
+    ]
+    assert [list(x) for x in ids] == [list(w) for w in want]
+    # what TRL does with the same row as a conversation: the prefilled turn is closed and a new one opened
+    (conv_ids,), _, _ = trainer._tokenize_prompts(convs[:1])
+    assert list(conv_ids) != list(want[0])
+    assert tok.decode(conv_ids).endswith(KEYCHAIN_ANSWER_PREFIX + "<|im_end|>\n<|im_start|>assistant\n")

@@ -52,9 +52,12 @@ def fill_defaults(config: dict[str, Any], schema: dict[str, Any] | None = None) 
             return
         props = node.get("properties", {})
         for key, sub in props.items():
+            # a default beside a $ref ({$ref: posint, default: 3}) is the property's own: read it before resolving
+            own = sub
             sub = resolve(sub)
-            if key not in value and "default" in sub:
-                value[key] = copy.deepcopy(sub["default"])
+            default = own if "default" in own else sub
+            if key not in value and "default" in default:
+                value[key] = copy.deepcopy(default["default"])
             if key in value:
                 walk(value[key], sub)
         extra = node.get("additionalProperties")

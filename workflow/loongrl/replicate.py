@@ -16,6 +16,10 @@ one run); on a cluster, ``--only NAME`` runs one replicate per invocation, so th
 
     python -m loongrl.replicate --profile profiles/nano --seeds 42 7 1234 --heldout-books pg84.txt pg1342.txt
     python -m loongrl.replicate --profile profiles/nano ... --pool-only   # re-pool finished replicates
+
+``--arms NAME=OVERLAY ...`` runs every replicate once per arm (``make table4-nano``: KeyChain over Book-RULER
+questions against the same rows asked directly) and adds the first arm's trained model against each other arm's,
+paired on the same held-out rows, to the pooled report.
 """
 
 from __future__ import annotations
@@ -50,13 +54,33 @@ LINKED = ("Snakefile", "config.yaml", "workflow", "data", "profiles", "presets",
 SHARED_RESOURCES = ("models", "wheels", "raw", "books", "math", "eval", "released", "torch_extensions")
 
 
-def replicate_plan(seeds: list[int], books: list[str]) -> list[dict[str, Any]]:
-    """Every (seed, held-out book) pair, books outer: each book is held out under every seed."""
+def replicate_plan(seeds: list[int], books: list[str], arms: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every (seed, held-out book) pair, books outer: each book is held out under every seed. With ``arms``
+    (name -> config overlay: Table 4's KeyChain arm and its no-chain twin), every pair once per arm, in
+    ``<arm>/seed<S>-<book>``: the arms differ in their overlay only, so their held-out rows are the same."""
     if len(set(seeds)) != len(seeds) or len(set(books)) != len(books):
         raise ValueError(f"replicates: seeds {seeds} and held-out books {books} must not repeat")
-    return [
-        {"name": f"seed{s}-{Path(b).stem}", "seed": s, "heldout_book": b} for b, s in itertools.product(books, seeds)
+    pairs = [
+        {"pair": f"seed{s}-{Path(b).stem}", "seed": s, "heldout_book": b} for b, s in itertools.product(books, seeds)
     ]
+    if not arms:
+        return [{"name": p["pair"], **p} for p in pairs]
+    return [{"name": f"{a}/{p['pair']}", "arm": a, "overlay": f, **p} for a, f in arms.items() for p in pairs]
+
+
+def parse_arms(items: list[str]) -> dict[str, str]:
+    """``NAME=OVERLAY.yaml`` pairs, in order (the first arm is the one compared against the others)."""
+    arms = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name.isidentifier() or not path:
+            raise ValueError(f"--arms {item!r}: expected NAME=OVERLAY.yaml")
+        if name in arms:
+            raise ValueError(f"--arms: arm {name!r} given twice")
+        arms[name] = path
+    if len(arms) == 1:
+        raise ValueError("--arms: an arm needs another to be compared with")
+    return arms
 
 
 def profile_configfiles(profile: Path) -> list[str]:
@@ -113,9 +137,10 @@ def run_replicates(
     configfiles = [*profile_configfiles(root / profile), *(str(Path(f).resolve()) for f in extra_configfiles)]
     for rep in plan:
         d = prepare(root, out, rep)
-        steps = [snakemake_command(profile, configfiles, dry_run=dry_run)]
+        files = [*configfiles, str(Path(rep["overlay"]).resolve())] if "overlay" in rep else configfiles
+        steps = [snakemake_command(profile, files, dry_run=dry_run)]
         if not dry_run:
-            steps.append(snakemake_command(profile, configfiles, report=True))
+            steps.append(snakemake_command(profile, files, report=True))
         for cmd in steps:
             log.info("replicate %s: %s", rep["name"], " ".join(cmd))
             done = subprocess.run(cmd, cwd=d, check=False)
@@ -133,12 +158,47 @@ def pool(out: Path, plan: list[dict[str, Any]]) -> dict[str, Any]:
         if "base" not in summaries:
             raise FileNotFoundError(f"{out / rep['name']}/results/eval: no base model summaries (has it run?)")
         runs[rep["name"]] = summaries
+    arms = list(dict.fromkeys(rep["arm"] for rep in plan if "arm" in rep))
+    if arms:
+        runs = arm_runs(runs, plan)
     result = pool_effects(runs)
+    extra = ""
+    if arms:
+        # Table 4's comparison: the first arm's trained model against each other arm's, on the same rows
+        first = f"{arms[0]}.{final_model(runs, arms[0])}"
+        for other in arms[1:]:
+            ref = f"{other}.{final_model(runs, other)}"
+            versus = pool_effects({n: {"base": r[ref], first: r[first]} for n, r in runs.items()})
+            result.setdefault("arms", {})[f"{arms[0]} vs {other}"] = versus
+            extra += "\n" + pooled_md(versus).replace(
+                "## The effect, pooled over", f"## {arms[0]} against {other} (their trained models), pooled over"
+            ).replace("| base | model | gain |", f"| {other} | {arms[0]} | difference |", 1)
     result["training"] = {rep["name"]: training_diagnostics(out / rep["name"]) for rep in plan}
-    write_text(pooled_md(result, plan=plan) + "\n" + diagnostics_md(result["training"]), out / "pooled.md")
+    write_text(pooled_md(result, plan=plan) + extra + "\n" + diagnostics_md(result["training"]), out / "pooled.md")
     write_text(pooled_csv(result), out / "pooled.csv")
     write_json({"plan": plan, **result}, out / "pooled.json")
     return result
+
+
+def final_model(runs: dict[str, dict[str, Any]], arm: str) -> str:
+    """The arm's last trained model (its last evaluated stage), as named in ``arm_runs``."""
+    names = sorted({m.split(".", 1)[1] for r in runs.values() for m in r if m.startswith(f"{arm}.")})
+    if not names:
+        raise FileNotFoundError(f"arm {arm}: no trained model was evaluated")
+    return names[-1]
+
+
+def arm_runs(runs: dict[str, dict[str, Any]], plan: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per-arm replicates merged per (seed, held-out book): one base (the first arm's; every arm evaluates the
+    same base model on the same held-out rows) and each arm's trained models as ``<arm>.<stage>``."""
+    merged: dict[str, dict[str, Any]] = {}
+    for rep in plan:
+        models = runs[rep["name"]]
+        pair = merged.setdefault(rep["pair"], {"base": models["base"]})
+        for model, cells in models.items():
+            if model != "base":
+                pair[f"{rep['arm']}.{model}"] = cells
+    return merged
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -150,12 +210,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("results/replicates"))
     ap.add_argument("--configfile", nargs="*", default=[], help="overlays after the profile's, before the seed's")
     ap.add_argument("--only", nargs="*", default=None, help="run only these replicates (names); pool all of them")
+    ap.add_argument(
+        "--arms", nargs="*", default=[], help="NAME=OVERLAY.yaml per arm (Table 4): every replicate once per arm"
+    )
     ap.add_argument("--dry-run", action="store_true", help="snakemake -n in every replicate; no pooling")
     ap.add_argument("--pool-only", action="store_true", help="pool the finished replicates; run nothing")
     args = ap.parse_args(argv)
 
     root = Path.cwd()
-    plan = replicate_plan(args.seeds, args.heldout_books)
+    plan = replicate_plan(args.seeds, args.heldout_books, parse_arms(args.arms))
     todo = [r for r in plan if args.only is None or r["name"] in args.only]
     if args.only is not None and len(todo) != len(args.only):
         raise ValueError(f"--only {args.only}: not all in the plan {[r['name'] for r in plan]}")

@@ -10,6 +10,7 @@ rule build_mixture:
                 f"plain_{k}": v for k, v in mixture_qa_inputs("plain_qa")(wc).items()
             }
         ),
+        unpack(mixture_book_inputs),
         retrieval=f"results/retrieval/L{RETRIEVAL_LENGTH}.parquet",
         dapo="results/math/dapo_math.parquet",
         choice="results/math/math_choice.parquet",
@@ -40,10 +41,13 @@ rule build_mixture:
         ),
         kc=lambda wc: pairs(mixture_qa_inputs("keychain")(wc)),
         plain=lambda wc: pairs(mixture_qa_inputs("plain_qa")(wc)),
+        books=lambda wc: [
+            f"--keychain-books={p}" for p in mixture_book_inputs(wc).values()
+        ],
         seed=config["seed"],
     shell:
         "python -m loongrl.data.mixture build --stage {wildcards.stage:q} --keychain {params.kc:q} --plain {params.plain:q} "
-        "--retrieval {input.retrieval:q} --dapo {input.dapo:q} --math-choice {input.choice:q} "
+        "--retrieval {input.retrieval:q} --dapo {input.dapo:q} --math-choice {input.choice:q} {params.books:q} "
         "--tokenizer {input.tokenizer:q} --params {params.cfg:q} --seed {params.seed:q} --output {output.data:q} "
         "--card-json {output.card_json:q} --card-md {output.card_md:q} > {log:q} 2>&1"
 

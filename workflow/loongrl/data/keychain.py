@@ -28,18 +28,20 @@ import itertools
 import json
 import logging
 import re
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from loongrl.books import Haystack, distinct_seven_digit, insert_needles
+from loongrl.books import Haystack, distinct_seven_digit, insert_needles, load_books
 from loongrl.cli import add_synthesis_args, run, setup_logging
-from loongrl.data.retrieval import NEEDLE, QUESTION
+from loongrl.data.retrieval import HEAD, NEEDLE, QUESTION, select_books
 from loongrl.io import check_qa_rows, read_parquet, write_json, write_parquet
 from loongrl.models import load_tokenizer
 from loongrl.prompts import (
+    KEYCHAIN_ANSWER_PREFIX,
     KEYCHAIN_ENDINGS,
     KEYCHAIN_TEMPLATE,
     chat_token_counts,
@@ -63,6 +65,32 @@ KEYCHAIN_SCHEMA = pa.schema(
         ("length", pa.int32()),
         ("prompt_tokens", pa.int32()),
         ("pass_rate", pa.float64()),
+    ]
+)
+
+# KeyChain over Book-RULER questions (``build_book_keychain_rows``): each row is both arms of Table 4 in miniature,
+# the KeyChain prompt (``user_prompt``, answered after ``prefill`` when set) and the same haystack and needles with
+# the true question asked directly (``direct_prompt``: the Book-RULER multi-key prompt, no pairs)
+KEYCHAIN_BOOKS_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("dataset", pa.string()),
+        ("question", pa.string()),
+        ("answers", pa.list_(pa.string())),
+        ("user_prompt", pa.string()),
+        ("prefill", pa.string()),
+        ("direct_prompt", pa.string()),
+        ("start_key", pa.string()),
+        ("chains", pa.list_(pa.list_(pa.string()))),
+        ("distractor_questions", pa.list_(pa.string())),
+        ("distractor_answers", pa.list_(pa.string())),
+        ("n_pairs", pa.int32()),
+        ("length", pa.int32()),
+        ("book", pa.string()),
+        ("passage_start", pa.int32()),
+        ("passages", pa.int32()),
+        ("prompt_tokens", pa.int32()),
+        ("direct_prompt_tokens", pa.int32()),
     ]
 )
 
@@ -234,12 +262,15 @@ def build_book_keychain_rows(
     seed: int,
     insert_at: str = "sentence_end",
     ending: str = "paper",
+    prefill: str | None = None,
 ) -> list[dict[str, Any]]:
     """KeyChain over Book-RULER questions: ``chains`` needles ("One of the special magic numbers for <key> is:
     <number>.") in a stretch of book, ``chains`` chains of ``hops`` UUID keys, chain 0 ending at the question of
     needle 0, each other chain at another needle's question. The book text and its needles fill ``length`` tokens
     (as a Book-RULER multi-key row of that length); the pairs come on top, and ``prompt_tokens`` counts the whole.
-    ``distractor_answers`` are the numbers a wrong chain leads to."""
+    ``distractor_answers`` are the numbers a wrong chain leads to. ``prefill`` starts the model's reply to the
+    KeyChain prompt (``prompts.KEYCHAIN_ANSWER_PREFIX``); ``direct_prompt`` asks the true question of the same
+    haystack and needles, without pairs (Table 4's arm without KeyChain)."""
     if chains < 1 or hops < 1:
         raise ValueError(f"keychain over books needs hops >= 1 and chains >= 1 (got hops={hops}, chains={chains})")
     if ending not in KEYCHAIN_ENDINGS:
@@ -275,6 +306,8 @@ def build_book_keychain_rows(
                 "question": questions[0],
                 "answers": [values[0]],
                 "user_prompt": keychain_prompt(context, keys[0][0], quote_start_key, ending),
+                "prefill": prefill,
+                "direct_prompt": HEAD + hay + "\n" + questions[0],
                 "start_key": keys[0][0],
                 "chains": keys,
                 "distractor_questions": questions[1:],
@@ -287,12 +320,59 @@ def build_book_keychain_rows(
                 "pass_rate": None,
             }
         )
-    for r, n in zip(out, chat_token_counts(tokenizer, [messages(r["user_prompt"], system) for r in out]), strict=True):
-        r["prompt_tokens"] = n
+    keychain = chat_token_counts(tokenizer, [messages(r["user_prompt"], system, prefill) for r in out])
+    direct = chat_token_counts(tokenizer, [messages(r["direct_prompt"], system) for r in out])
+    for r, n, d in zip(out, keychain, direct, strict=True):
+        r["prompt_tokens"], r["direct_prompt_tokens"] = n, d
     return out
 
 
+def books_main(argv: list[str]) -> None:
+    """``python -m loongrl.data.keychain books``: KeyChain over Book-RULER questions from a books folder (the
+    training books, or ``--only-books`` the held-out ones), with the config's ``keychain.books`` settings."""
+    ap = argparse.ArgumentParser(prog="python -m loongrl.data.keychain books", description=books_main.__doc__)
+    ap.add_argument("--books-dir", required=True, type=Path)
+    ap.add_argument("--examples", required=True, type=int)
+    ap.add_argument("--exclude-books", nargs="*", default=[], help="book files left out (the held-out slice)")
+    ap.add_argument("--only-books", nargs="*", default=None, help="only these book files (the held-out eval)")
+    add_synthesis_args(ap, "JSON of the config's keychain.books section")
+    args = ap.parse_args(argv)
+    setup_logging()
+    p = json.loads(args.params)
+    tokenizer = load_tokenizer(args.tokenizer)
+    books = select_books(load_books([args.books_dir]), exclude=args.exclude_books, only=args.only_books)
+    rows = build_book_keychain_rows(
+        Haystack(books, tokenizer),
+        tokenizer,
+        examples=args.examples,
+        length=args.length,
+        hops=p["hops"],
+        chains=p["chains"],
+        pair_format=p["pair_format"],
+        quote_start_key=p["quote_start_key"],
+        system=system_prompt(args.system_prompt),
+        seed=args.seed,
+        insert_at=p["insert_at"],
+        ending=p["ending"],
+        prefill=KEYCHAIN_ANSWER_PREFIX if p["answer_prefix"] else None,
+    )
+    write_parquet(rows, args.output, KEYCHAIN_BOOKS_SCHEMA)
+    stats = {
+        "length": args.length,
+        "examples": len(rows),
+        "books": sorted({r["book"] for r in rows}),
+        **{k: p[k] for k in ("hops", "chains", "pair_format", "ending", "answer_prefix")},
+        **token_stats([r["prompt_tokens"] for r in rows]),
+        "direct": token_stats([r["direct_prompt_tokens"] for r in rows]),
+    }
+    write_json(stats, args.stats)
+    log.info("keychain over books %s", stats)
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["books"]:  # the Book-RULER question source; the rest is the paper's (multi-hop QA rows)
+        return books_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m loongrl.data.keychain", description=__doc__)
     ap.add_argument("--filled", required=True, type=Path, help="filled KeyChain-pool parquet")
     ap.add_argument("--raw", required=True, type=Path, help="normalised raw QA parquet (distractor questions)")

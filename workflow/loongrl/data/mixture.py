@@ -25,7 +25,20 @@ from loongrl.schemas import MIXTURE_SCHEMA, QA_SCHEMA
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("keychain", "plain_qa", "retrieval_multikey", "retrieval_multivalue", "dapo_math", "math_choice")
+SOURCES = (
+    "keychain",
+    "plain_qa",
+    "retrieval_multikey",
+    "retrieval_multivalue",
+    "dapo_math",
+    "math_choice",
+    "keychain_books",
+    "direct_books",
+)
+# KeyChain over Book-RULER questions, the two arms of Table 4 in miniature: one row file, the KeyChain prompt
+# (after its answer prefix, when the row has one) or the same haystack asked directly. Both are scored by the
+# multi-key retrieval verifier (their data sources start with its prefix): one number, the true needle's.
+BOOK_ARMS = {"keychain_books": "retrieval_multikey_keychain", "direct_books": "retrieval_multikey_direct"}
 
 
 def take(rows: list[dict[str, Any]], n: int, what: str) -> list[dict[str, Any]]:
@@ -76,6 +89,26 @@ def simple_rows(rows: list[dict[str, Any]], source: str, system: str | None, tok
     return out
 
 
+def book_arm_rows(rows: list[dict[str, Any]], arm: str, system: str | None) -> list[dict[str, Any]]:
+    """KeyChain-over-books rows as one arm (``BOOK_ARMS``): the KeyChain prompt with its prefill, or the direct
+    question (no pairs, no prefill)."""
+    keychain = arm == "keychain_books"
+    return [
+        {
+            "id": f"{arm}-{r['id']}",
+            "data_source": BOOK_ARMS[arm],
+            "source": arm,
+            "prompt": messages(r["user_prompt"], system, r["prefill"])
+            if keychain
+            else messages(r["direct_prompt"], system),
+            "answers": list(r["answers"]),
+            "prompt_tokens": r["prompt_tokens"] if keychain else r["direct_prompt_tokens"],
+            "pass_rate": None,
+        }
+        for r in rows
+    ]
+
+
 def validation_rows(rows: list[dict[str, Any]], system: str | None) -> list[dict[str, Any]]:
     """Retrieval rows as a validation slice in the mixture schema (``eval.validation.source: retrieval``): every
     row, its data source named by its task, in the order given (the trainer evaluates all of them)."""
@@ -104,6 +137,9 @@ def build_mixture(
     for src in ("dapo_math", "math_choice"):
         if src not in exclude and counts[src]:
             rows += simple_rows(take(inputs[src], counts[src], src), src, system, tokenizer)
+    for arm in BOOK_ARMS:
+        if arm not in exclude and counts.get(arm):
+            rows += book_arm_rows(take(inputs.get("keychain_books") or [], counts[arm], arm), arm, system)
     random.Random(seed).shuffle(rows)
     return rows
 
@@ -183,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--retrieval", type=Path, required=True)
     b.add_argument("--dapo", type=Path, required=True)
     b.add_argument("--math-choice", type=Path, required=True)
+    b.add_argument("--keychain-books", type=Path, default=None, help="KeyChain over Book-RULER rows (both arms)")
     b.add_argument("--tokenizer", type=Path, required=True)
     b.add_argument("--params", required=True, help="JSON: {counts, exclude, system_prompt}")
     b.add_argument("--seed", type=int, default=42)
@@ -227,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
         "retrieval": read_parquet(args.retrieval),
         "dapo_math": read_parquet(args.dapo),
         "math_choice": read_parquet(args.math_choice),
+        "keychain_books": read_parquet(args.keychain_books) if args.keychain_books else [],
     }
     rows = build_mixture(
         inputs,

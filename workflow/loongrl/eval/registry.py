@@ -176,6 +176,37 @@ def _heldout(req: BuildRequest) -> list[dict[str, Any]]:
     return rows
 
 
+def _heldout_keychain(req: BuildRequest) -> list[dict[str, Any]]:
+    """KeyChain over Book-RULER questions on the held-out books at the cell's length (rule
+    ``build_keychain_books_heldout``): the KeyChain prompt after its answer prefix, scored by the multi-key
+    verifier (the true chain's number, and no other number). The distractor chains' numbers are recorded, so the
+    report can split a wrong answer into "followed another chain" and the rest."""
+    rows = [
+        task_row(
+            id=f"heldout-{r['id']}",
+            benchmark="heldout_keychain",
+            task="keychain_books",
+            user=r["user_prompt"],
+            answers=r["answers"],
+            metric="retrieval_multikey",
+            system=req.system,
+            length=req.length,
+            prefill=r["prefill"],
+            meta={
+                "book": r["book"],
+                "hops": len(r["chains"][0]),
+                "chains": len(r["chains"]),
+                "chain": r["chains"][0],
+                "distractor_answers": r["distractor_answers"],
+            },
+        )
+        for r in read_parquet(req.inputs[0])
+    ]
+    if not rows:
+        raise ValueError(f"{req.inputs[0]}: no KeyChain-over-books rows for the held-out cell")
+    return rows
+
+
 def _short(name: str) -> Callable[[BuildRequest], list[dict[str, Any]]]:
     def build(req: BuildRequest) -> list[dict[str, Any]]:
         return short.build(name, req.inputs, req.system, req.settings["short"]["max_rows"])
@@ -233,6 +264,16 @@ BENCHMARKS: dict[str, Benchmark] = {
             cells=length_cells("heldout"),
             decoding=own_cap("heldout"),
             prompt_bound=labelled_bound(),
+        ),
+        Benchmark(
+            "heldout_keychain",
+            ("heldout_keychain",),
+            "heldout_keychain",
+            _heldout_keychain,
+            ("retrieval_multikey",),
+            cells=length_cells("heldout_keychain"),
+            decoding=own_cap("heldout"),
+            # the book and its needles fill the length; the pairs and the KeyChain instructions come on top
         ),
         Benchmark("mmlu", ("short",), "short", _short("mmlu"), ("choice",)),
         Benchmark("math500", ("short",), "short", _short("math500"), ("math",)),
@@ -342,8 +383,9 @@ def config_errors(config: dict[str, Any]) -> list[str]:
     if lb2["source"] == "local" and "local_file" not in lb2:
         msgs.append("config key 'eval.longbench_v2.local_file': required when eval.longbench_v2.source is 'local'")
     msgs += haystack_errors(config)
-    if (ev.get("heldout") or {}).get("lengths") and not config.get("retrieval", {}).get("heldout_books"):
-        msgs.append("config key 'retrieval.heldout_books': eval.heldout needs books that training never sees")
+    for held in ("heldout", "heldout_keychain"):
+        if (ev.get(held) or {}).get("lengths") and not config.get("retrieval", {}).get("heldout_books"):
+            msgs.append(f"config key 'retrieval.heldout_books': eval.{held} needs books that training never sees")
     room = ev["niah"]["reserve"] + 64
     for length in ev["niah"]["lengths"]:
         if length <= room:

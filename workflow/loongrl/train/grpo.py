@@ -596,13 +596,36 @@ def score_completion_tokens_only() -> bool:
     return True
 
 
-def load_mixture(path: Path):
-    """The mixture parquet as a datasets.Dataset with the columns the reward function needs."""
+def prefilled(prompt: list[dict[str, str]]) -> bool:
+    """Whether a conversational prompt ends in a started assistant turn (an answer prefix the model continues)."""
+    return bool(prompt) and prompt[-1]["role"] == "assistant"
+
+
+def load_mixture(path: Path, tokenizer=None):
+    """The mixture parquet as a datasets.Dataset with the columns the reward function needs.
+
+    Prompts stay conversational (TRL applies the chat template) unless a row's prompt ends in a started assistant
+    turn (KeyChain over books' answer prefix). TRL renders every conversational prompt with
+    ``add_generation_prompt=True`` (trl/trainer/grpo_trainer.py:1684-1745, TRL 1.16): the prefilled turn is closed
+    and a new assistant turn opened (tests/test_train.py shows it), and asking for ``continue_final_message``
+    through ``chat_template_kwargs`` raises beside it (transformers/tokenization_utils_base.py:3163-3166), so a
+    prefill cannot go in as a conversation. A text prompt is tokenised as given
+    (``processing_class(text=prompts)``, grpo_trainer.py:1758). TRL picks the format from a batch's first prompt
+    (grpo_trainer.py:1686), so one prefilled row turns every prompt of the file into its chat text
+    (``prompts.chat_text``: the assistant header, or the open prefilled turn), tokens unchanged for the rest; the
+    rewards read text completions as they read conversational ones (``rewards.completion_text``)."""
     import datasets
+
+    from loongrl.prompts import chat_text
 
     ds = datasets.load_dataset("parquet", data_files=str(path), split="train")
     keep = ["prompt", "answers", "data_source", "id"]
-    return ds.remove_columns([c for c in ds.column_names if c not in keep])
+    ds = ds.remove_columns([c for c in ds.column_names if c not in keep])
+    if any(prefilled(p) for p in ds["prompt"]):
+        if tokenizer is None:
+            raise ValueError(f"{path}: prefilled prompts need the tokenizer to be rendered as text")
+        ds = ds.map(lambda row: {"prompt": chat_text(tokenizer, row["prompt"])})
+    return ds
 
 
 def run_stage(
@@ -690,8 +713,8 @@ def run_stage(
             model=str(model_path),
             reward_funcs=reward_funcs,
             args=args,
-            train_dataset=load_mixture(data_path),
-            eval_dataset=load_mixture(eval_path) if eval_path else None,
+            train_dataset=load_mixture(data_path, tokenizer),
+            eval_dataset=load_mixture(eval_path, tokenizer) if eval_path else None,
             processing_class=tokenizer,
             callbacks=[metrics_callback(metrics_path, monitor), time_save_callback(train["save_minutes"])],
         )

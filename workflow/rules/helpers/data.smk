@@ -67,6 +67,21 @@ def mixture_exclude(stage):
     return config["mixture"]["stages"][stage]["exclude"]
 
 
+def mixture_book_inputs(wildcards):
+    """The KeyChain-over-books rows (both Table 4 arms read one file), where the stage's mixture takes either arm."""
+    counts = config["mixture"]["counts"]
+    arms = [
+        a
+        for a in ("keychain_books", "direct_books")
+        if counts[a] and a not in mixture_exclude(wildcards.stage)
+    ]
+    return (
+        {"keychain_books": f"results/keychain_books/L{RETRIEVAL_LENGTH}.parquet"}
+        if arms
+        else {}
+    )
+
+
 def mixture_qa_inputs(kind):
     """The QA rows a stage's mixture takes: our KeyChain / fill outputs at the training length, or the authors'
     released rows (``mixture.qa_source: released``: no filter and no synthesis for the QA part).

@@ -93,6 +93,8 @@ def eval_task_inputs(wildcards):
         return [lb2["local_file"]]
     if bench.data == "heldout":
         return [f"results/retrieval/heldout.L{cell_length(wildcards)}.parquet"]
+    if bench.data == "heldout_keychain":
+        return [f"results/keychain_books/heldout.L{cell_length(wildcards)}.parquet"]
     if bench.data == "books":
         qa = ruler_qa_files().values() if "ruler" in bench.settings else []
         return [eval_books_dir(), *qa]
