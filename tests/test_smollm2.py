@@ -147,7 +147,8 @@ def test_nano_dag_make_report_builds_the_html_report_of_the_run(nano_dag):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     landing = (nano_dag / "results/report/landing.rst").read_text()
     assert "**Trained:** stage1 (1 steps), stage2 (1 steps), GRPO." in landing
-    assert "- mixture ``stage1``: 4 rows (retrieval_multikey 4)" in landing
+    mix = "8 rows (retrieval_multikey 4, retrieval_multikey_direct 2, retrieval_multikey_keychain 2)"
+    assert f"- mixture ``stage1``: {mix}" in landing
     assert "**Headline:** ``stage2`` against ``base`` on " in landing and "- heldout.L384 (4 rows): " in landing
     html = (nano_dag / "results/report.html").read_text()
     assert "This run" in html and "Headline:" in html and "effect.csv" in html
