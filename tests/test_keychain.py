@@ -479,6 +479,6 @@ def test_book_keychain_cli_builds_training_and_heldout_slices(tiny_model_dir, tm
     t, h = pq.read_table(train).to_pylist(), pq.read_table(held).to_pylist()
     assert len(t) == 6 and len(h) == 3
     assert {r["book"] for r in h} == {"pg84.txt"} and "pg84.txt" not in {r["book"] for r in t}
-    assert all(r["prefill"] for r in t) and all(len(r["chains"]) == 2 and len(r["chains"][0]) == 1 for r in t)
+    assert all(r["prefill"] for r in t) and all(len(r["chains"]) == 2 and len(r["chains"][0]) == 4 for r in t)
     stats = json.loads((tmp_path / "train.json").read_text())
     assert stats["examples"] == 6 and stats["pair_format"] == "json" and stats["direct"]["prompt_tokens_max"]
