@@ -113,6 +113,12 @@ def test_local_profile_dry_run(tmp_path):
     assert counts["build_local_model"] == 1 and "download_model" not in counts
     assert counts["fill_context"] == 3 * 2 * 2 and counts["filter_source"] == 3 * 2 and counts["gather_filter"] == 3
     assert counts["evaluate"] == 2 * (1 + 2 + 2 + 2 + 3) and "download_longbench" not in counts
+    # a matrix without NIAH (eval.benchmarks, as make effect's recipe runs): the report promises no NIAH heatmap
+    # (it declared one per model and failed after a 40-minute run, its other outputs removed)
+    (work / "held.yaml").write_text("eval: {benchmarks: [heldout], heldout: {lengths: [384]}}\n")
+    tiny = ["config.yaml", "profiles/local/config.tiny.yaml", "held.yaml"]
+    subset = snakemake("-n", "-p", "--profile", "profiles/local", "--configfile", *tiny, cwd=work).stdout
+    assert "results/report/figures/niah_" not in subset and "results/report/tables/effect.csv" in subset
 
 
 DATA_DIRS = ("raw_qa", "filter", "split", "fill", "keychain", "retrieval", "math")
