@@ -64,11 +64,16 @@ def messages(user: str, system: str | None, prefill: str | None = None) -> list[
     return [*turns, {"role": "user", "content": user}, *reply]
 
 
+def prefilled(msgs) -> bool:
+    """Whether a conversation ends in a started assistant turn (an answer prefix the model continues)."""
+    return bool(msgs) and msgs[-1]["role"] == "assistant"
+
+
 def chat_text(tokenizer, msgs) -> str:
     """A conversation as the model sees it: ending in the assistant header, or inside a prefilled assistant turn
     (``continue_final_message``: no end-of-turn token after the prefill)."""
     msgs = list(msgs)
-    if msgs and msgs[-1]["role"] == "assistant":
+    if prefilled(msgs):
         return tokenizer.apply_chat_template(
             msgs, tokenize=False, add_generation_prompt=False, continue_final_message=True
         )

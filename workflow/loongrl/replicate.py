@@ -170,9 +170,8 @@ def pool(out: Path, plan: list[dict[str, Any]]) -> dict[str, Any]:
             ref = f"{other}.{final_model(runs, other)}"
             versus = pool_effects({n: {"base": r[ref], first: r[first]} for n, r in runs.items()})
             result.setdefault("arms", {})[f"{arms[0]} vs {other}"] = versus
-            extra += "\n" + pooled_md(versus).replace(
-                "## The effect, pooled over", f"## {arms[0]} against {other} (their trained models), pooled over"
-            ).replace("| base | model | gain |", f"| {other} | {arms[0]} | difference |", 1)
+            title = f"{arms[0]} against {other} (their trained models)"
+            extra += "\n" + pooled_md(versus, title=title, columns=(other, arms[0], "difference"))
     result["training"] = {rep["name"]: training_diagnostics(out / rep["name"]) for rep in plan}
     write_text(pooled_md(result, plan=plan) + extra + "\n" + diagnostics_md(result["training"]), out / "pooled.md")
     write_text(pooled_csv(result), out / "pooled.csv")

@@ -154,16 +154,26 @@ def pool_effects(runs: dict[str, dict[str, dict[str, dict[str, Any]]]], *, base:
     }
 
 
-def pooled_md(result: dict[str, Any], *, plan: list[dict[str, Any]] | None = None) -> str:
-    """The pooled table first, then every replicate's own row: the headline and the runs behind it."""
+def pooled_md(
+    result: dict[str, Any],
+    *,
+    plan: list[dict[str, Any]] | None = None,
+    title: str = "The effect",
+    columns: tuple[str, str, str] = ("base", "model", "gain"),
+) -> str:
+    """The pooled table first, then every replicate's own row: the headline and the runs behind it. ``title`` and
+    the pooled table's ``columns`` (reference, model, difference) name a comparison other than base vs trained
+    (Table 4's arm against arm)."""
     n = len(result["replicates"])
+    ref, model, diff = columns
     lines = [
-        f"## The effect, pooled over {n} replicates\n",
+        f"## {title}, pooled over {n} replicates\n",
         "Scores in %. A cell's pooled score is the mean of the replicates' means (each replicate weighted equally); "
         "its 95 % interval is a two-stage bootstrap (replicates resampled, then rows inside each; "
         f"{BOOTSTRAP_RESAMPLES} resamples). Spread: the replicates' gains (sd, min to max); positive: replicates "
         "with a gain above 0; above 0: replicates whose own paired interval is above 0.\n",
-        "| model | cell | replicates | rows | base | model | gain | spread (sd; min to max) | positive | above 0 |",
+        f"| model | cell | replicates | rows | {ref} | {model} | {diff} | spread (sd; min to max) | positive "
+        "| above 0 |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["pooled"]:

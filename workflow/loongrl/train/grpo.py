@@ -596,11 +596,6 @@ def score_completion_tokens_only() -> bool:
     return True
 
 
-def prefilled(prompt: list[dict[str, str]]) -> bool:
-    """Whether a conversational prompt ends in a started assistant turn (an answer prefix the model continues)."""
-    return bool(prompt) and prompt[-1]["role"] == "assistant"
-
-
 def load_mixture(path: Path, tokenizer=None):
     """The mixture parquet as a datasets.Dataset with the columns the reward function needs.
 
@@ -616,7 +611,7 @@ def load_mixture(path: Path, tokenizer=None):
     rewards read text completions as they read conversational ones (``rewards.completion_text``)."""
     import datasets
 
-    from loongrl.prompts import chat_text
+    from loongrl.prompts import chat_text, prefilled
 
     ds = datasets.load_dataset("parquet", data_files=str(path), split="train")
     keep = ["prompt", "answers", "data_source", "id"]
