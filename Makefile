@@ -89,24 +89,25 @@ unit: install
 	pytest -m "not slow and not slurm"
 
 # Each part of `make test` is timed into logs/ci/phases.tsv and each suite writes a JUnit XML beside it; .ci/report.py
-# turns them into the phase table, the slowest tests and the CI budget check (.ci/run calls it). The vLLM
-# environment installs in the background while lint and the main suite run (its log: logs/ci/vllm-env.log).
+# turns them into the phase table, the slowest tests and the CI budget check (.ci/run calls it). After lint, the main
+# suite runs while the vLLM environment installs, and the vLLM suite runs beside it from then on (.ci/suites; its
+# logs: logs/ci/vllm-env.log, logs/ci/test-vllm.log).
 CI_LOGS ?= logs/ci
 TIMED = .ci/timed $(CI_LOGS)/phases.tsv
 PYTEST_REPORT = --durations=15 --junitxml=$(CI_LOGS)/junit-$(1).xml
 
 test: install
 	@mkdir -p $(CI_LOGS)
-	@$(TIMED) install-vllm $(MAKE) --no-print-directory vllm-env > $(CI_LOGS)/vllm-env.log 2>&1 & venv=$$!; \
-	$(TIMED) lint $(MAKE) --no-print-directory lint && \
-	$(TIMED) test-main $(MAKE) --no-print-directory test-main; main=$$?; \
-	if ! wait $$venv; then tail -50 $(CI_LOGS)/vllm-env.log; echo "make vllm-env failed" >&2; exit 1; fi; \
-	[ $$main = 0 ] || exit $$main; \
-	$(TIMED) test-vllm $(MAKE) --no-print-directory test-vllm
+	@$(TIMED) lint $(MAKE) --no-print-directory lint
+	@MAKE="$(MAKE)" .ci/suites $(CI_LOGS)
 
 test-main: install
 	pytest -m "not vllm" $(call PYTEST_REPORT,main)
 
+# DeepSpeed JIT-builds its CPU ops under TORCH_EXTENSIONS_DIR (else torch's default root; torch/utils/
+# cpp_extension.py:2800), one folder per op name: the two environments' builds (each with its own venv's include
+# paths) would rebuild over each other, and the suites run at the same time, so the vLLM one builds in its own folder
+test-vllm: export TORCH_EXTENSIONS_DIR := $(or $(TORCH_EXTENSIONS_DIR),$(HOME)/.cache/torch_extensions)/vllm-env
 test-vllm: vllm-env
 	$(VLLM_VENV)/bin/pytest -m vllm $(call PYTEST_REPORT,vllm)
 

