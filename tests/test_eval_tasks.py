@@ -366,11 +366,21 @@ def test_heldout_keychain_cell_asks_after_the_answer_prefix(qwen_tokenizer, tmp_
     for t, r in zip(tasks, rows, strict=True):
         user, reply = t["prompt"]
         assert user["content"] == r["user_prompt"] and reply["content"] == KEYCHAIN_ANSWER_PREFIX
-        assert t["metric"] == "retrieval_multikey" and t["answers"] == r["answers"]
+        assert t["metric"] == "keychain" and t["answers"] == r["answers"]
         assert json.loads(t["meta"])["distractor_answers"] == r["distractor_answers"]
         instruct = KINDS["instruct"]
-        assert score_one(t, f" {r['answers'][0]}.", kind=instruct)[1]["accuracy"] == 1.0
-        assert score_one(t, f" {r['distractor_answers'][0]}.", kind=instruct)[1]["accuracy"] == 0.0
+        right, wrong = r["answers"][0], r["distractor_answers"][0]
+        assert score_one(t, f" {right}.", kind=instruct)[1] == {"accuracy": 1.0, "distractor": 0.0, "names_chain": 0.0}
+        assert score_one(t, f" {wrong}.", kind=instruct)[1] == {"accuracy": 0.0, "distractor": 1.0, "names_chain": 0.0}
+        # the reasoning pattern: every key of the true chain written out (start key first), then the answer; a
+        # chain followed only part of the way, or another chain's keys, is not it
+        true_chain, other = r["chains"][0], r["chains"][1]
+        walked = " ".join(f"{k} ->" for k in true_chain) + f" so the answer is {right}."
+        assert score_one(t, walked, kind=instruct)[1] == {"accuracy": 1.0, "distractor": 0.0, "names_chain": 1.0}
+        assert score_one(t, " ".join(true_chain[:-1]) + f" {right}", kind=instruct)[1]["names_chain"] == 0.0
+        assert score_one(t, " ".join(other) + f" {wrong}", kind=instruct)[1]["names_chain"] == 0.0
+        # a UUID's digit run is no number: restating a key before the answer still reads the answer
+        assert score_one(t, f"{true_chain[-1]} holds {right}.", kind=instruct)[1]["accuracy"] == 1.0
     # its own lengths (eval.heldout_keychain), none unless asked for: make effect's matrix is unchanged
     ev = {
         "heldout_keychain": {"lengths": [384, 768]},

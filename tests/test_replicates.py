@@ -191,9 +191,20 @@ def test_arms_pool_against_each_other_on_the_same_rows(tmp_path):
         "direct/seed2-pg84",
     ]
     base = [0, 0, 1, 0]
+
+    def with_pattern(by_model: dict, names_chain: dict[str, float]) -> dict:
+        """The keychain metric's shares in each model's cell summary (evaluate.summarize writes them)."""
+        for model, cells in by_model.items():
+            for cell in cells.values():
+                acc = statistics.fmean(cell["row_scores"].values())
+                metrics = {"accuracy": acc, "distractor": 1 - acc, "names_chain": names_chain[model]}
+                cell["overall"] = {"metrics": metrics}
+        return by_model
+
     for seed in (1, 2):
-        write_run(tmp_path / f"keychain/seed{seed}-pg84", summaries(base, [1, 1, 1, 0]))
-        write_run(tmp_path / f"direct/seed{seed}-pg84", summaries(base, [1, 0, 1, 0]))
+        kc = summaries(base, [1, 1, 1, 0])
+        write_run(tmp_path / f"keychain/seed{seed}-pg84", with_pattern(kc, {"base": 0.0, "stage2": seed / 4}))
+        write_run(tmp_path / f"direct/seed{seed}-pg84", summaries(base, [1, 0, 1, 0]))  # older summaries: none
     res = pool(tmp_path, plan)
     gains = {r["model"]: r["gain"] for r in res["pooled"]}
     assert gains == {"direct.stage2": pytest.approx(0.25), "keychain.stage2": pytest.approx(0.5)}
@@ -201,6 +212,11 @@ def test_arms_pool_against_each_other_on_the_same_rows(tmp_path):
     assert versus["pooled"][0]["gain"] == pytest.approx(0.25) and versus["pooled"][0]["replicates"] == 2
     md = (tmp_path / "pooled.md").read_text()
     assert "## keychain against direct (their trained models), pooled over 2 replicates" in md
+    # the reasoning pattern: the base (the first arm's, shared) and the KeyChain arm's model; the direct arm's
+    # summaries carry no pattern scores and are left out
+    shares = {r["model"]: (r["replicates"], r["accuracy"], r["names_chain"]) for r in res["patterns"]}
+    assert shares == {"base": (2, 0.25, 0.0), "keychain.stage2": (2, 0.75, pytest.approx(0.375))}
+    assert "| keychain.stage2 | heldout.L384 | 2 | 75.0 | 25.0 | 37.5 |" in md
     for bad in (["keychain=a.yaml"], ["a=x.yaml", "a=y.yaml"], ["no-equals"]):
         with pytest.raises(ValueError, match="--arms"):
             parse_arms(bad)

@@ -158,6 +158,8 @@ def test_nano_dag_heldout_eval_and_effect_report(nano_dag):
     assert "| stage2 | heldout.L384 | 4 |" in head[1]
     kc = json.loads((nano_dag / "results/eval/stage2/heldout_keychain.L384.summary.json").read_text())
     assert kc["overall"]["rows"] == 4 and "| stage2 | heldout_keychain.L384 | 4 |" in head[1]
+    # the keychain metric's reasoning-pattern shares ride in the summary (the pooled Table 4 report reads them)
+    assert set(kc["overall"]["metrics"]) == {"accuracy", "distractor", "names_chain"}
     assert (nano_dag / "results/report/tables/effect.csv").read_text().startswith("model,cell,rows,base,")
 
 

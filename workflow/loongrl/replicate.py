@@ -39,6 +39,8 @@ from loongrl.cli import run, setup_logging
 from loongrl.io import write_json, write_text
 from loongrl.report.replicates import (
     diagnostics_md,
+    keychain_patterns,
+    patterns_md,
     pool_effects,
     pooled_csv,
     pooled_md,
@@ -172,6 +174,9 @@ def pool(out: Path, plan: list[dict[str, Any]]) -> dict[str, Any]:
             result.setdefault("arms", {})[f"{arms[0]} vs {other}"] = versus
             title = f"{arms[0]} against {other} (their trained models)"
             extra += "\n" + pooled_md(versus, title=title, columns=(other, arms[0], "difference"))
+    result["patterns"] = keychain_patterns(runs)
+    if result["patterns"]:
+        extra += "\n" + patterns_md(result["patterns"])
     result["training"] = {rep["name"]: training_diagnostics(out / rep["name"]) for rep in plan}
     write_text(pooled_md(result, plan=plan) + extra + "\n" + diagnostics_md(result["training"]), out / "pooled.md")
     write_text(pooled_csv(result), out / "pooled.csv")

@@ -213,6 +213,34 @@ _PAREN_LETTER = re.compile(r"\(([A-D])\)")
 _LETTER = re.compile(r"(?<![A-Za-z])([A-D])(?![A-Za-z])")
 
 
+def keychain_pattern(
+    text: str, stated: str | None, *, answers: Sequence[str], distractor_answers: Sequence[str], chain: Sequence[str]
+) -> dict[str, float]:
+    """How a KeyChain answer came about, beside its accuracy (the multi-key verifier's, on the stated answer):
+    ``distractor``: the first number stated is the needle of a distractor chain's question (it followed another
+    chain); ``names_chain``: the completion writes out every key of the true chain, start key included: the nano
+    analogue of the paper's plan-retrieve-reason pattern (§5), counted on the whole completion.
+    Numbers are whole tokens, as the verifier reads them (a UUID's digits are not numbers)."""
+    numbers = re.findall(r"(?<![\w-])\d+(?![\w-])", stated or "")
+    return {
+        "accuracy": retrieval_score(stated, answers, require_all=False),
+        "distractor": float(bool(numbers) and numbers[0] in set(distractor_answers)),
+        "names_chain": float(bool(chain) and all(key in text for key in chain)),
+    }
+
+
+def _keychain(row: dict[str, Any], reading: Reading, _: Any) -> Scored:
+    meta = json.loads(row["meta"]) if isinstance(row["meta"], str) else row["meta"]
+    pattern = keychain_pattern(
+        reading.text,
+        reading.stated,
+        answers=row["answers"],
+        distractor_answers=meta["distractor_answers"],
+        chain=meta["chain"],
+    )
+    return reading.stated or "", pattern
+
+
 def extract_choice(text: str) -> str | None:
     """The letter a completion answers, or None when it states none.
 
@@ -259,6 +287,9 @@ METRICS: dict[str, Metric] = {
             {"accuracy": retrieval_score(reading.stated, row["answers"], require_all=False)},
         ),
     ),
+    # KeyChain over Book-RULER questions (eval.heldout_keychain): the multi-key verifier's accuracy, and which
+    # chain the answer followed and whether the completion names the true chain's keys
+    "keychain": Metric("accuracy", _keychain),
     "longbench_v2": Metric("accuracy", _longbench_v2),
     "longbench_v2_compensated": Metric("accuracy_compensated", _longbench_v2),
 }

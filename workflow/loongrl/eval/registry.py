@@ -179,8 +179,9 @@ def _heldout(req: BuildRequest) -> list[dict[str, Any]]:
 def _heldout_keychain(req: BuildRequest) -> list[dict[str, Any]]:
     """KeyChain over Book-RULER questions on the held-out books at the cell's length (rule
     ``build_keychain_books_heldout``): the KeyChain prompt after its answer prefix, scored by the multi-key
-    verifier (the true chain's number, and no other number). The distractor chains' numbers are recorded, so the
-    report can split a wrong answer into "followed another chain" and the rest."""
+    verifier (the true chain's number, and no other number). The true chain and the distractor chains' numbers
+    ride in meta, so the ``keychain`` metric also counts answers that followed another chain and completions that
+    name every key of the true chain (the reasoning pattern, ``metrics.keychain_pattern``)."""
     rows = [
         task_row(
             id=f"heldout-{r['id']}",
@@ -188,7 +189,7 @@ def _heldout_keychain(req: BuildRequest) -> list[dict[str, Any]]:
             task="keychain_books",
             user=r["user_prompt"],
             answers=r["answers"],
-            metric="retrieval_multikey",
+            metric="keychain",
             system=req.system,
             length=req.length,
             prefill=r["prefill"],

@@ -197,6 +197,45 @@ def pooled_md(
     return "\n".join(lines) + "\n"
 
 
+PATTERN = ("accuracy", "distractor", "names_chain")  # metrics.keychain_pattern's scores
+
+
+def keychain_patterns(runs: dict[str, dict[str, dict[str, dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """Per (model, cell) scored by the ``keychain`` metric: the mean over replicates of each replicate's share of
+    answers that are right, that followed a distractor chain, and of completions naming every key of the true chain
+    (issue 33's reasoning pattern: base vs each arm). Cells without those scores are left out."""
+    found: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for by_model in runs.values():
+        for model, cells in by_model.items():
+            for cell, summary in cells.items():
+                metrics = (summary.get("overall") or {}).get("metrics", {})
+                if all(k in metrics for k in PATTERN):
+                    found.setdefault((model, cell), []).append({k: metrics[k] for k in PATTERN})
+    return [
+        {"model": model, "cell": cell, "replicates": len(v), **{k: statistics.fmean(x[k] for x in v) for k in PATTERN}}
+        for (model, cell), v in sorted(found.items())
+    ]
+
+
+def patterns_md(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    lines = [
+        "## How the KeyChain answers came about\n",
+        "Shares in %, the mean over replicates: right (the true chain's number), followed a distractor chain (its "
+        "question's number), and completions that write out every key of the true chain, start key included "
+        "(the nano analogue of the paper's plan-retrieve-reason pattern; `metrics.keychain_pattern`).\n",
+        "| model | cell | replicates | right | followed a distractor chain | names the true chain |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | {r['cell']} | {r['replicates']} | {_pct(r['accuracy'])} | {_pct(r['distractor'])} "
+        f"| {_pct(r['names_chain'])} |"
+        for r in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def pooled_csv(result: dict[str, Any]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
