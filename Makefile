@@ -101,10 +101,8 @@ test: install
 	@$(TIMED) lint $(MAKE) --no-print-directory lint
 	@MAKE="$(MAKE)" .ci/suites $(CI_LOGS)
 
-# pytest-xdist, one worker a core, whole files to a worker (a file's shared DAG run is built once, on its worker),
-# the heavy files first (tests/conftest.py: HEAVY_FIRST)
 test-main: install
-	pytest -m "not vllm" -n auto --dist loadfile --no-loadscope-reorder $(call PYTEST_REPORT,main)
+	pytest -m "not vllm" $(call PYTEST_REPORT,main)
 
 # DeepSpeed JIT-builds its CPU ops under TORCH_EXTENSIONS_DIR (else torch's default root; torch/utils/
 # cpp_extension.py:2800), one folder per op name: the two environments' builds (each with its own venv's include

@@ -23,26 +23,6 @@ RAW_FILES = {
 }
 
 
-# `make test-main` spreads the files over pytest-xdist workers (--dist loadfile: a file's tests, and so its shared
-# DAG run, stay on one worker), handing out files in collection order (--no-loadscope-reorder). The files whose
-# shared runs cost minutes go first, the cheapest last, so the workers finish together instead of one starting the
-# tiny DAG when the other is done (the longest first; costs from .ci/report.py's table, 2-core CI machine).
-HEAVY_FIRST = (
-    "test_workflow.py",  # the tiny DAG, ~7 min
-    "test_smollm2.py",  # the SmolLM2 nano DAG, ~5 min
-    "test_slurm.py",  # the SLURM run with scancel, ~5 min
-    "test_gpu_smoke.py",  # the CPU miniature of the GPU smoke, ~2 min
-    "test_zero3.py",  # 2-process ZeRO-3 runs, ~1.5 min
-    "test_filter_split.py",
-    "test_train.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(HEAVY_FIRST)))  # stable: each file keeps its order
-
-
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A random-init Qwen2 with the real Qwen2.5 tokenizer, built once per test session."""
