@@ -105,7 +105,7 @@ test-main: install
 	pytest -m "not vllm" $(call PYTEST_REPORT,main)
 
 # DeepSpeed JIT-builds its CPU ops under TORCH_EXTENSIONS_DIR (else torch's default root; torch/utils/
-# cpp_extension.py:2800), one folder per op name: the two environments' builds (each with its own venv's include
+# cpp_extension.py:2800-2822), one folder per op name: the two environments' builds (each with its own venv's include
 # paths) would rebuild over each other, and the suites run at the same time, so the vLLM one builds in its own folder
 test-vllm: export TORCH_EXTENSIONS_DIR := $(or $(TORCH_EXTENSIONS_DIR),$(HOME)/.cache/torch_extensions)/vllm-env
 test-vllm: vllm-env

@@ -268,3 +268,17 @@ def test_keychain_books_arms_share_rows_and_verifier(qwen_tokenizer):
     )
     with pytest.raises(ValueError, match=r"mixture\.counts\.direct_books asks for 4 rows"):
         build_mixture({"keychain_books": books}, counts={**zero, "direct_books": 4}, **kw)
+
+
+def test_the_schema_names_exactly_the_mixture_sources():
+    """mixture.SOURCES is the one list of what a mixture can take: the schema's counts and each stage's exclude list
+    name exactly these, so a source added in one place and not the other fails here, not in a run."""
+    import yaml
+    from conftest import ROOT
+    from loongrl.data.mixture import BOOK_ARMS, SOURCES
+
+    mixture = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]["mixture"]
+    props = mixture["properties"]
+    assert set(props["counts"]["properties"]) == set(SOURCES)
+    exclude = props["stages"]["additionalProperties"]["properties"]["exclude"]["items"]["enum"]
+    assert exclude == list(SOURCES) and set(BOOK_ARMS) <= set(SOURCES)

@@ -25,6 +25,8 @@ from loongrl.schemas import MIXTURE_SCHEMA, QA_SCHEMA
 
 log = logging.getLogger(__name__)
 
+# the one list of what a mixture can take (the schema's mixture.counts and stages.*.exclude name exactly these,
+# tests/test_retrieval_math_mixture.py::test_the_schema_names_exactly_the_mixture_sources)
 SOURCES = (
     "keychain",
     "plain_qa",
