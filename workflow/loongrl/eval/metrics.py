@@ -38,6 +38,7 @@ from loongrl.verifiers import (
     choice_score,
     math_score,
     retrieval_score,
+    whole_numbers,
 )
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
@@ -220,8 +221,8 @@ def keychain_pattern(
     ``distractor``: the first number stated is the needle of a distractor chain's question (it followed another
     chain); ``names_chain``: the completion writes out every key of the true chain, start key included: the nano
     analogue of the paper's plan-retrieve-reason pattern (§5), counted on the whole completion.
-    Numbers are whole tokens, as the verifier reads them (a UUID's digits are not numbers)."""
-    numbers = re.findall(r"(?<![\w-])\d+(?![\w-])", stated or "")
+    Numbers are read as the verifier reads them (``verifiers.whole_numbers``)."""
+    numbers = whole_numbers(stated or "")
     return {
         "accuracy": retrieval_score(stated, answers, require_all=False),
         "distractor": float(bool(numbers) and numbers[0] in set(distractor_answers)),
@@ -230,7 +231,7 @@ def keychain_pattern(
 
 
 def _keychain(row: dict[str, Any], reading: Reading, _: Any) -> Scored:
-    meta = json.loads(row["meta"]) if isinstance(row["meta"], str) else row["meta"]
+    meta = json.loads(row["meta"])
     pattern = keychain_pattern(
         reading.text,
         reading.stated,
