@@ -220,3 +220,28 @@ def test_arms_pool_against_each_other_on_the_same_rows(tmp_path):
     for bad in (["keychain=a.yaml"], ["a=x.yaml", "a=y.yaml"], ["no-equals"]):
         with pytest.raises(ValueError, match="--arms"):
             parse_arms(bad)
+
+
+@pytest.mark.parametrize(
+    ("direct_base", "ids", "message"),
+    [
+        ([0, 1, 1, 0], None, "scored 1 of 4 rows differently"),  # the same rows, one scored otherwise
+        ([0, 0, 1, 0], ["r00", "r01", "r02", "x03"], "held out different rows"),  # another row held out
+    ],
+)
+def test_arms_whose_base_differs_are_not_pooled(tmp_path, direct_base, ids, message):
+    """Arms are paired row by row, so each arm's own base eval must be the first arm's, row for row: a different
+    held-out row or a base score that did not reproduce stops the pooling, naming the cell and both replicates."""
+    plan = replicate_plan([1], ["pg84.txt"], parse_arms(["keychain=a.yaml", "direct=b.yaml"]))
+    write_run(tmp_path / "keychain/seed1-pg84", summaries([0, 0, 1, 0], [1, 1, 1, 0]))
+    direct = summaries(direct_base, [1, 0, 1, 0])
+    if ids:
+        for cells in direct.values():
+            cells["heldout.L384"]["row_scores"] = dict(
+                zip(ids, cells["heldout.L384"]["row_scores"].values(), strict=True)
+            )
+    write_run(tmp_path / "direct/seed1-pg84", direct)
+    with pytest.raises(ValueError, match=message) as err:
+        pool(tmp_path, plan)
+    assert "'heldout.L384'" in str(err.value) and "keychain/seed1-pg84" in str(err.value)
+    assert "direct/seed1-pg84" in str(err.value) and not (tmp_path / "pooled.md").exists()

@@ -196,13 +196,39 @@ def arm_runs(runs: dict[str, dict[str, Any]], plan: list[dict[str, Any]]) -> dic
     """Per-arm replicates merged per (seed, held-out book): one base (the first arm's; every arm evaluates the
     same base model on the same held-out rows) and each arm's trained models as ``<arm>.<stage>``."""
     merged: dict[str, dict[str, Any]] = {}
+    first: dict[str, str] = {}
     for rep in plan:
         models = runs[rep["name"]]
         pair = merged.setdefault(rep["pair"], {"base": models["base"]})
+        first.setdefault(rep["pair"], rep["name"])
+        if first[rep["pair"]] != rep["name"]:
+            same_base(pair["base"], models["base"], first[rep["pair"]], rep["name"])
         for model, cells in models.items():
             if model != "base":
                 pair[f"{rep['arm']}.{model}"] = cells
     return merged
+
+
+def same_base(ref: dict[str, Any], other: dict[str, Any], ref_name: str, other_name: str) -> None:
+    """The arms' comparison is paired row by row, so every arm must have held out the same rows: each arm's base
+    model, evaluated greedily on its own copy of the held-out cells, must score the same rows the same way (same
+    config + seed gives the same bytes). A difference means the arms' rows (or the eval) diverged, and the pairing
+    would be wrong, so it stops the pooling, naming the cell."""
+    for cell in sorted(set(ref) | set(other)):
+        if cell not in ref or cell not in other:
+            raise ValueError(f"base cell {cell!r}: evaluated in only one of {ref_name}, {other_name}")
+        a, b = ref[cell].get("row_scores") or {}, other[cell].get("row_scores") or {}
+        if set(a) != set(b):
+            raise ValueError(
+                f"base cell {cell!r}: {ref_name} and {other_name} held out different rows "
+                f"({len(set(a) ^ set(b))} row ids differ): the arms are not paired"
+            )
+        diff = sorted(k for k in a if a[k] != b[k])
+        if diff:
+            raise ValueError(
+                f"base cell {cell!r}: the base model scored {len(diff)} of {len(a)} rows differently in "
+                f"{ref_name} and {other_name} (first: {diff[0]!r}): the held-out eval is not reproducible"
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
