@@ -210,5 +210,73 @@ def test_stage_hours_from_the_mixture_and_the_assumed_throughput(tmp_path, caplo
         ]
     )
     report = json.loads((tmp_path / "out.json").read_text())
-    assert report["mixtures"]["stage1"] == {"rows": 8, "mean_prompt_tokens": 20.0}
+    assert report["mixtures"]["stage1"] == {"rows": 8, "mean_prompt_tokens": 20.0, "max_prompt_tokens": 20}
     assert report["schedule"]["stages"]["stage1"]["steps"] == 2 and report["schedule_warnings"] == []
+
+
+# SmolLM2-135M-Instruct's config.json (the laptop policy)
+SMOLLM2 = {
+    "num_hidden_layers": 30,
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "vocab_size": 49152,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "tie_word_embeddings": True,
+}
+
+
+def test_cpu_stage_past_host_ram_fails_naming_the_batch_that_fits():
+    """KeyChain-nano on a 24 GB laptop: a group of 8 sequences of ~1,300 + 64 tokens at once (the setting the OOM
+    killer ended at 21.6 GB RSS) is refused with the batch that fits; 4 (two micro-batches a step) and the plain
+    retrieval task's ~250-token prompts (measured 7.5 GB peak RSS) pass."""
+    from loongrl.train.memory import cpu_check
+
+    shape = ModelShape.from_config(SMOLLM2)
+    train, _ = _train("profiles/local/config.tiny.yaml", "profiles/nano/config.nano.yaml")
+    train = {**train, "beta": 0.04}
+    est, problems = cpu_check(shape, train, prompt_tokens=1305, host_gib=23.5)
+    (msg,) = problems
+    assert "config key 'train.per_device_batch': 8 sequences of 1305 + 64 tokens" in msg
+    assert "on the CPU (fp32)" in msg and "lower train.per_device_batch to 4" in msg and est["total"] > 21.6
+    assert cpu_check(shape, {**train, "per_device_batch": 4}, prompt_tokens=1305, host_gib=23.5)[1] == []
+    est, problems = cpu_check(shape, train, prompt_tokens=255, host_gib=23.5)
+    assert problems == [] and 7.5 < est["total"] < 2 * 7.5  # above the measured peak, within 2x of it
+    # fp32 on the CPU: twice the bf16 activations of the same step on a GPU
+    kw = {"prompt_tokens": 1305, "completion_tokens": 64, "per_device_batch": 8, "world_size": 1, "zero_stage": 0}
+    assert estimate(shape, dtype_bytes=4, **kw)["activations"] == pytest.approx(
+        2 * estimate(shape, **kw)["activations"]
+    )
+
+
+def test_cpu_stage_checks_itself_before_training(tmp_path, monkeypatch):
+    """grpo.run_stage on the CPU refuses a mixture whose longest prompt cannot fit, naming the file and the key,
+    before any model is loaded."""
+    import loongrl.train.memory as memory
+    from loongrl.io import write_parquet
+    from loongrl.schemas import MIXTURE_SCHEMA
+    from loongrl.train.grpo import check_host_memory
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(SMOLLM2))
+    rows = [{name: None for name in MIXTURE_SCHEMA.names} | {"id": f"r{i}", "prompt_tokens": t} for i, t in
+            enumerate([200, 1305])]  # fmt: skip
+    data = tmp_path / "stage1.parquet"
+    write_parquet(rows, data, MIXTURE_SCHEMA)
+    train, _ = _train("profiles/local/config.tiny.yaml", "profiles/nano/config.nano.yaml")
+    monkeypatch.setattr(memory, "host_memory_gib", lambda: 23.5)
+    with pytest.raises(RuntimeError, match=r"stage1.parquet: config key 'train.per_device_batch': 8 sequences of 1305"):
+        check_host_memory(model, data, train)
+    check_host_memory(model, data, {**train, "per_device_batch": 4})
+    with pytest.raises(RuntimeError, match=r"lower train\.per_device_batch to 1 "):  # two ranks share the host
+        check_host_memory(model, data, {**train, "per_device_batch": 4}, world_size=2)
+
+
+def test_host_memory_is_the_machine_or_its_cgroup_limit():
+    import os
+
+    from loongrl.train.memory import GIB, host_memory_gib
+
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
+    assert 0 < host_memory_gib() <= physical

@@ -623,6 +623,21 @@ def load_mixture(path: Path, tokenizer=None):
     return ds
 
 
+def check_host_memory(model_path: Path, data_path: Path, train: dict[str, Any], *, world_size: int = 1) -> None:
+    """Refuse, at start-up, a CPU stage whose step cannot fit in this host's RAM (``memory.cpu_check`` at the
+    longest prompt of its data; every rank of a multi-process CPU run lives on this host), instead of being ended
+    by the OOM killer minutes later with nothing in the log that names the setting to change."""
+    from loongrl.train.memory import ModelShape, cpu_check, host_memory_gib, mixture_stats
+
+    shape = ModelShape.from_config(json.loads((Path(model_path) / "config.json").read_text()))
+    longest = int(mixture_stats(Path(data_path))["max_prompt_tokens"])
+    host = host_memory_gib() / max(1, world_size)
+    est, problems = cpu_check(shape, train, prompt_tokens=longest, host_gib=host)
+    if problems:
+        raise RuntimeError(f"{data_path}: " + "; ".join(problems))
+    log.info("host memory check: ~%.1f GiB of %.1f GiB a process at %d prompt tokens", est["total"], host, longest)
+
+
 def run_stage(
     *,
     model_path: Path,
@@ -654,6 +669,8 @@ def run_stage(
 
     if not gpu and not score_completion_tokens_only():
         log.warning("TRL internals changed: CPU steps will score every prompt position (slow for long prompts)")
+    if not gpu:
+        check_host_memory(model_path, data_path, train, world_size=world_size)
     extra = [str(eval_path), world_size]
     fingerprint = run_fingerprint(
         model_path=model_path, data_path=data_path, train=train, steps=steps, seed=seed, extra=extra

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -132,24 +133,34 @@ def estimate(
     attention: str = "flash_attention_2",
     grad_bytes: int = 4,
     vllm_sleeps: bool = False,
+    dtype_bytes: int = 2,
 ) -> dict[str, float]:
     """GiB per device for each part, and ``total``. ``grad_bytes``: the accumulated gradient partition's bytes per
-    parameter (4: fp32, ``train.grad_accum_dtype``; 2: bf16, DeepSpeed's default for a bf16 model)."""
+    parameter (4: fp32, ``train.grad_accum_dtype``; 2: bf16, DeepSpeed's default for a bf16 model).
+    ``dtype_bytes``: the weights' and activations' bytes (2: bf16 on GPUs; 4: fp32, how the CPU trains,
+    ``grpo.model_init_kwargs``); the per-token terms are counted in bf16 and scale with it."""
     p, s, b, h = shape.params, prompt_tokens + completion_tokens, per_device_batch, shape.hidden
+    scale = dtype_bytes / 2
     shard = max(world_size, 1)
     heads = shape.heads
     head_matrices = 1 if shape.tied else 2
     layer = recomputed_layer_bytes(shape)
     parts = {
-        "weights": 2 * p / (shard if zero_stage >= 3 else 1),
+        "weights": dtype_bytes * p / (shard if zero_stage >= 3 else 1),
         "gradients": grad_bytes * p / (shard if zero_stage >= 2 else 1),
         "optimizer": 12 * p / (shard if zero_stage >= 1 else 1),
-        "reference": (2 * p / (shard if zero_stage >= 3 else 1)) if reference_model else 0,
+        "reference": (dtype_bytes * p / (shard if zero_stage >= 3 else 1)) if reference_model else 0,
         "zero3_gathered": 2 * shape.embedding * head_matrices if zero_stage >= 3 else 0,
         "zero3_live_window": 2 * (min(DS_MAX_LIVE_PARAMETERS, p) + DS_PREFETCH_BUCKET) if zero_stage >= 3 else 0,
         "lm_head_grad": 4 * shape.embedding,
-        "activations": b * s * (2 * h * shape.layers + layer if gradient_checkpointing else layer * shape.layers),
-        "lm_head_tiles": 2 * min(b * completion_tokens, LOGPROB_TOKEN_CHUNK) * min(shape.vocab, LOGPROB_VOCAB_CHUNK)
+        "activations": scale
+        * b
+        * s
+        * (2 * h * shape.layers + layer if gradient_checkpointing else layer * shape.layers),
+        "lm_head_tiles": scale
+        * 2
+        * min(b * completion_tokens, LOGPROB_TOKEN_CHUNK)
+        * min(shape.vocab, LOGPROB_VOCAB_CHUNK)
         + 4 * b * completion_tokens * h,
         "attention": {
             "flash_attention_2": 0,
@@ -262,6 +273,63 @@ def check(
     return est, problems
 
 
+def host_memory_gib() -> float:
+    """The RAM this process may use: the machine's, or its cgroup's limit when lower (a container, a SLURM job
+    confined by cgroups)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            value = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if value.isdigit():
+            total = min(total, int(value))
+    return total / GIB
+
+
+def cpu_check(
+    shape: ModelShape, train: dict[str, Any], *, prompt_tokens: int, host_gib: float
+) -> tuple[dict[str, float], list[str]]:
+    """The same estimate for a stage that trains on the CPU, against the host's RAM.
+
+    The preflight rule checks ``train.gpu_memory_gib`` (the cluster's GPUs) before a job is queued; whether a stage
+    lands on a GPU is known only inside the job, so a CPU stage checks itself at start-up, at the longest prompt
+    of its own data. It runs as one process in fp32 (``grpo.model_init_kwargs``), without ZeRO or vLLM, with
+    PyTorch's sdpa. Without this check a laptop stage whose group of 8 does not fit in RAM runs for minutes and is
+    ended by the kernel's OOM killer (measured: KeyChain-nano, 8 sequences of ~1,300 tokens, SmolLM2-135M: killed at
+    21.6 GB RSS on a 24 GB machine), with nothing in its log that names the setting to change.
+    """
+    kwargs = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": train["max_completion_length"],
+        "world_size": 1,
+        "zero_stage": 0,
+        "gradient_checkpointing": train["gradient_checkpointing"],
+        "reference_model": train["beta"] > 0,
+        "attention": "sdpa",
+        "grad_bytes": 4,
+        "dtype_bytes": 4,
+    }
+    est = estimate(shape, per_device_batch=train["per_device_batch"], gpu_gib=host_gib, **kwargs)
+    margin = train.get("memory_margin", MEMORY_MARGIN)
+    limit = margin * host_gib
+    if est["total"] <= limit:
+        return est, []
+    per_step = train["prompts_per_step"] * train["num_generations"]
+    fits = largest_batch(shape, host_gib, divides=per_step, limit_gib=limit, **kwargs)
+    hint = (
+        f"lower train.per_device_batch to {fits} (train.prompts_per_step is kept by gradient accumulation)"
+        if fits
+        else "not even one sequence fits: enable train.gradient_checkpointing or lower mixture.max_prompt_tokens"
+    )
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in est.items() if k != "total" and v)
+    return est, [
+        f"config key 'train.per_device_batch': {train['per_device_batch']} sequences of {prompt_tokens} + "
+        f"{train['max_completion_length']} tokens trained on the CPU (fp32) need ~{est['total']:.1f} GiB ({parts}), "
+        f"more than train.memory_margin x this host's RAM = {margin} x {host_gib:.1f} = {limit:.1f} GiB; {hint}"
+    ]
+
+
 RUNTIME_UNITS_H = {"s": 1 / 3600, "m": 1 / 60, "h": 1.0, "d": 24.0}
 
 
@@ -323,11 +391,15 @@ def schedule(
 
 
 def mixture_stats(path: Path) -> dict[str, float]:
-    """Rows and mean prompt tokens of a mixture parquet (its ``prompt_tokens`` column)."""
+    """Rows, mean and longest prompt tokens of a mixture parquet (its ``prompt_tokens`` column)."""
     import pyarrow.parquet as pq
 
     tokens = pq.read_table(path, columns=["prompt_tokens"]).column("prompt_tokens").to_pylist()
-    return {"rows": len(tokens), "mean_prompt_tokens": sum(tokens) / max(1, len(tokens))}
+    return {
+        "rows": len(tokens),
+        "mean_prompt_tokens": sum(tokens) / max(1, len(tokens)),
+        "max_prompt_tokens": max(tokens, default=0),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
