@@ -342,6 +342,12 @@ def test_tiny_dag_dry_run_shows_the_reruns_behind_the_gates(tiny_dag, tmp_path):
     counts = job_counts(out.stdout + out.stderr)
     assert "check_inputs" not in counts, counts
     assert counts["fill_context"] == 12 and counts["insert_keychain"] == 6 and counts["train_stage"] == 3, counts
+    # A key the memory preflight reads reruns it, and every stage behind it (their params changed too) must show:
+    # with ancient() on that edge Snakemake masked them and planned the preflight alone (snakemake#4166)
+    (work / "memory.yaml").write_text("train: {memory_margin: 0.85}\n")
+    out = snakemake("-n", "--profile", "profiles/local", "--configfile", *TINY, "memory.yaml", cwd=work)
+    counts = job_counts(out.stdout + out.stderr)
+    assert counts["memory_preflight"] == 1 and counts["train_stage"] == 3 and counts["report"] == 1, counts
 
 
 def test_gates_read_the_keys_their_jobs_depend_on():

@@ -26,7 +26,13 @@ rule memory_preflight:
 rule train_stage:
     input:
         unpack(train_eval_data),
-        memory=ancient("results/train/memory_preflight.json"),
+        # A plain input, not ancient(): when the preflight reruns, Snakemake 9.27 first masks every job downstream of
+        # it without reading their own reasons, then follows only non-ancient edges from it (snakemake/dag.py:1636-
+        # 1642, 1663-1667; snakemake/snakemake#4166), so a stage with its own reason (missing output after a failed
+        # run, changed params) would silently not run in that invocation: it ran only the preflight and reported
+        # done. Nothing is retrained for it: whatever reruns the preflight (a train key it reads, the mixtures, the
+        # model, train/memory.py, which grpo imports) reruns the stage anyway.
+        memory="results/train/memory_preflight.json",
         model=train_init_model,
         data=train_data,
         code=stage_code("loongrl.train.grpo"),
