@@ -12,7 +12,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install vllm-env demo demo-tiny effect effect-one table4-nano demo-real test test-main test-main-first test-main-second test-vllm lint unit bench bench-learning bench-engines bench-memory bench-accumulation bench-padding gpu-check gpu-smoke gpu-smoke-wheels engine-check paper-mini dryrun-slurm report clean
+.PHONY: install vllm-env demo demo-tiny effect effect-one table4-nano demo-real test test-main test-vllm lint unit bench bench-learning bench-engines bench-memory bench-accumulation bench-padding gpu-check gpu-smoke gpu-smoke-wheels engine-check paper-mini dryrun-slurm report clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -105,19 +105,6 @@ test: install
 
 test-main: install
 	pytest -m "not vllm" $(call PYTEST_REPORT,main)
-
-# .ci/suites runs the main suite in two parts: these files after the vLLM suite, in its lane, the rest beside them.
-# They wait more than they compute (the SLURM tests: the plugin's status checks back off by 10 s per check without a
-# finished job, snakemake_executor_plugin_slurm/__init__.py:1612-1617; the ZeRO-3 tests: 2-process rendezvous and
-# kills), so they overlap the other lane's CPU work well, and their ~8 min even the two lanes. The two parts are the
-# whole main suite by construction: the first ignores exactly the files the second runs (tests/test_ci.py).
-MAIN_SECOND_LANE = tests/test_slurm.py tests/test_zero3.py
-
-test-main-first: install
-	pytest -m "not vllm" $(addprefix --ignore=,$(MAIN_SECOND_LANE)) $(call PYTEST_REPORT,main)
-
-test-main-second: install
-	pytest -m "not vllm" $(MAIN_SECOND_LANE) $(call PYTEST_REPORT,main-second)
 
 # DeepSpeed JIT-builds its CPU ops under TORCH_EXTENSIONS_DIR (else torch's default root; torch/utils/
 # cpp_extension.py:2800-2822), one folder per op name: the two environments' builds (each with its own venv's include

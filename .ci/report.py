@@ -7,10 +7,9 @@ setup + call + teardown, so a session fixture's shared run is charged to the fir
 tables and exits 1 when the test phases ran longer than the budget, naming the slowest tests, so the suite cannot
 creep towards CI's hard limit unnoticed. Standard library only: it runs before and after the venvs exist.
 
-Some phases overlap (apt beside install; the two lanes of .ci/suites: install-vllm, test-vllm and test-main-second
-beside test-main-first), so their sum is not the wall time: ``tests`` (.ci/suites) is the wall time of both lanes
-together, the budgeted figure, and ``ci`` (.ci/run) the whole run's. Logs without them (an older layout) fall
-back to the sums.
+Some phases overlap (apt beside install; install-vllm and test-vllm beside test-main, .ci/suites), so their sum is
+not the wall time: ``tests`` (.ci/suites) is the wall time of both suites together, the budgeted figure, and ``ci``
+(.ci/run) the whole run's. Logs without them (an older layout) fall back to the sums.
 
     python3 .ci/report.py [--dir logs/ci] [--budget-s 2700] [--top 15]
 """
@@ -23,7 +22,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-TEST_PHASES = ("test-main", "test-main-first", "test-main-second", "test-vllm")  # the suites' parts (Makefile)
+TEST_PHASES = ("test-main", "test-vllm")  # the suites (Makefile: test-main, test-vllm)
 WALL = ("tests", "ci")  # wall-time lines spanning other phases: both suites together, the whole CI run
 DEFAULT_BUDGET_S = 45 * 60  # half CI's 90-minute hard limit: machines differ 2-3x in speed
 
@@ -75,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = {name: sec for name, sec, _ in phases if name in WALL}
     if phases:
         if "tests" in wall:
-            print(f"| **both lanes, side by side** | {fmt(wall['tests'])} | |")
+            print(f"| **both suites, side by side** | {fmt(wall['tests'])} | |")
         total = wall.get("ci", sum(s for n, s, _ in phases if n not in ("test", *WALL)))
         print(f"| **all of CI ({'wall' if 'ci' in wall else 'sum of the phases'})** | {fmt(total)} | |")
 

@@ -72,66 +72,32 @@ def test_side_by_side_suites_are_budgeted_by_their_wall_time(tmp_path, report, c
     logs = _logs(tmp_path, phases + "tests\t1510\t0\ntest\t1520\t0\nci\t1630\t0\n")
     assert report.main(["--dir", str(logs), "--budget-s", "1600"]) == 0  # the sum (2200 s) would exceed it
     out = capsys.readouterr().out
-    assert "| **both lanes, side by side** | 25:10 | |" in out and "| **all of CI (wall)** | 27:10 | |" in out
+    assert "| **both suites, side by side** | 25:10 | |" in out and "| **all of CI (wall)** | 27:10 | |" in out
     assert "test time 25:10 of a 26:40 budget" in out and "| tests |" not in out and "| ci |" not in out
 
 
-@pytest.mark.parametrize(("vllm_rc", "second_rc"), [(0, 0), (3, 0), (0, 5)])
-def test_suites_run_in_two_lanes_and_fail_on_any_part(tmp_path, vllm_rc, second_rc):
-    """.ci/suites: lane two installs the vLLM environment, runs the vLLM suite beside lane one's main-suite part,
-    then the main suite's second part (even after the vLLM suite failed); every part is timed; lane two's log is
-    printed; a failure of any part fails the whole."""
+@pytest.mark.parametrize("vllm_rc", [0, 3])
+def test_suites_run_side_by_side_and_fail_on_either(tmp_path, vllm_rc):
+    """.ci/suites: the vLLM suite starts once its environment is installed, beside the main one; every part is
+    timed; the vLLM log is printed; a failure of either suite fails the whole."""
     fake = tmp_path / "make"
     fake.write_text(
         "#!/bin/sh\n"
         'target=$2\necho "$target start $(date +%s%N)" >> "$LOG"\n'
-        '[ "$target" = test-main-first ] && sleep 1\n'
+        '[ "$target" = test-main ] && sleep 1\n'
         '[ "$target" = test-vllm ] && echo "vllm suite output" && exit "$VLLM_RC"\n'
-        '[ "$target" = test-main-second ] && echo "second lane output" && exit "$SECOND_RC"\n'
         "exit 0\n"
     )
     fake.chmod(0o755)
     logs = tmp_path / "ci"
     logs.mkdir()
-    env = {
-        **__import__("os").environ,
-        "MAKE": str(fake),
-        "LOG": str(tmp_path / "calls"),
-        "VLLM_RC": str(vllm_rc),
-        "SECOND_RC": str(second_rc),
-    }
+    env = {**__import__("os").environ, "MAKE": str(fake), "LOG": str(tmp_path / "calls"), "VLLM_RC": str(vllm_rc)}
     res = subprocess.run([str(ROOT / ".ci/suites"), str(logs)], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert res.returncode == (vllm_rc or second_rc), res.stdout + res.stderr
-    assert "vllm suite output" in res.stdout and "second lane output" in res.stdout
-    calls = [line.split() for line in (tmp_path / "calls").read_text().splitlines()]
-    starts = {name: int(t) for name, _, t in calls}
-    assert set(starts) == {"test-main-first", "vllm-env", "test-vllm", "test-main-second"}
-    assert starts["test-vllm"] < starts["test-main-first"] + 1_000_000_000  # began while lane one was running
-    lane2 = [name for name, _, _ in calls if name != "test-main-first"]
-    assert lane2 == ["vllm-env", "test-vllm", "test-main-second"]
+    assert res.returncode == vllm_rc, res.stdout + res.stderr
+    assert "vllm suite output" in res.stdout
+    starts = {name: int(t) for line in (tmp_path / "calls").read_text().splitlines() for name, _, t in [line.split()]}
+    assert set(starts) == {"test-main", "vllm-env", "test-vllm"}
+    assert starts["test-vllm"] < starts["test-main"] + 1_000_000_000  # began while the main suite was running
     rows = [line.split("\t") for line in (logs / "phases.tsv").read_text().splitlines()]
-    assert {r[0] for r in rows} == {"install-vllm", "test-vllm", "test-main-first", "test-main-second", "tests"}
-    assert dict((r[0], r[2]) for r in rows)["tests"] == str(vllm_rc or second_rc)
-
-
-def test_main_suite_parts_are_the_whole_main_suite():
-    """`make test-main-first` ignores exactly the files `make test-main-second` runs, both with the main suite's
-    marker, so the two parts are the main suite (no test lost, none run twice); the named files exist (pytest would
-    otherwise only warn for an --ignore)."""
-    import shlex
-
-    def line(target: str) -> list[str]:
-        out = subprocess.run(["make", "-n", "--no-print-directory", target], cwd=ROOT, capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr
-        return next(shlex.split(x) for x in out.stdout.splitlines() if x.startswith("pytest"))
-
-    whole, first, second = line("test-main"), line("test-main-first"), line("test-main-second")
-    marker = whole[whole.index("-m") : whole.index("-m") + 2]
-    assert first[1:3] == second[1:3] == marker == ["-m", "not vllm"]
-    ignored = [a.removeprefix("--ignore=") for a in first if a.startswith("--ignore=")]
-    files = [a for a in second[3:] if not a.startswith("-")]
-    assert ignored == files and files, (ignored, files)
-    assert all((ROOT / f).is_file() and f.startswith("tests/test_") for f in files)
-    assert not [a for a in first[3:] if not a.startswith("-")]  # the first part collects everything else
-    reports = [next(a for a in part if a.startswith("--junitxml=")) for part in (first, second)]
-    assert len(set(reports)) == 2, reports  # each part keeps its own JUnit XML for the CI report
+    assert {r[0] for r in rows} == {"install-vllm", "test-vllm", "test-main", "tests"}
+    assert dict((r[0], r[2]) for r in rows)["tests"] == str(vllm_rc)
