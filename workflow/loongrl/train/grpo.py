@@ -632,7 +632,9 @@ def check_host_memory(model_path: Path, data_path: Path, train: dict[str, Any], 
     shape = ModelShape.from_config(json.loads((Path(model_path) / "config.json").read_text()))
     longest = int(mixture_stats(Path(data_path))["max_prompt_tokens"])
     host = host_memory_gib() / max(1, world_size)
-    est, problems = cpu_check(shape, train, prompt_tokens=longest, host_gib=host)
+    dtype = model_init_kwargs(train, gpu=False, deepspeed=world_size > 1)["dtype"]  # what the stage will load
+    dtype_bytes = {"float32": 4, "bfloat16": 2}[dtype]
+    est, problems = cpu_check(shape, train, prompt_tokens=longest, host_gib=host, dtype_bytes=dtype_bytes)
     if problems:
         raise RuntimeError(f"{data_path}: " + "; ".join(problems))
     log.info("host memory check: ~%.1f GiB of %.1f GiB a process at %d prompt tokens", est["total"], host, longest)

@@ -246,31 +246,63 @@ def check(
         "vllm_sleeps": bool(train.get("vllm_sleep_mode")),
     }
     est = estimate(shape, per_device_batch=train["per_device_batch"], gpu_gib=gpu_gib, **kwargs)
-    margin = train.get("memory_margin", MEMORY_MARGIN)
-    limit = margin * gpu_gib
     problems = []
     if kwargs["vllm_fraction"]:
         kv = vllm_kv_problem(
             shape, vllm_gib=est["vllm"], sequence_tokens=prompt_tokens + train["max_completion_length"]
         )
         problems += [kv] if kv else []
-    if est["total"] > limit:
-        per_rank = train["prompts_per_step"] * train["num_generations"] // max(1, kwargs["world_size"])
-        fits = largest_batch(shape, gpu_gib, divides=per_rank, limit_gib=limit, **kwargs)
-        parts = ", ".join(f"{k} {v:.1f}" for k, v in est.items() if k != "total")
-        hint = (
-            f"lower train.per_device_batch to {fits} (train.prompts_per_step is kept by gradient accumulation)"
-            if fits
-            else "not even one sequence fits: enable train.gradient_checkpointing, add GPUs (train.gpus/nodes), "
-            "lower train.vllm_gpu_memory_utilization or mixture.max_prompt_tokens"
-        )
-        problems.append(
-            f"config key 'train.per_device_batch': {train['per_device_batch']} sequences of "
-            f"{prompt_tokens} + {train['max_completion_length']} tokens need ~{est['total']:.1f} GiB per GPU "
-            f"({parts}), more than train.memory_margin x train.gpu_memory_gib = {margin} x {gpu_gib} = "
-            f"{limit:.1f} GiB; {hint}"
-        )
-    return est, problems
+    per_rank = train["prompts_per_step"] * train["num_generations"] // max(1, kwargs["world_size"])
+    too_big = fit_problem(
+        shape,
+        train,
+        est,
+        kwargs,
+        capacity_gib=gpu_gib,
+        divides=per_rank,
+        need="per GPU ",
+        capacity=("train.gpu_memory_gib", f"{gpu_gib}"),
+        last_resort="enable train.gradient_checkpointing, add GPUs (train.gpus/nodes), "
+        "lower train.vllm_gpu_memory_utilization or mixture.max_prompt_tokens",
+    )
+    return est, problems + ([too_big] if too_big else [])
+
+
+def fit_problem(
+    shape: ModelShape,
+    train: dict[str, Any],
+    est: dict[str, float],
+    kwargs: dict[str, Any],
+    *,
+    capacity_gib: float,
+    divides: int,
+    need: str,
+    capacity: tuple[str, str],
+    last_resort: str,
+    tokens_verb: str = "",
+) -> str | None:
+    """What to change when ``est`` passes ``train.memory_margin`` of a capacity (a GPU, or the host's RAM on the
+    CPU): the message names train.per_device_batch and the largest micro-batch that fits (one that ``divides`` the
+    completions each rank holds a step), or the ``last_resort`` settings when not even one sequence fits. One
+    reading for both checks, so their limits and hints cannot drift apart."""
+    margin = train.get("memory_margin", MEMORY_MARGIN)
+    limit = margin * capacity_gib
+    if est["total"] <= limit:
+        return None
+    fits = largest_batch(shape, capacity_gib, divides=divides, limit_gib=limit, **kwargs)
+    hint = (
+        f"lower train.per_device_batch to {fits} (train.prompts_per_step is kept by gradient accumulation)"
+        if fits
+        else f"not even one sequence fits: {last_resort}"
+    )
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in est.items() if k != "total")
+    name, shown = capacity
+    return (
+        f"config key 'train.per_device_batch': {train['per_device_batch']} sequences of "
+        f"{kwargs['prompt_tokens']} + {train['max_completion_length']} tokens {tokens_verb}need ~{est['total']:.1f} "
+        f"GiB {need}({parts}), more than train.memory_margin x {name} = {margin} x {shown} = {limit:.1f} GiB; "
+        f"{hint}"
+    )
 
 
 def host_memory_gib() -> float:
@@ -288,16 +320,17 @@ def host_memory_gib() -> float:
 
 
 def cpu_check(
-    shape: ModelShape, train: dict[str, Any], *, prompt_tokens: int, host_gib: float
+    shape: ModelShape, train: dict[str, Any], *, prompt_tokens: int, host_gib: float, dtype_bytes: int = 4
 ) -> tuple[dict[str, float], list[str]]:
     """The same estimate for a stage that trains on the CPU, against the host's RAM.
 
     The preflight rule checks ``train.gpu_memory_gib`` (the cluster's GPUs) before a job is queued; whether a stage
     lands on a GPU is known only inside the job, so a CPU stage checks itself at start-up, at the longest prompt
-    of its own data. It runs as one process in fp32 (``grpo.model_init_kwargs``), without ZeRO or vLLM, with
-    PyTorch's sdpa. Without this check a laptop stage whose group of 8 does not fit in RAM runs for minutes and is
-    ended by the kernel's OOM killer (measured: KeyChain-nano, 8 sequences of ~1,300 tokens, SmolLM2-135M: killed at
-    21.6 GB RSS on a 24 GB machine), with nothing in its log that names the setting to change.
+    of its own data. It runs as one process in the dtype the stage loads (``dtype_bytes``: fp32 on the CPU, as
+    ``grpo.model_init_kwargs`` decides), without ZeRO or vLLM, with PyTorch's sdpa. Without this check a laptop
+    stage whose group of 8 does not fit in RAM runs for minutes and is ended by the kernel's OOM killer (measured:
+    KeyChain-nano, 8 sequences of ~1,300 tokens, SmolLM2-135M: killed at 21.6 GB RSS on a 24 GB machine), with
+    nothing in its log that names the setting to change.
     """
     kwargs = {
         "prompt_tokens": prompt_tokens,
@@ -308,26 +341,22 @@ def cpu_check(
         "reference_model": train["beta"] > 0,
         "attention": "sdpa",
         "grad_bytes": 4,
-        "dtype_bytes": 4,
+        "dtype_bytes": dtype_bytes,
     }
     est = estimate(shape, per_device_batch=train["per_device_batch"], gpu_gib=host_gib, **kwargs)
-    margin = train.get("memory_margin", MEMORY_MARGIN)
-    limit = margin * host_gib
-    if est["total"] <= limit:
-        return est, []
-    per_step = train["prompts_per_step"] * train["num_generations"]
-    fits = largest_batch(shape, host_gib, divides=per_step, limit_gib=limit, **kwargs)
-    hint = (
-        f"lower train.per_device_batch to {fits} (train.prompts_per_step is kept by gradient accumulation)"
-        if fits
-        else "not even one sequence fits: enable train.gradient_checkpointing or lower mixture.max_prompt_tokens"
+    too_big = fit_problem(
+        shape,
+        train,
+        est,
+        kwargs,
+        capacity_gib=host_gib,
+        divides=train["prompts_per_step"] * train["num_generations"],
+        need="",
+        capacity=("this host's RAM", f"{host_gib:.1f}"),
+        last_resort="enable train.gradient_checkpointing or lower mixture.max_prompt_tokens",
+        tokens_verb=f"trained on the CPU ({'fp32' if dtype_bytes == 4 else f'{dtype_bytes}-byte'}) ",
     )
-    parts = ", ".join(f"{k} {v:.1f}" for k, v in est.items() if k != "total" and v)
-    return est, [
-        f"config key 'train.per_device_batch': {train['per_device_batch']} sequences of {prompt_tokens} + "
-        f"{train['max_completion_length']} tokens trained on the CPU (fp32) need ~{est['total']:.1f} GiB ({parts}), "
-        f"more than train.memory_margin x this host's RAM = {margin} x {host_gib:.1f} = {limit:.1f} GiB; {hint}"
-    ]
+    return est, [too_big] if too_big else []
 
 
 RUNTIME_UNITS_H = {"s": 1 / 3600, "m": 1 / 60, "h": 1.0, "d": 24.0}
