@@ -76,6 +76,22 @@ def test_transformers_backend_samples_n_per_prompt(tiny_model_dir, raw_rows):
     assert len(set(a[0])) > 1, "sampling gives different completions within a group"
 
 
+def test_transformers_backend_prefills_a_prompt_once_for_its_samples(tiny_model_dir, raw_rows, monkeypatch):
+    """n samples of a prompt share one prefill (the last chunk takes the cache, earlier ones a copy), and draw the
+    samples the unshared path draws: the same seeded (k, vocab) distributions in the same order."""
+    backend = make_backend("transformers", tiny_model_dir, device="cpu", batch_size=2)
+    prompts = [filter_prompt(r) for r in raw_rows["hotpotqa"][:2]]
+    params = SamplingParams(n=3, temperature=1.0, top_p=0.95, max_new_tokens=6, seed=3)
+    calls = []
+    prefill = backend._prefill
+    monkeypatch.setattr(backend, "_prefill", lambda ids: calls.append(ids.shape) or prefill(ids))
+    shared = backend.generate_detailed(prompts, params)
+    assert len(calls) == 2 and all(shape[1] > 100 for shape in calls), "one prefill a prompt, not one a sample"
+    monkeypatch.setattr(backend, "_prefill", lambda ids: None)
+    assert backend.generate_detailed(prompts, params) == shared
+    assert backend.generate(prompts, SamplingParams(n=1, max_new_tokens=4, temperature=0))[0][0]
+
+
 def test_keep_band_and_fallback():
     passes = {q: {"correct": c, "n": 8} for q, c in {"a": 0, "b": 1, "c": 7, "d": 8, "e": 0}.items()}
     assert keep_mask(passes, 1, 7) == {"a": False, "b": True, "c": True, "d": False, "e": False}
