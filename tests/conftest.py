@@ -138,7 +138,8 @@ def tiny_dag(tmp_path_factory) -> Path:
 # (fill.build all) for one QA dataset, so SmolLM2 runs the filter and its token budgets are checked on KeyChain rows
 # (the tiny DAG runs all three datasets through every stage). Both Table 4 (nano) arms' rows go into the one mixture
 # (KeyChain over Book-RULER questions, prefilled, so GRPO trains from text prompts) and their held-out cell is
-# evaluated: make table4-nano's path, in the same DAG run.
+# evaluated: make table4-nano's path, in the same DAG run. Stage II keeps the unmastered rows: at 2 rollouts on 8
+# rows, profiles/nano's `partial` (solved 1 of 2) may keep none, and the selection then stops by design.
 NANO_SMALL = (
     "raw_qa: {max_questions: 6, datasets: [hotpotqa]}\n"
     "fill: {build: all}\n"
@@ -148,7 +149,7 @@ NANO_SMALL = (
     "keychain: {books: {examples: 2}}\n"
     "train: {max_completion_length: 12, num_generations: 4, per_device_batch: 4, save_steps: 1,"
     " stages: {stage1: {steps: 1, data: stage1, init: base}, stage2: {steps: 1, data: stage2, init: stage1}},"
-    " stage2_rollouts: 2}\n"
+    " stage2_rollouts: 2, stage2_keep: unmastered}\n"
     "eval: {decoding: {n: 1, temperature: 0.6, top_p: 0.95, max_new_tokens: 8},"
     " heldout: {lengths: [384], examples: 4, max_new_tokens: 12}, heldout_keychain: {lengths: [384]},"
     " longbench: {tasks: [2wikimqa], max_rows: 1},"
