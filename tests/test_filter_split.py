@@ -82,11 +82,15 @@ def test_transformers_backend_prefills_a_prompt_once_for_its_samples(tiny_model_
     backend = make_backend("transformers", tiny_model_dir, device="cpu", batch_size=2)
     prompts = [filter_prompt(r) for r in raw_rows["hotpotqa"][:2]]
     params = SamplingParams(n=3, temperature=1.0, top_p=0.95, max_new_tokens=6, seed=3)
-    calls = []
+    calls, head_positions = [], []
     prefill = backend._prefill
     monkeypatch.setattr(backend, "_prefill", lambda ids: calls.append(ids.shape) or prefill(ids))
+    head = backend.model.get_output_embeddings()
+    hook = head.register_forward_hook(lambda _m, _i, out: head_positions.append(out.shape[1]))
     shared = backend.generate_detailed(prompts, params)
+    hook.remove()
     assert len(calls) == 2 and all(shape[1] > 100 for shape in calls), "one prefill a prompt, not one a sample"
+    assert max(head_positions) == 1, "the prefill computes the LM head at one position, not at every prompt token"
     monkeypatch.setattr(backend, "_prefill", lambda ids: None)
     assert backend.generate_detailed(prompts, params) == shared
     assert backend.generate(prompts, SamplingParams(n=1, max_new_tokens=4, temperature=0))[0][0]

@@ -232,8 +232,9 @@ class TransformersBackend(_TextsMixin):
         repeated, a cache is passed through), so a prompt's prefill ran k times. Given a cache already repeated to
         k rows, ``generate`` feeds only the uncached last token, and draws from the same (k, vocab) distributions
         in the same order, so a seeded prompt's samples are the ones it drew before (checked in
-        tests/test_filter_split.py against the unshared path). On CPU, where prefill dominates a long prompt, n = 4
-        is ~3.5x faster (SmolLM2-135M, 1.3K-1.7K-token filter prompts, one thread: 30.7 -> 8.5 s a prompt).
+        tests/test_filter_split.py against the unshared path). On one CPU thread (benchmark in the commit that
+        added the logits cut): SmolLM2-135M, 2 filter prompts of 1.3K-2.1K tokens, n = 4: 52.1 -> 15.7 s; the tiny
+        random Qwen2 of the tests, 8 prompts, n = 8: 6.9 -> 4.7 s; same samples in both.
         Returns None for a one-token prompt (nothing to share).
         """
         if input_ids.shape[1] < 2:
@@ -241,17 +242,25 @@ class TransformersBackend(_TextsMixin):
         from transformers import DynamicCache
 
         cache = DynamicCache(config=self.model.config)
+        # only the cache is wanted: the logits of one position, not of every prompt position (for a 152K
+        # vocabulary and a 2K prompt that is a 1.2 GB tensor, and on a small model most of the prefill's time);
+        # generate() does the same for its own prefill (generation/utils.py:2955-2959)
+        keep = {"logits_to_keep": 1} if "logits_to_keep" in self._forward_params else {}
         with self.torch.inference_mode():
-            self.model(input_ids=input_ids[:, :-1], use_cache=True, **{self._cache_kwarg: cache})
+            self.model(input_ids=input_ids[:, :-1], use_cache=True, **keep, **{self._cache_kwarg: cache})
         return cache
+
+    @property
+    def _forward_params(self) -> set[str]:
+        import inspect
+
+        return set(inspect.signature(self.model.forward).parameters)
 
     @property
     def _cache_kwarg(self) -> str:
         """transformers renamed ``past_key_values`` to ``cache`` (5.2x; the old name warns, then goes at 5.40):
         the name this installed version's forward takes (the vLLM environment pins transformers < 5.20)."""
-        import inspect
-
-        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        return "cache" if "cache" in self._forward_params else "past_key_values"
 
     def _eos_ids(self) -> list[int]:
         ids = self.model.generation_config.eos_token_id
