@@ -8,6 +8,7 @@ One interface, two engines: ``transformers`` (CPU or GPU; what the laptop profil
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import logging
 from collections.abc import Sequence
@@ -183,6 +184,10 @@ class TransformersBackend(_TextsMixin):
             check_rope(self.model.config.rope_parameters, rope_parameters, "transformers") if rope_parameters else None
         )
         self.batch_size = batch_size
+        # transformers renamed ``past_key_values`` to ``cache`` (5.2x; the old name warns, then goes at 5.40): the
+        # name this installed version's forward takes (the vLLM environment pins transformers < 5.20); read once
+        forward = inspect.signature(self.model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
 
     def generate_detailed(
         self, prompts: Sequence[Messages], params: SamplingParams, seeds: Seeds = None
@@ -245,22 +250,10 @@ class TransformersBackend(_TextsMixin):
         # only the cache is wanted: the logits of one position, not of every prompt position (for a 152K
         # vocabulary and a 2K prompt that is a 1.2 GB tensor, and on a small model most of the prefill's time);
         # generate() does the same for its own prefill (generation/utils.py:2955-2959)
-        keep = {"logits_to_keep": 1} if "logits_to_keep" in self._forward_params else {}
+        keep = {"logits_to_keep": 1} if self.model._supports_logits_to_keep() else {}
         with self.torch.inference_mode():
             self.model(input_ids=input_ids[:, :-1], use_cache=True, **keep, **{self._cache_kwarg: cache})
         return cache
-
-    @property
-    def _forward_params(self) -> set[str]:
-        import inspect
-
-        return set(inspect.signature(self.model.forward).parameters)
-
-    @property
-    def _cache_kwarg(self) -> str:
-        """transformers renamed ``past_key_values`` to ``cache`` (5.2x; the old name warns, then goes at 5.40):
-        the name this installed version's forward takes (the vLLM environment pins transformers < 5.20)."""
-        return "cache" if "cache" in self._forward_params else "past_key_values"
 
     def _eos_ids(self) -> list[int]:
         ids = self.model.generation_config.eos_token_id
